@@ -1,0 +1,205 @@
+"""Baseline files: load, validate and evaluate.
+
+A baseline is a TOML file per (model, hardware). `[checks]` are gates, `[reference]` documented
+figures shown beside the measured ones, `[thresholds]` per-metric comparison thresholds. A check
+entry is an inline table or an array of them:
+
+    load_s = { max = 5.0 }
+    decode_tok_s = [ { min = 2.0, where = { batch_size = 1 } }, { min = 4.0, where = { batch_size = 2 } } ]
+
+Everything is checked when the file is read; a check whose `where` can match nothing in the run's
+parameter grid is refused before any case runs (see `unmatched_checks`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.metrics import METRICS, PARAM_KEYS
+
+BASELINE_DIR = Path(__file__).resolve().parent.parent / "baselines"
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    where: dict = field(default_factory=dict)
+    source: str = ""
+
+    def describe(self) -> str:
+        bound = " and ".join(b for b in (f">= {self.min:g}" if self.min is not None else "",
+                                         f"<= {self.max:g}" if self.max is not None else "") if b)
+        scope = ", ".join(f"{k}={v}" for k, v in self.where.items())
+        return f"{self.metric} {bound}" + (f" where {scope}" if scope else "")
+
+    def passes(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def failure_message(self, value: float, unit: str) -> str:
+        limit = f"min {self.min:g}" if self.min is not None and value < self.min else f"max {self.max:g}"
+        return (f"{self.metric} = {value:.4g} {unit} misses {limit} {unit} "
+                f"(baseline '{self.source}')").replace("  ", " ")
+
+
+@dataclass(frozen=True)
+class Reference:
+    metric: str
+    value: float
+    where: dict = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    models: tuple[str, ...]
+    gpu: str
+    path: Path
+    checks: tuple[Check, ...] = ()
+    references: tuple[Reference, ...] = ()
+    thresholds: dict = field(default_factory=dict)
+
+    def checks_for(self, record_fields: dict) -> list[Check]:
+        return [c for c in self.checks if c.metric == record_fields["metric"] and matches(c.where, record_fields)]
+
+    def references_for(self, record_fields: dict) -> list[Reference]:
+        return [r for r in self.references
+                if r.metric == record_fields["metric"] and matches(r.where, record_fields)]
+
+
+def matches(where: dict, fields_: dict) -> bool:
+    """True when every key of `where` equals the record's parameter (or suite/model/backend).
+
+    A list value means any of its items; numbers compare as numbers, the rest as strings.
+    """
+    params = {**fields_.get("params", {}), **{k: fields_.get(k) for k in ("suite", "model", "backend")}}
+    for key, want in where.items():
+        have = params.get(key)
+        options = want if isinstance(want, list) else [want]
+        if not any(_same(have, w) for w in options):
+            return False
+    return True
+
+
+def _same(have, want) -> bool:
+    if have is None:
+        return False
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        try:
+            return float(have) == float(want)
+        except (TypeError, ValueError):
+            return False
+    return str(have) == str(want)
+
+
+def load_baseline(spec: str | Path, search_dir: Path = BASELINE_DIR) -> Baseline:
+    """A baseline by file path or by name (file stem or meta.name) in `search_dir`."""
+    path = Path(spec)
+    if not path.is_file():
+        candidates = [p for p in sorted(search_dir.glob("*.toml")) if p.stem == str(spec)]
+        if not candidates:
+            names = ", ".join(p.stem for p in sorted(search_dir.glob("*.toml"))) or "none"
+            raise BenchError(f"--baseline {spec}: no such file or baseline name (available: {names})")
+        path = candidates[0]
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"baseline {path}: not valid TOML ({exc}); fix the file or pass another --baseline") from exc
+    return parse_baseline(data, path)
+
+
+def parse_baseline(data: dict, path: Path) -> Baseline:
+    def fail(msg: str) -> BenchError:
+        return BenchError(f"baseline {path}: {msg}")
+
+    meta = data.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        raise fail("needs a [meta] table with a name")
+    models = meta.get("model", [])
+    models = (models,) if isinstance(models, str) else tuple(models)
+    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds"}
+    if unknown_tables:
+        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds")
+    checks = []
+    for metric_name, entries in data.get("checks", {}).items():
+        _known_metric(metric_name, fail)
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, dict) or not ({"min", "max"} & set(entry)):
+                raise fail(f"check {metric_name} needs min and/or max, e.g. {metric_name} = {{ max = 5.0 }}")
+            if set(entry) - {"min", "max", "where"}:
+                raise fail(f"check {metric_name}: unknown key(s) {sorted(set(entry) - {'min', 'max', 'where'})}")
+            bounds = {k: _number(entry[k], f"check {metric_name}.{k}", fail) for k in ("min", "max") if k in entry}
+            checks.append(Check(metric_name, bounds.get("min"), bounds.get("max"),
+                                _where(entry.get("where", {}), metric_name, fail), meta["name"]))
+    references = []
+    for metric_name, entries in data.get("reference", {}).items():
+        _known_metric(metric_name, fail)
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, dict) or "value" not in entry:
+                raise fail(f"reference {metric_name} needs a value, e.g. {metric_name} = {{ value = 16.3 }}")
+            references.append(Reference(metric_name, _number(entry["value"], f"reference {metric_name}", fail),
+                                        _where(entry.get("where", {}), metric_name, fail), str(entry.get("note", ""))))
+    thresholds = {}
+    for metric_name, value in data.get("thresholds", {}).items():
+        _known_metric(metric_name, fail)
+        thresholds[metric_name] = _number(value, f"threshold {metric_name}", fail)
+    return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds)
+
+
+def _known_metric(name: str, fail) -> None:
+    if name not in METRICS:
+        raise fail(f"unknown metric '{name}' (known: {', '.join(sorted(METRICS))})")
+
+
+def _number(value, what: str, fail) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(f"{what} must be a number, not {value!r}")
+    return float(value)
+
+
+def _where(where, metric_name: str, fail) -> dict:
+    if not isinstance(where, dict):
+        raise fail(f"{metric_name}.where must be a table, e.g. where = {{ batch_size = 1 }}")
+    unknown = set(where) - set(PARAM_KEYS)
+    if unknown:
+        raise fail(f"{metric_name}.where: unknown parameter(s) {sorted(unknown)} (known: {', '.join(PARAM_KEYS)})")
+    return dict(where)
+
+
+def find_default(model: str, hardware: str, search_dir: Path = BASELINE_DIR) -> tuple[Baseline | None, bool]:
+    """The baseline for this model on this hardware; else one for the model on other hardware.
+
+    Returns (baseline, hardware_matches). A file that does not parse here is skipped silently only
+    when it is not a candidate; a candidate that is malformed is an error.
+    """
+    model_only = None
+    for path in sorted(search_dir.glob("*.toml")):
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError:
+            raw = {}
+        meta = raw.get("meta", {})
+        models = meta.get("model", [])
+        models = [models] if isinstance(models, str) else list(models)
+        if model not in models:
+            continue
+        baseline = load_baseline(path, search_dir)
+        if baseline.gpu.lower() == hardware.lower():
+            return baseline, True
+        model_only = model_only or baseline
+    return model_only, False
+
+
+def unmatched_checks(baseline: Baseline, grid: list[dict]) -> list[Check]:
+    """Checks whose metric and `where` match no case the run could produce."""
+    out = []
+    for check in baseline.checks:
+        suites = METRICS[check.metric].suites
+        if not any(case["suite"] in suites and matches(check.where, case) for case in grid):
+            out.append(check)
+    return out

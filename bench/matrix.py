@@ -1,0 +1,67 @@
+"""Profiles (quick, standard, full) and the parameter grid each gives every suite.
+
+A suite's test function names the parameters it takes (lora_r, train_batch, batch_size, effort);
+the plugin parametrizes it from the active profile, so adding a rank or a batch size is a change
+here, not in the suites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.errors import BenchError
+
+EFFORTS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    lora_ranks: tuple[int, ...]
+    train_batches: tuple[tuple[int, int], ...]  # (per-device batch, gradient accumulation)
+    infer_batches: tuple[int, ...]
+    efforts: tuple[str, ...]
+    train_steps: int  # steps for models whose loss means something
+    timing_steps: int  # steps for random-weight replicas, where only speed and memory count
+    load_rounds: int
+    infer_rounds: int
+    # New tokens per reasoning effort: higher effort reasons longer, as gpt-oss does.
+    effort_tokens: dict[str, int] = field(default_factory=dict)
+    max_seq_length: int = 512
+    learning_rate: float = 2e-4
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", lora_ranks=(8,), train_batches=((2, 2),), infer_batches=(1, 2, 3),
+                     efforts=EFFORTS, train_steps=40, timing_steps=4, load_rounds=3, infer_rounds=3,
+                     effort_tokens={"low": 16, "medium": 32, "high": 64}),
+    "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
+                        infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=4,
+                        load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64}),
+    "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
+                    infer_batches=(1, 2, 3, 4, 8, 16), efforts=EFFORTS, train_steps=200, timing_steps=8,
+                    load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}),
+}
+
+# Learning rate of the LoRA runs, by model kind: the tiny model is small enough to need a larger
+# step than the seed's 2e-4 to move within a CPU-sized number of steps.
+TINY_LEARNING_RATE = 2e-3
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise BenchError(f"--profile {name}: unknown profile; choose one of {', '.join(PROFILES)}") from None
+
+
+def grid(profile: Profile, model: str, backend: str) -> list[dict]:
+    """Every case the suites would run under this profile, as record-like dicts (for validation)."""
+    base = {"model": model, "backend": backend}
+    cases = [{**base, "suite": "load", "params": {"cache": c}} for c in ("cold", "warm")]
+    cases += [{**base, "suite": "train", "params": {"lora_r": r, "batch_size": b, "grad_accum": a}}
+              for r in profile.lora_ranks for b, a in profile.train_batches]
+    cases += [{**base, "suite": "infer", "params": {"batch_size": b, "effort": e}}
+              for b in profile.infer_batches for e in profile.efforts]
+    cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.lora_ranks[0]}}]
+    return cases

@@ -1,0 +1,163 @@
+"""`tiny-gpt-oss`: a few-million-parameter GptOssForCausalLM built offline and cached.
+
+It has the 20B model's architecture (mixture of experts with top-k routing, alternating sliding and
+full attention, attention sinks, harmony chat template) at a size a 2-core CPU trains in seconds.
+The base is pre-trained on the bundled corpus written as plain prose, never in the chat format, so
+LoRA fine-tuning on the chat-formatted set starts from a real loss above the documented 1.5 and has
+to learn its way under it, as the seed's run did (2.04 -> 1.43).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.data.synthetic import make_rows, pretraining_text
+
+log = logging.getLogger(__name__)
+
+NAME = "tiny-gpt-oss"
+# Bump when anything that changes the built weights changes: the cache is keyed by it.
+BUILD_VERSION = 1
+SEED = 1234
+VOCAB_SIZE = 2048
+PRETRAIN_ROWS = 6000
+PRETRAIN_STEPS = 260
+PRETRAIN_BATCH = 16
+BLOCK = 128
+SPECIAL_TOKENS = ["<|endoftext|>", "<|startoftext|>", "<|start|>", "<|end|>", "<|message|>",
+                  "<|channel|>", "<|return|>", "<|constrain|>", "<|call|>"]
+TEMPLATE = Path(__file__).with_name("chat_template.jinja")
+
+
+def cache_root() -> Path:
+    """Where built models live: $BENCH_CACHE_DIR, else the user's cache directory."""
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return Path(os.environ["BENCH_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gpt-oss-bench"))
+
+
+def model_config(vocab_size: int = VOCAB_SIZE, pad_id: int = 0, eos_id: int = 6, bos_id: int = 1):
+    from transformers import GptOssConfig
+
+    return GptOssConfig(
+        num_hidden_layers=4, num_local_experts=8, num_experts_per_tok=2, vocab_size=vocab_size,
+        hidden_size=128, intermediate_size=128, head_dim=32, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=64, max_position_embeddings=2048,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=bos_id, tie_word_embeddings=False,
+    )
+
+
+def ensure_built(root: Path | None = None) -> Path:
+    """Return the cached model directory, building it first if it is missing or unreadable."""
+    from filelock import FileLock
+
+    root = root or cache_root()
+    target = root / f"{NAME}-v{BUILD_VERSION}"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{NAME}.lock")):
+        if _is_complete(target):
+            return target
+        if target.exists():
+            log.warning("tiny model cache at %s is incomplete or corrupt: rebuilding", target)
+            shutil.rmtree(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=root))
+        try:
+            build(tmp)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _is_complete(path: Path) -> bool:
+    """A build is usable when its marker, config, weights and tokenizer all parse."""
+    try:
+        meta = json.loads((path / "build.json").read_text())
+        json.loads((path / "config.json").read_text())
+        json.loads((path / "tokenizer.json").read_text())
+        weights = path / "model.safetensors"
+        if meta.get("version") != BUILD_VERSION or not weights.is_file():
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            return len(list(f.keys())) > 0
+    except (OSError, ValueError, KeyError):
+        return False
+    except Exception:  # safetensors raises its own error type for a truncated file
+        return False
+
+
+def train_tokenizer(texts: list[str]):
+    """A byte-level BPE tokenizer trained on the bundled corpus, wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|return|>",
+        pad_token="<|endoftext|>", padding_side="left", model_max_length=2048,
+    )
+    fast.chat_template = TEMPLATE.read_text()
+    return fast
+
+
+def build(out: Path) -> dict:
+    """Train the tokenizer, pre-train the base on plain prose, save both: about a minute on 2 cores."""
+    import torch
+    from transformers import GenerationConfig, GptOssForCausalLM
+
+    started = time.perf_counter()
+    rows = make_rows(PRETRAIN_ROWS, seed=SEED)
+    prose = [pretraining_text(r) for r in rows]
+    chat = [r["analysis"] + " " + r["final"] for r in rows]
+    tokenizer = train_tokenizer(prose + chat)
+    ids = tokenizer.convert_tokens_to_ids
+    config = model_config(len(tokenizer), ids("<|endoftext|>"), ids("<|return|>"), ids("<|startoftext|>"))
+
+    torch.manual_seed(SEED)
+    model = GptOssForCausalLM(config)
+    stream: list[int] = []
+    for text in prose:
+        stream += tokenizer(text)["input_ids"] + [config.eos_token_id]
+    blocks = torch.tensor(stream[: len(stream) // BLOCK * BLOCK]).view(-1, BLOCK)
+    gen = torch.Generator().manual_seed(SEED)
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=3e-3, total_steps=PRETRAIN_STEPS, pct_start=0.1)
+    model.train()
+    losses = []
+    for _ in range(PRETRAIN_STEPS):
+        batch = blocks[torch.randint(len(blocks), (PRETRAIN_BATCH,), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        optim.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids("<|return|>"), ids("<|call|>")], pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id, do_sample=False)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    meta = {"version": BUILD_VERSION, "name": NAME, "seed": SEED, "pretrain_steps": PRETRAIN_STEPS,
+            "pretrain_loss_first": losses[0], "pretrain_loss_last": sum(losses[-10:]) / 10,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "build_s": time.perf_counter() - started}
+    (out / "build.json").write_text(json.dumps(meta, indent=2))
+    return meta

@@ -1,0 +1,152 @@
+"""The record schema, the append-only JSONL writer and the run manifest.
+
+Every measurement is one line of `results.jsonl`, written and flushed (and fsync'd) the moment it
+exists, so a run that dies keeps all it finished. A reader accepts a torn last line (the process
+died mid-write) and says so; a corrupt line in the middle is an error, since that is not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from bench.errors import BenchError
+
+SCHEMA = 1
+RESULTS_FILE = "results.jsonl"
+MANIFEST_FILE = "manifest.json"
+STATUSES = ("ok", "failed", "skipped", "oom", "timeout")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    run_id: str
+    test_id: str
+    suite: str
+    metric: str
+    value: float | None
+    unit: str
+    better: str  # "lower" | "higher"
+    samples: list[float] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    model: str = ""
+    backend: str = ""
+    gpu_index: int | None = None
+    status: str = "ok"
+    error: str | None = None
+    time: float = field(default_factory=time.time)
+    extra: dict = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=_jsonable, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Measurement":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def case_key(self) -> tuple:
+        """What identifies the same measurement in another run: suite, metric and parameters."""
+        return (self.suite, self.metric, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+
+
+def _jsonable(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+class ResultsWriter:
+    """Appends records to a run's results.jsonl; one write, flush and fsync per record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        _truncate_torn_tail(path)
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def write(self, m: Measurement) -> None:
+        self._fh.write(m.to_json() + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    """Cut a partial last line left by a killed writer, so appending keeps the file valid JSONL."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    with open(path, "r+b") as fh:
+        fh.truncate(data.rfind(b"\n") + 1)
+
+
+def read_results(path: Path) -> list[Measurement]:
+    """All complete records of a results file or run directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise BenchError(f"{path}: no results file; give a run directory (reports/<run-id>) or a results.jsonl")
+    records = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(Measurement.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            if i == len(lines):  # a torn final line: the writer died mid-record
+                break
+            raise BenchError(f"{path}:{i}: corrupt record ({exc}); the file was edited or damaged") from exc
+    return records
+
+
+@dataclass
+class RunManifest:
+    run_id: str
+    started: float
+    command: list[str]
+    profile: str
+    model: str
+    backend: str
+    device: str
+    status: str = "incomplete"  # becomes "complete" when the session ends normally
+    finished: float | None = None
+    git_commit: str | None = None
+    hostname_sha256: str | None = None
+    gpus: list[dict] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    baseline: str | None = None
+    timings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    schema: int = SCHEMA
+
+    def write(self, run_dir: Path) -> None:
+        tmp = run_dir / (MANIFEST_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=_jsonable))
+        tmp.replace(run_dir / MANIFEST_FILE)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "RunManifest":
+        path = Path(run_dir) / MANIFEST_FILE
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise BenchError(f"{run_dir}: no {MANIFEST_FILE}; is this a run directory (reports/<run-id>)?") from None
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{path}: corrupt manifest ({exc})") from exc
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
