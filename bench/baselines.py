@@ -203,3 +203,28 @@ def unmatched_checks(baseline: Baseline, grid: list[dict]) -> list[Check]:
         if not any(case["suite"] in suites and matches(check.where, case) for case in grid):
             out.append(check)
     return out
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check applied to one measurement."""
+
+    check: Check
+    test_id: str
+    params: dict
+    value: float
+    unit: str
+    passed: bool
+
+    @property
+    def message(self) -> str:
+        return "" if self.passed else self.check.failure_message(self.value, self.unit)
+
+
+def evaluate(baseline: Baseline | None, record: dict) -> list[CheckOutcome]:
+    """Every check of `baseline` that applies to `record` (a Measurement as a dict)."""
+    if baseline is None or record.get("status", "ok") != "ok" or record.get("value") is None:
+        return []
+    return [CheckOutcome(c, record["test_id"], record.get("params", {}), float(record["value"]),
+                         record.get("unit", ""), c.passes(float(record["value"])))
+            for c in baseline.checks_for(record)]

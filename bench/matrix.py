@@ -65,3 +65,14 @@ def grid(profile: Profile, model: str, backend: str) -> list[dict]:
               for b in profile.infer_batches for e in profile.efforts]
     cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.lora_ranks[0]}}]
     return cases
+
+
+def axes(profile: Profile) -> dict[str, tuple[list, list[str]]]:
+    """Suite test arguments the plugin parametrizes, with readable ids: name -> (values, ids)."""
+    return {
+        "cache": (["cold", "warm"], ["cold", "warm"]),
+        "lora_r": (list(profile.lora_ranks), [f"r{r}" for r in profile.lora_ranks]),
+        "train_batch": (list(profile.train_batches), [f"b{b}x{a}" for b, a in profile.train_batches]),
+        "batch_size": (list(profile.infer_batches), [f"bs{b}" for b in profile.infer_batches]),
+        "effort": (list(profile.efforts), list(profile.efforts)),
+    }

@@ -27,7 +27,7 @@ METRICS: dict[str, Metric] = {
     "s_per_step": Metric("s", "lower", ("train",), "optimizer step time, warm-up step excluded"),
     "train_tokens_per_s": Metric("tok/s", "higher", ("train",), "non-padding tokens trained per second"),
     "initial_loss": Metric("", "lower", ("train",), "training loss at the first logged step"),
-    "final_loss": Metric("", "lower", ("train",), "training loss at the last step (mean of the last 3 logged)"),
+    "final_loss": Metric("", "lower", ("train",), "training loss at the end: mean of the last 5 logged steps"),
     "steps_to_target_loss": Metric("steps", "lower", ("train",), "first step whose loss is under the target (1.5)"),
     "adapter_mb": Metric("MB", "lower", ("train",), "LoRA adapter size on disk"),
     "trainable_params_m": Metric("M", "lower", ("train",), "trainable LoRA parameters, millions"),
@@ -43,10 +43,17 @@ METRICS: dict[str, Metric] = {
     "mbu": Metric("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
     "mfu": Metric("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),
     "adapter_roundtrip_equal": Metric("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs"),
+    "adapter_changes_output": Metric("", "higher", ("adapter",), "1 when the adapter's outputs differ from the base model's"),
+    "new_tokens": Metric("tok", "higher", ("infer",), "new tokens generated per sequence (the effort's budget)"),
+    "case": Metric("", "higher", ("load", "train", "infer", "adapter"),
+                   "one record per case that failed, was skipped, ran out of memory or timed out"),
 }
 
 PARAM_KEYS = ("suite", "model", "backend", "lora_r", "batch_size", "grad_accum", "effort", "cache",
               "dtype", "gpu_index")
+
+
+SUITES = ("load", "train", "infer", "adapter")
 
 
 def metric(name: str) -> Metric:

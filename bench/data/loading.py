@@ -44,12 +44,47 @@ def load_training_dataset(spec: str = BUILTIN, rows: int | None = None) -> "data
     return ds
 
 
-def format_conversations(ds: "datasets.Dataset", tokenizer) -> "datasets.Dataset":
-    """Add a 'text' column rendered with the tokenizer's chat template (the row's effort if it has one)."""
+def _effort(row: dict) -> str:
+    return row.get("reasoning_effort") or "medium"
 
-    def render(row: dict) -> dict:
-        effort = row.get("reasoning_effort") or "medium"
-        text = tokenizer.apply_chat_template(row["messages"], tokenize=False, reasoning_effort=effort)
-        return {"text": text}
 
-    return ds.map(render, desc="chat template")
+def to_prompt_completion(ds: "datasets.Dataset", tokenizer) -> "datasets.Dataset":
+    """Split each conversation into the prompt (everything before the last assistant turn, with
+    the generation prompt) and the completion (that turn: analysis and final channels).
+
+    trl then trains on the completion only, as a chat fine-tune should: the loss is the model's
+    answer, not the system boilerplate it is given.
+    """
+
+    def split(row: dict) -> dict:
+        prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True,
+                                               reasoning_effort=_effort(row))
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False, reasoning_effort=_effort(row))
+        if not full.startswith(prompt):
+            raise BenchError("the tokenizer's chat template renders a prompt that is not a prefix of the "
+                             "whole conversation; prompt/completion training needs one that is")
+        return {"prompt": prompt, "completion": full[len(prompt):]}
+
+    return ds.map(split, remove_columns=ds.column_names, desc="prompt/completion")
+
+
+def inference_prompts(ds: "datasets.Dataset", tokenizer, n: int, effort: str) -> list[str]:
+    """`n` different user turns rendered up to the assistant's turn, at the given reasoning effort."""
+    rows = [ds[i % len(ds)] for i in range(n)]
+    return [tokenizer.apply_chat_template(
+        [m for m in row["messages"] if m["role"] != "assistant"], tokenize=False, add_generation_prompt=True,
+        reasoning_effort=effort) for row in rows]
+
+
+class TrainingData:
+    """The run's rows, and their prompt/completion form per chat template (made once each)."""
+
+    def __init__(self, rows: "datasets.Dataset") -> None:
+        self.rows = rows
+        self._by_template: dict[str, "datasets.Dataset"] = {}
+
+    def __call__(self, tokenizer) -> "datasets.Dataset":
+        key = tokenizer.chat_template or ""
+        if key not in self._by_template:
+            self._by_template[key] = to_prompt_completion(self.rows, tokenizer)
+        return self._by_template[key]

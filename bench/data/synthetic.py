@@ -84,8 +84,14 @@ def _analysis(language: str, user: str, steps: list[str], answer: str, effort: s
     return " ".join(lines)
 
 
-def make_rows(n: int, seed: int = 0) -> list[dict]:
-    """Rows in the Multilingual-Thinking layout, plus the reasoning_effort each was written for."""
+def make_rows(n: int, seed: int = 0, analysis_language: str | None = None) -> list[dict]:
+    """Rows in the Multilingual-Thinking layout, plus the reasoning_effort each was written for.
+
+    `analysis_language` writes every row's reasoning in that one language whatever the row asks
+    for: the tiny base model is pre-trained on such rows, so it knows the chat format but ignores
+    the requested reasoning language until LoRA fine-tuning teaches it to follow it, which is
+    what fine-tuning on Multilingual-Thinking teaches gpt-oss.
+    """
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -93,7 +99,7 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
         effort = EFFORTS[(i // len(LANGUAGES)) % len(EFFORTS)]
         user, steps, answer, final = rng.choice(TASKS)(rng)
         developer = f"reasoning language: {language}"
-        analysis = _analysis(language, user, steps, answer, effort)
+        analysis = _analysis(analysis_language or language, user, steps, answer, effort)
         rows.append({
             "reasoning_language": language,
             "developer": developer,

@@ -35,3 +35,15 @@ class MemoryTracker:
             self.allocated_peak_gb = torch.cuda.max_memory_allocated() / GB
             self.reserved_peak_gb = torch.cuda.max_memory_reserved() / GB
             self.allocated_end_gb = torch.cuda.memory_allocated() / GB
+
+
+def resident_gb(device: str) -> float:
+    """Memory in use by this process: torch-allocated on CUDA, resident set size on the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated() / GB
+    import psutil
+
+    return psutil.Process().memory_info().rss / GB

@@ -1,0 +1,106 @@
+"""One protocol, several engines, looked up by name.
+
+A backend module imports its heavy library only when it is used, so the CLI, the report and the
+harness's own tests work on a machine without CUDA or unsloth.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.models import ModelSource
+
+# The seed's seven LoRA targets. GPT-OSS has no gate/up/down nn.Linear: its experts are one fused
+# GptOssExperts module holding 3-D parameters gate_up_proj (gate and up interleaved) and down_proj.
+# peft reaches those through `target_parameters` (LoRA on an nn.Parameter), so "gate" and "up" are
+# covered by one adapter on gate_up_proj, as Unsloth does for this model.
+ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+SEVEN_TARGETS = ATTENTION_TARGETS + ("gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int
+    dropout: float = 0.0
+
+    @property
+    def alpha(self) -> int:
+        """The seed's rule: alpha = 2 r."""
+        return 2 * self.r
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    batch_size: int
+    grad_accum: int
+    max_steps: int
+    learning_rate: float
+    max_seq_length: int
+    output_dir: Path
+    save_steps: int | None = None
+    warmup_steps: int = 2
+    seed: int = 0
+
+
+@dataclass
+class Loaded:
+    """A model in memory with what produced it; `info` says what the backend actually ran."""
+
+    model: Any
+    tokenizer: Any
+    source: "ModelSource"
+    info: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+
+    loads: int
+
+    def prepare(self, source: "ModelSource") -> str: ...
+    def load(self, source: "ModelSource") -> Loaded: ...
+    def add_lora(self, loaded: Loaded, lora: LoraSettings) -> Loaded: ...
+    def trainer(self, loaded: Loaded, dataset: Any, settings: TrainSettings, callbacks: list) -> Any: ...
+    def for_inference(self, loaded: Loaded) -> None: ...
+    def generate(self, loaded: Loaded, prompts: list[str], max_new_tokens: int,
+                 logits_processor: list | None = None) -> list[list[int]]: ...
+    def save_adapter(self, loaded: Loaded, path: Path) -> None: ...
+    def load_adapter(self, base: Loaded, path: Path) -> Loaded: ...
+    def unload(self, loaded: Loaded) -> None: ...
+
+
+REGISTRY: dict[str, str] = {
+    "hf": "bench.backends.hf:HFBackend",
+    "unsloth": "bench.backends.unsloth:UnslothBackend",
+}
+
+
+def unsloth_available() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def resolve_backend_name(name: str, cuda: bool) -> str:
+    """`auto` means unsloth where CUDA is there and unsloth is installed, hf otherwise."""
+    if name == "auto":
+        return "unsloth" if cuda and unsloth_available() else "hf"
+    if name not in REGISTRY:
+        raise BenchError(f"--backend {name}: unknown backend; choose auto, {', '.join(REGISTRY)}")
+    if name == "unsloth" and not cuda:
+        raise BenchError("--backend unsloth needs a CUDA GPU; pass --gpu N on a GPU machine or use --backend hf")
+    if name == "unsloth" and not unsloth_available():
+        raise BenchError("--backend unsloth: unsloth is not installed; pip install '.[unsloth]' or use --backend hf")
+    return name
+
+
+def get_backend(name: str, device: str, **options: Any) -> Backend:
+    module_name, class_name = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(device=device, **options)

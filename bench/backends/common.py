@@ -1,0 +1,107 @@
+"""What the transformers-based engines share: SFT through trl, batched generation, adapters."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+from bench.backends import Loaded, TrainSettings
+from bench.models import ModelSource, local_weights
+
+
+class TransformersBackend:
+    """Base for engines built on transformers + peft + trl; subclasses load and add LoRA."""
+
+    name = "base"
+
+    def __init__(self, device: str, load_in_4bit: bool | None = None) -> None:
+        self.device = device
+        self.cuda = device.startswith("cuda")
+        # 4-bit by default on a GPU (the seed's setting), never on the CPU (bitsandbytes needs CUDA).
+        self.load_in_4bit = self.cuda if load_in_4bit is None else load_in_4bit
+        self.loads = 0  # loads so far in this process: the first one is the cold one
+
+    def load(self, source: ModelSource) -> Loaded:
+        loaded = self._load(source)
+        self.loads += 1
+        return loaded
+
+    def _load(self, source: ModelSource) -> Loaded:
+        raise NotImplementedError
+
+    def prepare(self, source: ModelSource) -> str:
+        """Build or convert what must exist on disk before a load can be timed."""
+        return local_weights(source, self.device)
+
+    @property
+    def dtype(self):
+        import torch
+
+        return torch.bfloat16 if self.cuda else torch.float32
+
+    def optimizer(self) -> str:
+        """The seed's adamw_8bit where bitsandbytes can run it (CUDA), plain AdamW elsewhere."""
+        import importlib.util
+
+        return "adamw_8bit" if self.cuda and importlib.util.find_spec("bitsandbytes") else "adamw_torch"
+
+    def sft_config(self, settings: TrainSettings, **overrides: Any):
+        from trl import SFTConfig
+
+        args = dict(
+            output_dir=str(settings.output_dir), per_device_train_batch_size=settings.batch_size,
+            gradient_accumulation_steps=settings.grad_accum, max_steps=settings.max_steps,
+            learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
+            lr_scheduler_type="linear", logging_steps=1, report_to=[], seed=settings.seed,
+            max_length=settings.max_seq_length, disable_tqdm=True, dataloader_num_workers=0,
+            save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 500,
+            bf16=self.cuda, fp16=False, use_cpu=not self.cuda, optim=self.optimizer(),
+            # The loss checks are on the language-model loss alone: the MoE load-balancing term
+            # (router_aux_loss_coef 0.9 in gpt-oss's config) is left out, as the seed's runs did.
+            router_aux_loss_coef=0.0,
+            include_num_input_tokens_seen="non_padding",
+        )
+        args.update(overrides)
+        return SFTConfig(**args)
+
+    def trainer(self, loaded: Loaded, dataset: Any, settings: TrainSettings, callbacks: list) -> Any:
+        from trl import SFTTrainer
+
+        return SFTTrainer(model=loaded.model, args=self.sft_config(settings), train_dataset=dataset,
+                          processing_class=loaded.tokenizer, callbacks=callbacks)
+
+    def for_inference(self, loaded: Loaded) -> None:
+        loaded.model.eval()
+        loaded.tokenizer.padding_side = "left"
+
+    def generate(self, loaded: Loaded, prompts: list[str], max_new_tokens: int,
+                 logits_processor: list | None = None) -> list[list[int]]:
+        """Greedy batched generation with left padding and a fixed budget of new tokens.
+
+        min_new_tokens = max_new_tokens keeps every sequence decoding for the whole budget, so
+        tokens/s compares like with like across runs; what the model said before its own end
+        token is still read from the output (channels).
+        """
+        import torch
+        from transformers import LogitsProcessorList
+
+        tok = loaded.tokenizer
+        tok.padding_side = "left"
+        inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            out = loaded.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=tok.pad_token_id, logits_processor=LogitsProcessorList(logits_processor or []))
+        return out[:, inputs["input_ids"].shape[1]:].tolist()
+
+    def save_adapter(self, loaded: Loaded, path: Path) -> None:
+        loaded.model.save_pretrained(str(path))
+
+    def unload(self, loaded: Loaded) -> None:
+        loaded.model = None
+        gc.collect()
+        if self.cuda:
+            import torch
+
+            torch.cuda.empty_cache()

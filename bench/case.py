@@ -1,0 +1,92 @@
+"""One suite case: its parameters, the records it writes, the checks they meet, its telemetry.
+
+The plugin creates a `Case` per test item and wraps the test call in `Case.tracking()`: a memory
+tracker (torch's allocator peaks on CUDA) and a background sampler (NVML on a GPU, psutil on the
+CPU) run around the whole call, and their peaks become records of the case too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections.abc import Iterator
+
+from bench.baselines import CheckOutcome
+from bench.session import BenchSession
+from bench.telemetry import MemoryTracker, sampler_for
+
+SERIES_POINTS = 240  # time-series points kept per case for the report
+
+
+def case_params(suite: str, callspec_params: dict) -> dict:
+    """The record's params from pytest's: `train_batch=(2, 8)` becomes batch_size=2, grad_accum=8."""
+    params = {}
+    for key, value in callspec_params.items():
+        if key == "train_batch":
+            params["batch_size"], params["grad_accum"] = value
+        else:
+            params[key] = value
+    params["suite"] = suite
+    return params
+
+
+class Case:
+    def __init__(self, session: BenchSession, test_id: str, suite: str, params: dict) -> None:
+        self.session = session
+        self.test_id = test_id
+        self.suite = suite
+        self.params = {k: v for k, v in params.items() if k != "suite"}
+        self.outcomes: list[CheckOutcome] = []
+        self.usage = None
+        self.memory: MemoryTracker | None = None
+        self._outcome_recorded = False
+
+    def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
+                 status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
+        """Write one measurement now (flushed to disk) and evaluate the baseline's checks on it."""
+        record = self.session.measurement(test_id=self.test_id, suite=self.suite, metric=metric, value=value,
+                                          params=self.params, samples=samples, status=status, error=error,
+                                          extra=extra)
+        self.outcomes.extend(self.session.write(record))
+
+    def timed(self, metric: str, samples: list[float], extra: dict | None = None) -> None:
+        """A repeated measurement: the value is the median, every sample is kept."""
+        self(metric, statistics.median(samples), samples=samples, extra=extra)
+
+    def skip_metric(self, metric: str, reason: str) -> None:
+        """A metric this case cannot measure meaningfully: recorded as skipped, with why."""
+        self(metric, None, status="skipped", error=reason)
+
+    @property
+    def failures(self) -> list[str]:
+        return [o.message for o in self.outcomes if not o.passed]
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        device = self.session.device
+        with sampler_for(device) as sampler, MemoryTracker(device) as memory:
+            yield
+        self.usage, self.memory = sampler.usage, memory
+
+    def record_usage(self) -> None:
+        """Peaks of the whole case, each under its own name: torch's allocator, NVML, RSS."""
+        memory, usage = self.memory, self.usage
+        if memory is not None and memory.allocated_peak_gb is not None:
+            self("peak_vram_gb", memory.allocated_peak_gb)
+            self("peak_reserved_gb", memory.reserved_peak_gb)
+        if usage is None:
+            return
+        series = _downsample(usage.series, SERIES_POINTS)
+        extra = {"usage": {**usage.as_dict(with_series=False), "series": series}}
+        metric = "nvml_peak_used_gb" if usage.source == "nvml" else "peak_rss_gb"
+        if usage.peak_memory_gb is not None:
+            self(metric, usage.peak_memory_gb, extra=extra)
+        if usage.source == "nvml" and usage.mean_util_pct is not None:
+            self("gpu_util_pct", usage.mean_util_pct)
+
+
+def _downsample(series: list, points: int) -> list[list]:
+    if len(series) <= points:
+        return [list(row) for row in series]
+    step = len(series) / points
+    return [list(series[int(i * step)]) for i in range(points)]

@@ -1,0 +1,80 @@
+"""Which device a run uses, pinned before torch initializes CUDA, and what NVML says about GPUs.
+
+GPU indices are nvidia-smi's (PCI bus order); CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA agree, and
+CUDA_VISIBLE_DEVICES pins the process, so inside it the chosen GPU is always cuda:0.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from bench.errors import BenchError
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    uuid: str
+    memory_gb: float
+    driver: str
+
+
+def nvml_gpus() -> list[GpuInfo]:
+    """Every GPU NVML sees, in nvidia-smi's order; empty without a driver or nvidia-ml-py."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no library, no driver: there is no GPU to use
+        return []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            gpus.append(GpuInfo(i, _text(pynvml.nvmlDeviceGetName(h)), _text(pynvml.nvmlDeviceGetUUID(h)),
+                                pynvml.nvmlDeviceGetMemoryInfo(h).total / GB, _text(driver)))
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_gpu_option(value: str | None, available: list[GpuInfo]) -> list[int] | None:
+    """`--gpu` as GPU indices; None means the CPU. No value: GPU 0 if there is one."""
+    if value is None:
+        return [0] if available else None
+    if value.strip().lower() == "cpu":
+        return None
+    if not available:
+        raise BenchError(f"--gpu {value}: no NVIDIA GPU is visible on this machine (no driver or NVML); "
+                         "drop --gpu to run on the CPU")
+    if value.strip().lower() == "all":
+        return [g.index for g in available]
+    indices = []
+    for part in value.split(","):
+        if not part.strip().isdigit():
+            raise BenchError(f"--gpu {value}: '{part.strip()}' is not a GPU index; use e.g. --gpu 0, --gpu 0,1 or --gpu all")
+        indices.append(int(part))
+    known = {g.index for g in available}
+    missing = [i for i in indices if i not in known]
+    if missing:
+        raise BenchError(f"--gpu {value}: no GPU with index {missing[0]}; this machine has "
+                         f"{', '.join(f'{g.index} ({g.name})' for g in available)}")
+    return indices
+
+
+def pin(index: int | None) -> str:
+    """Restrict this process to one GPU (or none) and return the torch device string to use."""
+    if index is None:
+        return "cpu"
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+    return "cuda:0"

@@ -1,0 +1,78 @@
+"""`replica:<name>`: a published model configuration with random weights.
+
+Same shapes as the real model, hence the same speed and memory; built directly on the GPU in bf16
+(building in fp32 first would need twice the memory) and cached on disk, so a second load is a
+cached load as the seed measured. The tokenizer is the tiny model's: the real one cannot be
+downloaded here, and random weights make the token ids meaningless anyway; prompts therefore have
+a different token count than with the real tokenizer (documented in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from bench.errors import BenchError
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def config_path(name: str) -> Path:
+    path = CONFIG_DIR / f"{name}.json"
+    if not path.is_file():
+        raise BenchError(f"--model replica:{name}: no bundled config; available: {', '.join(available())}")
+    return path
+
+
+def model_config(name: str):
+    from transformers import GptOssConfig
+
+    data = json.loads(config_path(name).read_text())
+    return GptOssConfig(**{k: v for k, v in data.items() if not k.startswith("_")})
+
+
+def ensure_built(name: str, root: Path, device: str) -> Path:
+    """The bf16 replica directory, built on `device` on first use (tokenizer from the tiny model)."""
+    import torch
+    from filelock import FileLock
+    from transformers import AutoTokenizer, GptOssForCausalLM
+
+    from bench.models import tiny
+
+    target = root / f"replica-{name}-bf16"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".replica-{name}.lock")):
+        if (target / "build.json").is_file():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        started = time.perf_counter()
+        config = model_config(name)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            torch.manual_seed(0)
+            with torch.device(device):
+                model = GptOssForCausalLM(config)
+        finally:
+            torch.set_default_dtype(previous)
+        built_s = time.perf_counter() - started
+        tmp = root / f".replica-{name}-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_built(root))
+        tokenizer.save_pretrained(tmp)
+        n_params = sum(p.numel() for p in model.parameters())
+        del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        meta = {"name": name, "parameters": n_params, "build_s": built_s,
+                "save_s": time.perf_counter() - started - built_s, "dtype": "bfloat16"}
+        (tmp / "build.json").write_text(json.dumps(meta, indent=2))
+        tmp.rename(target)
+    return target

@@ -1,0 +1,42 @@
+"""How a case that did not finish normally is recorded: failed, oom, timeout or skipped.
+
+A case whose metrics were written and only missed a baseline check is not re-recorded: its
+measurements already say what happened. Everything else gets one `case` record with the reason,
+so a run's results say what did not run, and why, instead of being silently shorter.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.case import Case
+
+MAX_ERROR_CHARS = 2000
+
+
+def classify(excinfo: pytest.ExceptionInfo | None) -> str:
+    if excinfo is None:
+        return "failed"
+    exc = excinfo.value
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        return "oom"
+    if name in ("Timeout", "TimeoutError") or "Timeout" in name:
+        return "timeout"
+    return "failed"
+
+
+def record_outcome(case: Case, report: pytest.TestReport, call: pytest.CallInfo) -> None:
+    if report.passed or getattr(case, "_outcome_recorded", False):
+        return
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        status, error = "skipped", reason.removeprefix("Skipped: ")
+    elif report.when == "call" and case.failures and call.excinfo is not None \
+            and call.excinfo.errisinstance(pytest.fail.Exception):
+        return  # measured, and a check missed: the records and the check outcomes say it all
+    else:
+        status = classify(call.excinfo)
+        error = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)
+    case._outcome_recorded = True
+    case("case", None, status=status, error=error[:MAX_ERROR_CHARS])

@@ -1,0 +1,163 @@
+"""The pytest plugin: options, fixtures and hooks. Thin on purpose: it wires the modules together.
+
+Registered through the `pytest11` entry point (and by the repository's conftest.py for a plain
+checkout), so `pytest suites/` has every option below next to pytest's own.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bench.case import Case, case_params
+from bench.errors import BenchError
+from bench.matrix import axes
+from bench.session import BenchOptions, BenchSession
+
+SESSION_KEY = pytest.StashKey[BenchSession]()
+CASE_KEY = pytest.StashKey[Case]()
+SUITE_ORDER = ("load", "train", "infer", "adapter")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bench", "GPT-OSS fine-tuning and serving benchmarks")
+    group.addoption("--gpu", default=None, help="GPU index as nvidia-smi shows it, or 'cpu' (default: GPU 0 if present)")
+    group.addoption("--model", default="tiny-gpt-oss",
+                    help="tiny-gpt-oss | replica:gpt-oss-20b | a hub name | a local path (default: tiny-gpt-oss)")
+    group.addoption("--backend", default="auto", help="auto | hf | unsloth (auto: unsloth when CUDA and unsloth are there)")
+    group.addoption("--profile", default="quick", help="quick | standard | full (default: quick)")
+    group.addoption("--baseline", default=None, help="baseline name in baselines/ or a TOML file (default: by model and GPU)")
+    group.addoption("--compare", default=None, help="a run directory or results.jsonl to compare this run with")
+    group.addoption("--fail-on-regression", action="store_true", help="fail the session when --compare finds a regression")
+    group.addoption("--report-dir", default="reports", help="where run directories are written (default: reports/)")
+    group.addoption("--dataset", default="builtin", help="training data: builtin | a local .json/.jsonl/.csv/.parquet | a hub name")
+    group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "suite(name): the benchmark suite a test belongs to (load, train, infer, adapter)")
+    opts = BenchOptions(
+        gpu=config.getoption("--gpu"), model=config.getoption("--model"), backend=config.getoption("--backend"),
+        profile=config.getoption("--profile"), baseline=config.getoption("--baseline"),
+        compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
+        report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
+        run_id=config.getoption("--run-id"))
+    try:
+        session = BenchSession(opts, config.invocation_params.args)
+    except BenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if session.backend_name == "unsloth":
+        started = time.perf_counter()
+        import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
+
+        session.note_timing("import_unsloth_s", time.perf_counter() - started)
+    config.stash[SESSION_KEY] = session
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    session = metafunc.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    for name, (values, ids) in axes(session.profile).items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, values, ids=ids)
+
+
+def _suite_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("suite")
+    return marker.args[0] if marker else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Suites run in the workflow's order (load first, so a cold load is really the first)."""
+    order = {name: i for i, name in enumerate(SUITE_ORDER)}
+    items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    bench = session.config.stash.get(SESSION_KEY, None)
+    if bench is not None and any(_suite_of(item) for item in session.items):
+        bench.start()
+
+
+@pytest.fixture(scope="session")
+def bench(request: pytest.FixtureRequest) -> BenchSession:
+    return request.config.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def backend(bench: BenchSession):
+    from bench.backends import get_backend
+
+    return get_backend(bench.backend_name, bench.device)
+
+
+@pytest.fixture(scope="session")
+def prepared(bench: BenchSession, backend) -> str:
+    """The model's weights on disk (built, converted or found) before anything is timed."""
+    started = time.perf_counter()
+    target = backend.prepare(bench.source)
+    bench.note_timing("prepare_model_s", time.perf_counter() - started)
+    return target
+
+
+@pytest.fixture(scope="session")
+def train_data(bench: BenchSession):
+    """`train_data(tokenizer)`: the training set as prompt/completion text; `.rows` the raw rows."""
+    from bench.data import TrainingData, load_training_dataset
+
+    return TrainingData(load_training_dataset(bench.options.dataset))
+
+
+@pytest.fixture
+def case(request: pytest.FixtureRequest, bench: BenchSession) -> Case:
+    """Records measurements of this test case; checks run on each as it is written."""
+    suite = _suite_of(request.node)
+    if suite is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: a test using `case` needs @pytest.mark.suite(name)")
+    callspec = getattr(request.node, "callspec", None)
+    item_case = Case(bench, request.node.nodeid, suite, case_params(suite, callspec.params if callspec else {}))
+    request.node.stash[CASE_KEY] = item_case
+    return item_case
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    item_case = item.stash.get(CASE_KEY, None)
+    if item_case is None:
+        return (yield)
+    with item_case.tracking():
+        result = yield
+    item_case.record_usage()
+    if item_case.failures:
+        pytest.fail("baseline check failed:\n  " + "\n  ".join(item_case.failures), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    item_case = item.stash.get(CASE_KEY, None)
+    if item_case is not None:
+        from bench.outcomes import record_outcome
+
+        record_outcome(item_case, report, call)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is None or bench.run_dir is None:
+        return
+    from bench.report.terminal import summary_lines
+
+    terminalreporter.section("gpt-oss bench")
+    for line in summary_lines(bench):
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bench = session.config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        bench.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -1,0 +1,94 @@
+"""What a report shows, prepared from a run on disk: records as tables, check outcomes, references."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.baselines import Baseline, CheckOutcome, evaluate, load_baseline
+from bench.errors import BenchError
+from bench.results import Measurement, RunManifest, read_results
+from bench.stats import summarize
+
+PARAM_ORDER = ("cache", "lora_r", "batch_size", "grad_accum", "effort")
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    manifest: RunManifest
+    records: list[Measurement]
+    baseline: Baseline | None
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Measurement]:
+        return [r for r in self.records if r.status == "ok" and r.value is not None]
+
+    @property
+    def problems(self) -> list[Measurement]:
+        return [r for r in self.records if r.status != "ok"]
+
+
+def load_run(run_dir: Path) -> RunData:
+    run_dir = Path(run_dir)
+    manifest = RunManifest.read(run_dir)
+    records = read_results(run_dir)
+    baseline = None
+    if manifest.baseline:
+        try:
+            baseline = load_baseline(manifest.baseline)
+        except BenchError:
+            baseline = None  # moved or deleted since the run: the report shows no checks
+    outcomes = [o for r in records for o in evaluate(baseline, r.__dict__)]
+    return RunData(run_dir, manifest, records, baseline, outcomes)
+
+
+def describe_params(params: dict) -> str:
+    keys = [k for k in PARAM_ORDER if k in params] + sorted(k for k in params if k not in PARAM_ORDER)
+    return ", ".join(f"{k}={params[k]}" for k in keys)
+
+
+def results_frame(run: RunData) -> pd.DataFrame:
+    """One row per measurement: suite, case, metric, median, spread, documented reference."""
+    rows = []
+    for r in run.ok:
+        spread = summarize(r.samples) if len(r.samples) > 1 else None
+        refs = run.baseline.references_for(r.__dict__) if run.baseline else []
+        rows.append({
+            "suite": r.suite, "case": describe_params(r.params), "metric": r.metric, "value": r.value,
+            "unit": r.unit, "n": len(r.samples) or 1,
+            "cv_pct": 100 * spread.cv if spread else None,
+            "min": spread.min if spread else None, "max": spread.max if spread else None,
+            "reference": refs[0].value if refs else None, "reference_note": refs[0].note if refs else "",
+            **{f"p_{k}": v for k, v in r.params.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def checks_table(run: RunData) -> list[dict]:
+    rows = []
+    for o in run.outcomes:
+        refs = run.baseline.references_for({"metric": o.check.metric, "params": o.params,
+                                            "suite": _suite_of(run, o.test_id)}) if run.baseline else []
+        rows.append({"check": o.check.describe(), "case": describe_params(o.params), "value": o.value,
+                     "unit": o.unit, "reference": refs[0].value if refs else None, "passed": o.passed,
+                     "message": o.message})
+    if run.baseline:
+        matched = {id(o.check) for o in run.outcomes}
+        for check in run.baseline.checks:
+            if id(check) not in matched:
+                rows.append({"check": check.describe(), "case": "", "value": None, "unit": "", "reference": None,
+                             "passed": None, "message": "no measurement in this run"})
+    return rows
+
+
+def _suite_of(run: RunData, test_id: str) -> str:
+    return next((r.suite for r in run.records if r.test_id == test_id), "")
+
+
+def loss_curves(run: RunData) -> dict[str, list[tuple[int, float]]]:
+    return {describe_params(r.params): r.extra["loss_curve"] for r in run.ok
+            if r.metric == "s_per_step" and r.extra.get("loss_curve")}

@@ -1,0 +1,89 @@
+"""Turn a run directory into report.html and summary.md (and the terminal table)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from bench.metrics import METRICS
+from bench.report import charts
+from bench.report.data import RunData, checks_table, describe_params, load_run, loss_curves, results_frame
+
+TEMPLATES = Path(__file__).with_name("templates")
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["num"] = _num
+    env.filters["when"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
+    return env
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None or value != value:  # None or NaN
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _references(run: RunData, metric: str, x: str, suite: str) -> dict[float, float] | None:
+    if run.baseline is None:
+        return None
+    refs = [r for r in run.baseline.references if r.metric == metric and x in r.where
+            and r.where.get("suite", suite) == suite]
+    return {float(r.where[x]): r.value for r in refs} or None
+
+
+def charts_for(run: RunData) -> list[tuple[str, Markup]]:
+    frame = results_frame(run)
+    out = []
+    specs = [
+        ("Training loss", charts.loss_curves(loss_curves(run))),
+        ("Decode tokens/s (all sequences) by batch size and effort",
+         charts.metric_by(frame, "decode_tok_s", "batch_size", "effort", "tok/s",
+                          _references(run, "decode_tok_s", "batch_size", "infer"))),
+        ("Time to first token by batch size", charts.metric_by(frame, "ttft_s", "batch_size", "effort", "s")),
+        ("Training peak memory by LoRA rank",
+         charts.metric_by(frame[frame["suite"] == "train"] if not frame.empty else frame,
+                          "peak_vram_gb" if (not frame.empty and (frame["metric"] == "peak_vram_gb").any())
+                          else "peak_rss_gb", "lora_r", "batch_size", "GB")),
+        ("Seconds per optimizer step by LoRA rank", charts.metric_by(frame, "s_per_step", "lora_r", "batch_size", "s")),
+    ]
+    for title, svg in specs:
+        if svg:
+            out.append((title, Markup(svg)))  # made by matplotlib from numbers, not from user text
+    return out
+
+
+def context(run: RunData) -> dict:
+    frame = results_frame(run)
+    checks = checks_table(run)
+    return {
+        "run": run, "m": run.manifest, "csp": CSP, "checks": checks,
+        "checks_failed": sum(1 for c in checks if c["passed"] is False),
+        "checks_passed": sum(1 for c in checks if c["passed"] is True),
+        "results": frame.to_dict("records") if not frame.empty else [],
+        "problems": [{"suite": r.suite, "case": describe_params(r.params), "metric": r.metric, "status": r.status,
+                      "error": r.error or ""} for r in run.problems],
+        "charts": charts_for(run), "metrics": METRICS,
+        "samples": [{"case": describe_params(r.params), "text": r.extra.get("sample", ""),
+                     "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],
+    }
+
+
+def render_run(run_dir: Path) -> tuple[Path, Path]:
+    run = load_run(run_dir)
+    ctx = context(run)
+    env = environment()
+    html = Path(run_dir) / "report.html"
+    md = Path(run_dir) / "summary.md"
+    html.write_text(env.get_template("report.html.j2").render(ctx), encoding="utf-8")
+    md.write_text(env.get_template("summary.md.j2").render(ctx), encoding="utf-8")
+    return html, md

@@ -1,0 +1,29 @@
+"""The table printed at the end of a pytest session."""
+
+from __future__ import annotations
+
+from bench.report.data import describe_params
+from bench.session import BenchSession
+
+
+def summary_lines(session: BenchSession) -> list[str]:
+    rows = [("suite", "case", "metric", "value", "baseline", "result")]
+    checked = {}
+    for o in session.outcomes:
+        checked.setdefault((o.test_id, o.check.metric), []).append(o)
+    for r in session.records:
+        outcomes = checked.get((r.test_id, r.metric), [])
+        if r.status != "ok":
+            value, limit, result = "", "", r.status
+        else:
+            value = f"{r.value:.4g} {r.unit}".strip()
+            limit = "; ".join(o.check.describe().removeprefix(r.metric + " ") for o in outcomes)
+            result = ("FAIL" if any(not o.passed for o in outcomes) else "pass") if outcomes else ""
+        rows.append((r.suite, describe_params(r.params), r.metric, value, limit, result))
+    widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if session.run_dir is not None:
+        lines.append(f"results: {session.run_dir / 'results.jsonl'}")
+        lines.append(f"report:  {session.run_dir / 'report.html'}")
+    return lines

@@ -1,0 +1,87 @@
+"""Driving a trl/transformers Trainer one optimizer step at a time, and reading its loss curve.
+
+pytest-benchmark times a callable per round. A Trainer owns its loop, so the loop runs in a worker
+thread that waits at the start of every optimizer step until the benchmark's round releases it,
+and signals when the step (all its micro-batches, the optimizer update, device synchronized) is
+done. Each benchmark round is then exactly one real optimizer step of the real trainer; data
+loading, logging and checkpoint saving between steps stay outside the timed region.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from transformers import TrainerCallback
+
+from bench.telemetry.timer import synchronize
+
+STEP_TIMEOUT_S = 3600.0
+
+
+class StepGate(TrainerCallback):
+    """Holds the training loop before each optimizer step and reports each step's end."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._go = threading.Semaphore(0)
+        self._done = threading.Semaphore(0)
+        self.released = False  # once set, the loop runs freely (finish)
+        self.tokens_per_step: list[int] = []  # non-padding input tokens of each optimizer step
+        self._tokens_before = 0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if not self.released:
+            self._go.acquire()
+        self._tokens_before = state.num_input_tokens_seen
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        self.tokens_per_step.append(state.num_input_tokens_seen - self._tokens_before)
+        self._done.release()
+        return control
+
+
+class SteppedTraining:
+    """`step()` runs one optimizer step; `finish()` lets the rest run and waits for the end."""
+
+    def __init__(self, trainer: Any, gate: StepGate, **train_kwargs: Any) -> None:
+        self.trainer = trainer
+        self.gate = gate
+        self.error: BaseException | None = None
+        self.steps_run = 0
+        self._thread = threading.Thread(target=self._run, kwargs=train_kwargs, name="trainer", daemon=True)
+        self._finished = threading.Event()
+        self._thread.start()
+
+    def _run(self, **train_kwargs: Any) -> None:
+        try:
+            self.trainer.train(**train_kwargs)
+        except BaseException as exc:  # handed to the caller's thread, which re-raises it
+            self.error = exc
+        finally:
+            self._finished.set()
+            self.gate._done.release()  # wake a step() that waits on a loop that has ended
+
+    def step(self) -> None:
+        self.gate._go.release()
+        if not self.gate._done.acquire(timeout=STEP_TIMEOUT_S):
+            raise TimeoutError(f"a training step took over {STEP_TIMEOUT_S:.0f} s")
+        if self.error is not None:
+            raise self.error
+        if self._finished.is_set() and not self.gate.released:
+            raise RuntimeError("the trainer stopped before the requested number of steps")
+        self.steps_run += 1
+
+    def finish(self) -> None:
+        self.gate.released = True
+        self.gate._go.release()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def loss_curve(trainer: Any) -> list[tuple[int, float]]:
+    """(step, training loss) for every logged step."""
+    return [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]

@@ -1,0 +1,41 @@
+"""The seed's solved bug as a regression test: an adapter saved after training and loaded the
+prescribed way (base model -> PeftModel.from_pretrained -> inference mode) must reproduce the
+in-memory adapter's greedy outputs, and must differ from the base model's."""
+
+import pytest
+
+from bench.backends import LoraSettings
+from bench.data import inference_prompts
+
+pytestmark = pytest.mark.suite("adapter")
+
+NEW_TOKENS = 24
+PROMPTS = 3
+
+
+def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path):
+    lora = LoraSettings(bench.profile.lora_ranks[0])
+    batch_size, grad_accum = bench.profile.train_batches[0]
+    trained = backend.add_lora(backend.load(bench.source), lora)
+    settings = bench.train_settings(batch_size, grad_accum, bench.adapter_steps, tmp_path / "run")
+    backend.trainer(trained, train_data(trained.tokenizer), settings, []).train()
+    prompts = inference_prompts(train_data.rows, trained.tokenizer, PROMPTS, "low")
+    backend.for_inference(trained)
+    in_memory = backend.generate(trained, prompts, NEW_TOKENS)
+    backend.save_adapter(trained, tmp_path / "adapter")
+    backend.unload(trained)
+
+    base = backend.load(bench.source)
+    backend.for_inference(base)
+    base_out = backend.generate(base, prompts, NEW_TOKENS)
+    reloaded = backend.load_adapter(base, tmp_path / "adapter")
+    reloaded_out = backend.generate(reloaded, prompts, NEW_TOKENS)
+    backend.unload(reloaded)
+
+    equal, changed = reloaded_out == in_memory, reloaded_out != base_out
+    decode = trained.tokenizer.decode
+    case("adapter_roundtrip_equal", float(equal),
+         extra={"in_memory": decode(in_memory[0]), "reloaded": decode(reloaded_out[0]), "base": decode(base_out[0])})
+    case("adapter_changes_output", float(changed))
+    assert equal, "the reloaded adapter's greedy outputs differ from the in-memory adapter's"
+    assert changed, "the adapter does not change the base model's outputs: nothing was learned or applied"

@@ -1,0 +1,72 @@
+"""Batched generation across batch sizes and reasoning efforts: time to first token, decode
+tokens/s (total and per sequence), inter-token latency, channels; the warm-up generate is not
+counted."""
+
+import statistics
+
+import numpy as np
+import pytest
+
+from bench.data import inference_prompts
+from bench.harmony import channel_token_counts
+from bench.telemetry import Timer
+from bench.telemetry.energy import EnergyCounter
+from bench.telemetry.tokens import GenerationTiming, TokenClock
+
+pytestmark = pytest.mark.suite("infer")
+
+WARMUP_NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def served(bench, backend, prepared, train_data):
+    """The model loaded once for the whole module, switched to inference and warmed up once."""
+    loaded = backend.load(bench.source)
+    backend.for_inference(loaded)
+    rows = train_data.rows
+    prompts = inference_prompts(rows, loaded.tokenizer, 1, "medium")
+    timer = Timer(bench.device)
+    with timer:
+        backend.generate(loaded, prompts, WARMUP_NEW_TOKENS)
+    bench.note_timing("first_generate_s", timer.elapsed)
+    yield loaded, rows, timer.elapsed
+    backend.unload(loaded)
+
+
+def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
+    loaded, rows, first_generate_s = served
+    budget = bench.profile.effort_tokens[effort]
+    prompts = inference_prompts(rows, loaded.tokenizer, batch_size, effort)
+    clock, energy = TokenClock(bench.device), EnergyCounter(bench.device)
+    rounds: list[tuple[GenerationTiming, float | None]] = []
+    outputs: list[list[list[int]]] = []
+
+    def generate():
+        joules = energy.joules()
+        clock.start()
+        outputs.append(backend.generate(loaded, prompts, budget, [clock]))
+        spent = energy.joules()
+        rounds.append((GenerationTiming.from_clock(clock, batch_size),
+                       None if joules is None else spent - joules))
+
+    benchmark.group = f"infer-{effort}"
+    benchmark.pedantic(generate, rounds=bench.profile.infer_rounds, warmup_rounds=1, iterations=1)
+    timed = rounds[1:]  # round 0 is pytest-benchmark's warm-up round
+    timings = [t for t, _ in timed]
+    itl = [ms for t in timings for ms in t.itl_ms]
+    last = outputs[-1]
+    channels = [channel_token_counts(ids, loaded.tokenizer) for ids in last]
+    sample = loaded.tokenizer.decode(last[0], skip_special_tokens=False)
+    case.timed("ttft_s", [t.ttft_s for t in timings])
+    case.timed("decode_tok_s", [t.decode_tok_s for t in timings],
+               extra={"channels": channels, "sample": sample[:400], "prompt_tokens": len(loaded.tokenizer(prompts[0])["input_ids"])})
+    case.timed("decode_tok_s_per_seq", [t.decode_tok_s_per_seq for t in timings])
+    case("itl_p50_ms", float(np.percentile(itl, 50)), samples=[statistics.median(t.itl_ms) for t in timings])
+    case("itl_p99_ms", float(np.percentile(itl, 99)), samples=[float(np.percentile(t.itl_ms, 99)) for t in timings])
+    case("new_tokens", budget)
+    if batch_size == bench.profile.infer_batches[0] and effort == bench.profile.efforts[0]:
+        case("first_generate_s", first_generate_s)
+    per_token = [j / (t.batch_size * t.new_tokens) for t, j in timed if j is not None]
+    if per_token:
+        case.timed("energy_j_per_token", per_token)
+    benchmark.extra_info.update({"decode_tok_s": [t.decode_tok_s for t in timings], "new_tokens": budget})

@@ -1,0 +1,34 @@
+"""Model load time, cold (first load in this process) and warm (files cached), and memory after load."""
+
+import pytest
+
+from bench.telemetry import Timer
+from bench.telemetry.memory import resident_gb
+
+pytestmark = pytest.mark.suite("load")
+
+
+def test_load(bench, backend, prepared, case, benchmark, cache):
+    if cache == "cold" and backend.loads:
+        pytest.skip("a model was already loaded in this process, so no cold load can be measured")
+    rounds = 1 if cache == "cold" else bench.profile.load_rounds
+    timer, memory_gb = Timer(bench.device), []
+    holder: list = []
+
+    def release():
+        while holder:
+            backend.unload(holder.pop())
+
+    def load():
+        before = resident_gb(bench.device)
+        with timer:
+            holder.append(backend.load(bench.source))
+        memory_gb.append(resident_gb(bench.device) - before if bench.device == "cpu" else resident_gb(bench.device))
+
+    benchmark.group = "load"
+    benchmark.pedantic(load, setup=release, rounds=rounds, iterations=1, warmup_rounds=0)
+    info = holder[0].info if holder else {}
+    release()
+    case.timed("load_s", timer.samples, extra={"backend_info": info})
+    case("load_memory_gb", max(memory_gb), samples=memory_gb)
+    benchmark.extra_info.update({"load_s": timer.samples, "load_memory_gb": max(memory_gb)})

@@ -1,0 +1,79 @@
+"""LoRA fine-tuning across ranks and batch settings: step time, throughput, loss, memory, adapter
+size, and checkpoint recovery."""
+
+import pytest
+
+from bench.backends import LoraSettings
+from bench.telemetry import Timer
+from bench.training import SteppedTraining, StepGate, loss_curve
+from bench.train_metrics import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
+
+pytestmark = pytest.mark.suite("train")
+
+
+def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, train_batch, tmp_path):
+    batch_size, grad_accum = train_batch
+    loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
+    steps = bench.train_steps
+    gate = StepGate(bench.device)
+    trainer = backend.trainer(loaded, train_data(loaded.tokenizer),
+                              bench.train_settings(batch_size, grad_accum, steps, tmp_path / "out"), [gate])
+    run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
+
+    def one_step():
+        with timer:
+            run.step()
+
+    benchmark.group = "train"
+    benchmark.pedantic(one_step, rounds=steps - 1, warmup_rounds=1, iterations=1)
+    run.finish()
+
+    step_s = timer.samples[1:]  # the first step is the warm-up: compilation, allocator growth
+    tokens = gate.tokens_per_step[1:]
+    curve = loss_curve(trainer)
+    case.timed("s_per_step", step_s, extra={"warmup_step_s": timer.samples[0], "loss_curve": curve})
+    case.timed("train_tokens_per_s", [t / s for t, s in zip(tokens, step_s)])
+    if bench.source.loss_meaningful:
+        case("initial_loss", curve[0][1])
+        case("final_loss", final_loss(curve))
+        reached = steps_to_target(curve, TARGET_LOSS)
+        if reached is None:
+            case.skip_metric("steps_to_target_loss", f"loss never went under {TARGET_LOSS} in {steps} steps")
+        else:
+            case("steps_to_target_loss", reached)
+    else:
+        for metric in ("initial_loss", "final_loss", "steps_to_target_loss"):
+            case.skip_metric(metric, bench.source.why_no_loss)
+    adapter_dir = tmp_path / "adapter"
+    backend.save_adapter(loaded, adapter_dir)
+    case("adapter_mb", adapter_size_mb(adapter_dir))
+    case("trainable_params_m", sum(p.numel() for p in loaded.model.parameters() if p.requires_grad) / 1e6)
+    benchmark.extra_info.update({"s_per_step": step_s, "loss_curve": curve})
+    backend.unload(loaded)
+
+
+def test_resume(bench, backend, prepared, case, train_data, tmp_path):
+    """The seed's "checkpoint recovery works": a run resumed from its mid-way checkpoint continues
+    with the same losses as the run that was never interrupted."""
+    steps = max(4, bench.resume_steps)
+    batch_size, grad_accum = bench.profile.train_batches[0]
+    lora = LoraSettings(bench.profile.lora_ranks[0])
+    settings = bench.train_settings(batch_size, grad_accum, steps, tmp_path / "run", save_steps=steps // 2)
+
+    first = backend.add_lora(backend.load(bench.source), lora)
+    trainer = backend.trainer(first, train_data(first.tokenizer), settings, [])
+    trainer.train()
+    uninterrupted = dict(loss_curve(trainer))
+    backend.unload(first)
+
+    second = backend.add_lora(backend.load(bench.source), lora)
+    resumed_trainer = backend.trainer(second, train_data(second.tokenizer), settings, [])
+    resumed_trainer.train(resume_from_checkpoint=str(tmp_path / "run" / f"checkpoint-{steps // 2}"))
+    resumed = dict(loss_curve(resumed_trainer))
+    backend.unload(second)
+
+    after = [s for s in sorted(resumed) if s > steps // 2]
+    assert after, "the resumed run logged no step after its checkpoint"
+    gaps = [abs(resumed[s] - uninterrupted[s]) / max(abs(uninterrupted[s]), 1e-9) for s in after]
+    case("resume_loss_delta", max(gaps), samples=gaps,
+         extra={"uninterrupted": [uninterrupted[s] for s in after], "resumed": [resumed[s] for s in after]})
