@@ -10,6 +10,7 @@ import pytest
 from bench.data import inference_prompts
 from bench.harmony import channel_token_counts
 from bench.telemetry import Timer
+from bench.timing import run_rounds
 from bench.telemetry.energy import EnergyCounter
 from bench.telemetry.tokens import GenerationTiming, TokenClock
 
@@ -50,7 +51,7 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
                        None if joules is None else spent - joules))
 
     benchmark.group = f"infer-{effort}"
-    benchmark.pedantic(generate, rounds=bench.profile.infer_rounds, warmup_rounds=1, iterations=1)
+    run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1)
     timed = rounds[1:]  # round 0 is pytest-benchmark's warm-up round
     timings = [t for t, _ in timed]
     itl = [ms for t in timings for ms in t.itl_ms]

@@ -3,6 +3,7 @@
 import pytest
 
 from bench.telemetry import Timer
+from bench.timing import run_rounds
 from bench.telemetry.memory import resident_gb
 
 pytestmark = pytest.mark.suite("load")
@@ -26,7 +27,7 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
         memory_gb.append(resident_gb(bench.device) - before if bench.device == "cpu" else resident_gb(bench.device))
 
     benchmark.group = "load"
-    benchmark.pedantic(load, setup=release, rounds=rounds, iterations=1, warmup_rounds=0)
+    run_rounds(benchmark, load, setup=release, rounds=rounds)
     info = holder[0].info if holder else {}
     release()
     case.timed("load_s", timer.samples, extra={"backend_info": info})

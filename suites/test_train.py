@@ -5,6 +5,7 @@ import pytest
 
 from bench.backends import LoraSettings
 from bench.telemetry import Timer
+from bench.timing import run_rounds
 from bench.training import SteppedTraining, StepGate, loss_curve
 from bench.train_metrics import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
 
@@ -25,7 +26,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
             run.step()
 
     benchmark.group = "train"
-    benchmark.pedantic(one_step, rounds=steps - 1, warmup_rounds=1, iterations=1)
+    run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
     run.finish()
 
     step_s = timer.samples[1:]  # the first step is the warm-up: compilation, allocator growth

@@ -19,7 +19,8 @@ def summary_lines(session: BenchSession) -> list[str]:
             value = f"{r.value:.4g} {r.unit}".strip()
             limit = "; ".join(o.check.describe().removeprefix(r.metric + " ") for o in outcomes)
             result = ("FAIL" if any(not o.passed for o in outcomes) else "pass") if outcomes else ""
-        rows.append((r.suite, describe_params(r.params), r.metric, value, limit, result))
+        case = describe_params(r.params) or r.test_id.rsplit("::", 1)[-1]
+        rows.append((r.suite, case, r.metric, value, limit, result))
     widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]))]
     lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
