@@ -54,7 +54,7 @@ class BenchSession:
         self.hardware = self._hardware_name()
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
         self.report_root = _writable_dir(Path(options.report_dir))
-        self.compare_records = read_results(Path(options.compare)) if options.compare else None
+        self.compare_records = _read_compare(options.compare) if options.compare else None
         self.run_dir: Path | None = None
         self.manifest: RunManifest | None = None
         self._writer: ResultsWriter | None = None
@@ -181,6 +181,16 @@ class BenchSession:
         from bench.report import render_run
 
         render_run(self.run_dir)
+
+
+def _read_compare(spec: str) -> list[Measurement]:
+    path = Path(spec)
+    if not path.exists():
+        raise BenchError(f"--compare {spec}: no such run directory or results file")
+    try:
+        return read_results(path)
+    except BenchError as exc:
+        raise BenchError(f"--compare {spec}: {exc}") from None
 
 
 def _new_run_id(model_slug: str, hardware: str) -> str:

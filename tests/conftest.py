@@ -1,0 +1,60 @@
+"""Shared fixtures of the harness's own tests: small fabricated runs, no GPU, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.results import Measurement, ResultsWriter, RunManifest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory):
+    """Build the tiny model once per test session, in BENCH_CACHE_DIR when CI sets it."""
+    if not os.environ.get("BENCH_CACHE_DIR"):
+        os.environ["BENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("bench-cache"))
+    yield
+
+
+def make_record(metric: str, value: float | None, samples=None, run_id="run-a", suite=None, status="ok",
+                extra=None, error=None, **params) -> Measurement:
+    from bench.metrics import METRICS
+
+    spec = METRICS[metric]
+    suite = suite or spec.suites[0]
+    return Measurement(run_id=run_id, test_id=f"suites/test_{suite}.py::case[{metric}]", suite=suite, metric=metric,
+                       value=value, unit=spec.unit, better=spec.better, samples=list(samples or []),
+                       params=params, model="tiny-gpt-oss", backend="hf", status=status, extra=extra or {},
+                       error=error)
+
+
+def write_run(root: Path, run_id: str, records: list[Measurement], baseline: str | None = None,
+              model: str = "tiny-gpt-oss", **manifest_fields) -> Path:
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    manifest = RunManifest(run_id=run_id, started=1_760_000_000.0, command=["pytest", "suites/"], profile="quick",
+                           model=model, backend="hf", device="cpu", status="complete", baseline=baseline,
+                           versions={"python": "3.11", "torch": "2.13.0"}, **manifest_fields)
+    manifest.write(run_dir)
+    writer = ResultsWriter(run_dir / "results.jsonl")
+    for r in records:
+        writer.write(r)
+    writer.close()
+    return run_dir
+
+
+@pytest.fixture
+def run_factory(tmp_path):
+    def make(run_id: str, records: list[Measurement], **kw) -> Path:
+        return write_run(tmp_path, run_id, records, **kw)
+
+    return make
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

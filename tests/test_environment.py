@@ -1,0 +1,27 @@
+from bench import environment
+
+
+def test_secrets_never_pass_the_allow_list(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz")
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef")
+    monkeypatch.setenv("MY_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    env = environment.allowed_environment()
+    assert env == {"CUDA_VISIBLE_DEVICES": "0"} or set(env) <= set(environment.ENV_ALLOW)
+    assert not any("hf_abc" in v or "0123456789abcdef" in v for v in env.values())
+
+
+def test_redact_removes_secret_values_and_token_shapes(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef")
+    text = "failed with key 0123456789abcdef and token hf_abcdefghijklmnopqrstuvwxyz"
+    assert environment.redact(text) == "failed with key *** and token ***"
+
+
+def test_redact_argv_hides_values_of_secret_flags():
+    argv = ["suites/", "--hf-token", "hf_abcdefghijklmnopqrstuv", "--api-key=abc123", "--model", "tiny-gpt-oss"]
+    assert environment.redact_argv(argv) == ["suites/", "--hf-token", "***", "--api-key=***", "--model", "tiny-gpt-oss"]
+
+
+def test_versions_names_the_stack():
+    v = environment.versions()
+    assert v["python"] and v["torch"] and "unsloth" in v and "bitsandbytes" in v

@@ -1,0 +1,88 @@
+"""The plugin's options as a user meets them: every bad input is one clear line and exit code 4
+(pytest's usage error) before any case runs, with no traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, make_record
+
+
+def run_pytest(*args: str, cwd=REPO, env_extra: dict | None = None, timeout: int = 600):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "malformed.toml").write_text("[meta\nname = 1")
+    (d / "unknown-metric.toml").write_text('[meta]\nname = "x"\n[checks]\nload_time = { max = 5 }')
+    (d / "loose.toml").write_text('[meta]\nname = "x"\n[checks]\ndecode_tok_s = { min = 1, where = { batch_size = 64 } }')
+    (d / "not-a-dir").write_text("")
+    (d / "corrupt-run").mkdir()
+    good = make_record("load_s", 1.0).to_json()
+    (d / "corrupt-run" / "results.jsonl").write_text(f"{good}\n{{broken\n{good}\n")
+    return d
+
+
+CASES = [
+    (["--profile", "huge"], "--profile huge: unknown profile; choose one of quick, standard, full"),
+    (["--model", "no such model!"], "--model no such model!: unknown model"),
+    (["--model", "replica:gpt-oss-999b"], "--model replica:gpt-oss-999b: no bundled config; available: gpt-oss-20b"),
+    (["--backend", "vllm"], "--backend vllm: unknown backend; choose auto, hf, unsloth"),
+    (["--backend", "unsloth", "--gpu", "cpu"], "--backend unsloth needs a CUDA GPU"),
+    (["--gpu", "0"], "--gpu 0: no NVIDIA GPU is visible on this machine"),
+    (["--gpu", "first"], "--gpu first: no NVIDIA GPU is visible on this machine"),
+    (["--baseline", "{bad}/malformed.toml"], "malformed.toml: not valid TOML"),
+    (["--baseline", "{bad}/unknown-metric.toml"], "unknown metric 'load_time'"),
+    (["--baseline", "{bad}/loose.toml"], "check 'decode_tok_s >= 1 where batch_size=64' matches no case of profile quick"),
+    (["--baseline", "nonexistent"], "--baseline nonexistent: no such file or baseline name"),
+    (["--report-dir", "{bad}/not-a-dir/reports"], "--report-dir {bad}/not-a-dir/reports: cannot write there"),
+    (["--compare", "{bad}/missing-run"], "--compare {bad}/missing-run: no such run directory or results file"),
+    (["--compare", "{bad}/corrupt-run"], "results.jsonl:2: corrupt record"),
+]
+
+
+@pytest.mark.skipif(bool(__import__("bench.devices", fromlist=["nvml_gpus"]).nvml_gpus()),
+                    reason="these expectations are for a machine without GPUs")
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_4(bad_files, args, message):
+    args = [a.replace("{bad}", str(bad_files)) for a in args]
+    result = run_pytest("suites/", "--collect-only", "-q", *args)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert message.replace("{bad}", str(bad_files)) in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.stderr
+
+
+def test_options_are_listed_in_help():
+    out = run_pytest("--help").stdout
+    for option in ("--gpu", "--model", "--backend", "--profile", "--baseline", "--compare",
+                   "--fail-on-regression", "--report-dir", "--dataset"):
+        assert option in out
+
+
+def test_profiles_parametrize_the_suites():
+    quick = run_pytest("suites/", "--collect-only", "-q").stdout
+    standard = run_pytest("suites/", "--collect-only", "-q", "--profile", "standard").stdout
+    assert "test_train.py::test_train[r8-b2x2]" in quick
+    assert "test_infer.py::test_generate[bs3-high]" in quick
+    for case in ("test_train[r32-b4x4]", "test_train[r16-b2x8]", "test_generate[bs8-medium]"):
+        assert case in standard and case not in quick
+    # the workflow's order: load first, so the cold load is the first load of the process
+    lines = [line for line in standard.splitlines() if "::" in line]
+    assert "test_load.py" in lines[0] and "test_adapter.py" in lines[-1]
+
+
+def test_harness_tests_leave_no_run_directory(tmp_path):
+    (tmp_path / "test_plain.py").write_text("def test_ok():\n    assert True\n")
+    result = run_pytest(str(tmp_path / "test_plain.py"), "-q", "--report-dir", str(tmp_path / "reports"),
+                        cwd=tmp_path)
+    assert "--report-dir" not in result.stderr, "the plugin is not installed (pip install -e .)"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not list((tmp_path / "reports").glob("*"))

@@ -1,0 +1,84 @@
+import re
+from html import unescape
+import shutil
+import subprocess
+
+import pytest
+
+from bench.report import render_run
+from bench.results import Measurement
+
+from conftest import REPO, make_record
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def _records() -> list[Measurement]:
+    curve = [[1, 2.1], [2, 1.8], [3, 1.2]]
+    return [
+        make_record("load_s", 0.2, samples=[0.19, 0.2, 0.22], cache="warm"),
+        make_record("s_per_step", 0.17, samples=[0.16, 0.17, 0.18], extra={"loss_curve": curve},
+                    lora_r=8, batch_size=2, grad_accum=2),
+        make_record("final_loss", 1.7, lora_r=8, batch_size=2, grad_accum=2),
+        make_record("decode_tok_s", 220.0, samples=[215.0, 220.0, 224.0], extra={"sample": HOSTILE},
+                    batch_size=1, effort="low"),
+        make_record("case", None, status="oom", error=f"CUDA out of memory {HOSTILE}", batch_size=8, effort="high"),
+    ]
+
+
+@pytest.fixture
+def rendered(run_factory):
+    run_dir = run_factory("run-1", _records(), baseline=str(REPO / "baselines" / "tiny-gpt-oss-cpu.toml"),
+                          model=f"evil/{HOSTILE}", notes=[f"note {HOSTILE}"])
+    html, md = render_run(run_dir)
+    return html.read_text(), md.read_text(), html
+
+
+def test_report_shows_checks_with_measured_and_documented_values(rendered):
+    html, md, _ = rendered
+    row = re.search(r"<tr><td>final_loss &lt;= 1.5</td>.*?</tr>", html, re.S).group(0)
+    assert "1.7" in row and "1.43" in row and "FAIL" in row  # measured, documented, verdict
+    assert "load_s &lt;= 5" in html and "pass" in html
+    assert "decode_tok_s &gt;= 2 where batch_size=1" in html
+    assert "**FAIL**" in md and "final_loss &lt;= 1.5" in md  # markdown is escaped too: PR comments render HTML
+
+
+def test_report_marks_oom_as_its_own_state(rendered):
+    html, _, _ = rendered
+    assert 'class="status-oom">oom<' in html
+
+
+def test_report_embeds_charts_and_loads_nothing_from_the_network(rendered):
+    html, _, _ = rendered
+    assert html.count("<svg") >= 2  # loss curve and decode chart at least
+    assert "Content-Security-Policy" in html and "default-src 'none'" in unescape(html)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "<link" not in html
+
+
+def test_everything_that_reaches_html_is_escaped(rendered):
+    html, _, _ = rendered
+    assert "<script>" not in html and "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert html.count("&lt;script&gt;") >= 4  # model name, note, sample text, error message
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no headless browser installed (apt-get install chromium)")
+def test_report_renders_in_a_real_headless_browser(rendered, tmp_path):
+    _, _, path = rendered
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert '<table id="checks">' in dom and '<table id="results">' in dom
+    assert "<svg" in dom and "final_loss &lt;= 1.5" in dom
+    assert "<script>" not in dom  # the hostile strings stayed text
+    shot = tmp_path / "shot.png"
+    subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,1600", path.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000  # a page with tables and charts, not a blank one

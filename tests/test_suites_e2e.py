@@ -1,0 +1,77 @@
+"""The whole loop as a new user runs it: `pytest suites/` on the built-in tiny model, on the CPU."""
+
+import json
+
+import pytest
+
+from bench.results import RunManifest, read_results
+
+from test_plugin import run_pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e")
+    result = run_pytest("suites/", "-q", "--gpu", "cpu", "--report-dir", str(out), "--run-id", "quick",
+                        "--benchmark-json", str(out / "benchmark.json"))
+    return result, out / "quick", out
+
+
+def test_quick_profile_passes_every_documented_check(quick_run):
+    result, run_dir, _ = quick_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "gpt-oss bench" in result.stdout and "report:" in result.stdout
+
+
+def test_every_case_wrote_its_metrics(quick_run):
+    _, run_dir, _ = quick_run
+    records = read_results(run_dir)
+    assert all(r.status == "ok" for r in records), [r for r in records if r.status != "ok"]
+    by = {}
+    for r in records:
+        by.setdefault(r.metric, []).append(r)
+    assert {r.params["cache"] for r in by["load_s"]} == {"cold", "warm"}
+    assert len(by["decode_tok_s"]) == 9  # batch 1, 2, 3 x effort low, medium, high
+    assert all(len(r.samples) == 3 for r in by["decode_tok_s"])  # warm-up round not among them
+    [train] = by["s_per_step"]
+    assert len(train.samples) == 39  # 40 steps, the first one is the warm-up
+    assert len(train.extra["loss_curve"]) == 40
+    [initial], [final] = by["initial_loss"], by["final_loss"]
+    assert initial.value > 1.5 > final.value  # real training brought the loss under the target
+    assert by["adapter_roundtrip_equal"][0].value == 1.0
+    assert by["resume_loss_delta"][0].value < 0.02
+    assert by["adapter_mb"][0].value > 0 and by["trainable_params_m"][0].value > 0
+
+
+def test_run_directory_holds_manifest_report_and_summary(quick_run):
+    _, run_dir, _ = quick_run
+    manifest = RunManifest.read(run_dir)
+    assert manifest.status == "complete" and manifest.model == "tiny-gpt-oss" and manifest.backend == "hf"
+    assert manifest.versions["torch"] and manifest.baseline.endswith("tiny-gpt-oss-cpu.toml")
+    html = (run_dir / "report.html").read_text()
+    assert "<svg" in html and "final_loss &lt;= 1.5" in html
+    assert "checks passed, 0 failed" in (run_dir / "summary.md").read_text()
+
+
+def test_pytest_benchmark_output_keeps_working(quick_run):
+    _, _, out = quick_run
+    data = json.loads((out / "benchmark.json").read_text())
+    names = {b["name"] for b in data["benchmarks"]}
+    assert "test_train[r8-b2x2]" in names and "test_generate[bs1-low]" in names
+    train = next(b for b in data["benchmarks"] if b["name"] == "test_train[r8-b2x2]")
+    assert train["stats"]["rounds"] == 39 and "loss_curve" in train["extra_info"]
+
+
+def test_a_missed_check_fails_the_case_naming_value_limit_and_source(tmp_path):
+    baseline = tmp_path / "impossible.toml"
+    baseline.write_text('[meta]\nname = "impossible"\nmodel = "tiny-gpt-oss"\n[checks]\n'
+                        'decode_tok_s = { min = 1000000.0, where = { batch_size = 1 } }\n')
+    result = run_pytest("suites/test_infer.py", "-q", "--gpu", "cpu", "-k", "bs1-low", "--baseline", str(baseline),
+                        "--report-dir", str(tmp_path / "reports"), "--benchmark-disable")
+    assert result.returncode == 1
+    assert "baseline check failed" in result.stdout
+    assert "misses min 1e+06 tok/s (baseline 'impossible')" in result.stdout
+    [run_dir] = list((tmp_path / "reports").iterdir())
+    assert any(r.metric == "decode_tok_s" and r.status == "ok" for r in read_results(run_dir))  # measured, kept
