@@ -27,7 +27,7 @@ class Profile:
     infer_rounds: int
     # New tokens per reasoning effort: higher effort reasons longer, as gpt-oss does.
     effort_tokens: dict[str, int] = field(default_factory=dict)
-    max_seq_length: int = 512
+    max_seq_length: int = 1024  # the seed's max_seq_length
     learning_rate: float = 2e-4
 
 

@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fail-on-regression", action="store_true", help="fail the session when --compare finds a regression")
     group.addoption("--report-dir", default="reports", help="where run directories are written (default: reports/)")
     group.addoption("--dataset", default="builtin", help="training data: builtin | a local .json/.jsonl/.csv/.parquet | a hub name")
+    group.addoption("--precision", default="auto",
+                    help="auto | 4bit | bf16: weights on a GPU (auto: 4-bit, the seed's setting; the tiny model bf16)")
     group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
 
 
@@ -42,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=config.getoption("--profile"), baseline=config.getoption("--baseline"),
         compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
         report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
-        run_id=config.getoption("--run-id"))
+        run_id=config.getoption("--run-id"), precision=config.getoption("--precision"))
     try:
         session = BenchSession(opts, config.invocation_params.args)
     except BenchError as exc:
@@ -90,7 +92,7 @@ def bench(request: pytest.FixtureRequest) -> BenchSession:
 def backend(bench: BenchSession):
     from bench.backends import get_backend
 
-    return get_backend(bench.backend_name, bench.device)
+    return get_backend(bench.backend_name, bench.device, **bench.backend_options)
 
 
 @pytest.fixture(scope="session")

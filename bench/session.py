@@ -37,6 +37,9 @@ class BenchOptions:
     report_dir: str = "reports"
     dataset: str = "builtin"
     run_id: str | None = None
+    precision: str = "auto"
+
+PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
 
 class BenchSession:
@@ -53,6 +56,8 @@ class BenchSession:
         self.backend_name = resolve_backend_name(options.backend, self.device != "cpu")
         self.hardware = self._hardware_name()
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
+        if options.precision not in PRECISIONS:
+            raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
         self.report_root = _writable_dir(Path(options.report_dir))
         self.compare_records = _read_compare(options.compare) if options.compare else None
         self.run_dir: Path | None = None
@@ -102,6 +107,19 @@ class BenchSession:
 
     # ---- what the suites run -------------------------------------------------------------------
     @property
+    def backend_options(self) -> dict:
+        options = {"load_in_4bit": PRECISIONS[self.options.precision]}
+        if self.backend_name == "unsloth":
+            options["max_seq_length"] = self.profile.max_seq_length
+        return options
+
+    @property
+    def fixed_length(self) -> int | None:
+        """Training rows of full length where loss means nothing (replicas): speed and memory at the
+        seed's 1024 tokens rather than at the short synthetic conversations' length."""
+        return None if self.source.loss_meaningful else self.profile.max_seq_length
+
+    @property
     def train_steps(self) -> int:
         """Enough steps to reach the loss target where loss means something; a few timed ones otherwise."""
         return self.profile.train_steps if self.source.loss_meaningful else self.profile.timing_steps
@@ -109,11 +127,12 @@ class BenchSession:
     @property
     def adapter_steps(self) -> int:
         """Enough training that the adapter visibly changes greedy outputs."""
-        return max(8, self.profile.timing_steps * 2)
+        return 8
 
     @property
     def resume_steps(self) -> int:
-        return max(4, self.profile.timing_steps * 2)
+        """Steps of the checkpoint-recovery run, saved at half way (cheap on the tiny model)."""
+        return 10 if self.source.loss_meaningful else max(4, self.profile.timing_steps)
 
     def train_settings(self, batch_size: int, grad_accum: int, steps: int, output_dir: Path,
                        save_steps: int | None = None) -> TrainSettings:

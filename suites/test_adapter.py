@@ -18,7 +18,7 @@ def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path)
     batch_size, grad_accum = bench.profile.train_batches[0]
     trained = backend.add_lora(backend.load(bench.source), lora)
     settings = bench.train_settings(batch_size, grad_accum, bench.adapter_steps, tmp_path / "run")
-    backend.trainer(trained, train_data(trained.tokenizer), settings, []).train()
+    backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, []).train()
     prompts = inference_prompts(train_data.rows, trained.tokenizer, PROMPTS, "low")
     backend.for_inference(trained)
     in_memory = backend.generate(trained, prompts, NEW_TOKENS)

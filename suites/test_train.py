@@ -17,7 +17,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
     steps = bench.train_steps
     gate = StepGate(bench.device)
-    trainer = backend.trainer(loaded, train_data(loaded.tokenizer),
+    trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
                               bench.train_settings(batch_size, grad_accum, steps, tmp_path / "out"), [gate])
     run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
 
@@ -62,13 +62,13 @@ def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     settings = bench.train_settings(batch_size, grad_accum, steps, tmp_path / "run", save_steps=steps // 2)
 
     first = backend.add_lora(backend.load(bench.source), lora)
-    trainer = backend.trainer(first, train_data(first.tokenizer), settings, [])
+    trainer = backend.trainer(first, train_data(first.tokenizer, bench.fixed_length), settings, [])
     trainer.train()
     uninterrupted = dict(loss_curve(trainer))
     backend.unload(first)
 
     second = backend.add_lora(backend.load(bench.source), lora)
-    resumed_trainer = backend.trainer(second, train_data(second.tokenizer), settings, [])
+    resumed_trainer = backend.trainer(second, train_data(second.tokenizer, bench.fixed_length), settings, [])
     resumed_trainer.train(resume_from_checkpoint=str(tmp_path / "run" / f"checkpoint-{steps // 2}"))
     resumed = dict(loss_curve(resumed_trainer))
     backend.unload(second)

@@ -30,6 +30,11 @@ class TransformersBackend:
     def _load(self, source: ModelSource) -> Loaded:
         raise NotImplementedError
 
+    def four_bit(self, source: ModelSource) -> bool:
+        """4-bit for real-sized models (the seed's setting); the tiny model stays bf16 on a GPU,
+        where 4-bit of 2 M parameters would measure nothing but overhead."""
+        return self.load_in_4bit and source.kind != "tiny"
+
     def prepare(self, source: ModelSource) -> str:
         """Build or convert what must exist on disk before a load can be timed."""
         return local_weights(source, self.device)
@@ -100,6 +105,9 @@ class TransformersBackend:
 
     def unload(self, loaded: Loaded) -> None:
         loaded.model = None
+        self._free()
+
+    def _free(self) -> None:
         gc.collect()
         if self.cuda:
             import torch

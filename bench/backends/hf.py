@@ -20,7 +20,7 @@ class HFBackend(TransformersBackend):
         info = {"engine": "transformers", "dtype": str(self.dtype).removeprefix("torch.")}
         if self.cuda:
             kwargs["device_map"] = {"": self.device}
-            if self.load_in_4bit:
+            if self.four_bit(source):
                 from transformers import BitsAndBytesConfig
 
                 # bitsandbytes quantizes nn.Linear (attention); GPT-OSS's fused experts are 3-D
@@ -39,7 +39,7 @@ class HFBackend(TransformersBackend):
         if self.cuda:
             from peft import prepare_model_for_kbit_training
 
-            if self.load_in_4bit:
+            if self.four_bit(loaded.source):
                 model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
             else:
                 model.gradient_checkpointing_enable()

@@ -83,8 +83,26 @@ class TrainingData:
         self.rows = rows
         self._by_template: dict[str, "datasets.Dataset"] = {}
 
-    def __call__(self, tokenizer) -> "datasets.Dataset":
-        key = tokenizer.chat_template or ""
+    def __call__(self, tokenizer, fixed_length: int | None = None) -> "datasets.Dataset":
+        """Prompt/completion rows; with `fixed_length`, plain text rows of exactly that many tokens
+        (conversations joined end to end), for models whose loss means nothing and whose step time
+        should reflect full-length sequences, as the seed's 1024-token training did."""
+        key = (tokenizer.chat_template or "") + f"|{fixed_length}"
         if key not in self._by_template:
-            self._by_template[key] = to_prompt_completion(self.rows, tokenizer)
+            pairs = to_prompt_completion(self.rows, tokenizer)
+            self._by_template[key] = pairs if fixed_length is None else _joined(pairs, tokenizer, fixed_length)
         return self._by_template[key]
+
+
+def _joined(pairs: "datasets.Dataset", tokenizer, length: int) -> "datasets.Dataset":
+    import datasets
+
+    texts, current, current_len = [], [], 0
+    for row in pairs:
+        text = row["prompt"] + row["completion"]
+        current.append(text)
+        current_len += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if current_len > length:  # trl truncates each row to max_length = `length` tokens
+            texts.append("".join(current))
+            current, current_len = [], 0
+    return datasets.Dataset.from_dict({"text": texts})

@@ -23,8 +23,21 @@ def available() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+def split_name(name: str) -> tuple[str, int | None]:
+    """`gpt-oss-20b@layers=4` is the published config cut to its first 4 layers: same widths,
+    experts and vocabulary, so the same per-layer cost, for a smoke test on a smaller GPU."""
+    base, _, override = name.partition("@")
+    if not override:
+        return base, None
+    key, _, value = override.partition("=")
+    if key != "layers" or not value.isdigit() or int(value) < 1:
+        raise BenchError(f"--model replica:{name}: the only override is @layers=N (N >= 1), e.g. replica:{base}@layers=4")
+    return base, int(value)
+
+
 def config_path(name: str) -> Path:
-    path = CONFIG_DIR / f"{name}.json"
+    base, _ = split_name(name)
+    path = CONFIG_DIR / f"{base}.json"
     if not path.is_file():
         raise BenchError(f"--model replica:{name}: no bundled config; available: {', '.join(available())}")
     return path
@@ -33,8 +46,12 @@ def config_path(name: str) -> Path:
 def model_config(name: str):
     from transformers import GptOssConfig
 
-    data = json.loads(config_path(name).read_text())
-    return GptOssConfig(**{k: v for k, v in data.items() if not k.startswith("_")})
+    data = {k: v for k, v in json.loads(config_path(name).read_text()).items() if not k.startswith("_")}
+    _, layers = split_name(name)
+    if layers is not None:
+        data["num_hidden_layers"] = layers
+        data["layer_types"] = data["layer_types"][:layers]
+    return GptOssConfig(**data)
 
 
 def ensure_built(name: str, root: Path, device: str) -> Path:
@@ -45,9 +62,10 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
 
     from bench.models import tiny
 
-    target = root / f"replica-{name}-bf16"
+    slug = name.replace("@layers=", "-layers")
+    target = root / f"replica-{slug}-bf16"
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".replica-{name}.lock")):
+    with FileLock(str(root / f".replica-{slug}.lock")):
         if (target / "build.json").is_file():
             return target
         shutil.rmtree(target, ignore_errors=True)
@@ -62,7 +80,7 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
         finally:
             torch.set_default_dtype(previous)
         built_s = time.perf_counter() - started
-        tmp = root / f".replica-{name}-tmp"
+        tmp = root / f".replica-{slug}-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_built(root))

@@ -1,0 +1,112 @@
+"""Unsloth's FastLanguageModel on a CUDA GPU: the seed's engine.
+
+`unsloth` must be imported before transformers, trl and peft (it patches them); the plugin imports
+it at configure time, timed once per process and shown in the report, never inside a load timing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from bench.backends import SEVEN_TARGETS, Loaded, LoraSettings
+from bench.backends.common import TransformersBackend
+from bench.models import ModelSource, local_weights
+
+
+class UnslothBackend(TransformersBackend):
+    name = "unsloth"
+
+    def __init__(self, device: str, load_in_4bit: bool | None = None, max_seq_length: int = 1024) -> None:
+        super().__init__(device, load_in_4bit)
+        self.max_seq_length = max_seq_length
+        self._prepared: dict[str, str] = {}
+
+    def prepare(self, source: ModelSource) -> str:
+        """A replica is quantized by Unsloth once and saved in 4-bit, so that later loads are cached
+        loads of the 4-bit weights, as loading the published 4-bit checkpoint by name is."""
+        if source.spec not in self._prepared:
+            target = local_weights(source, self.device)
+            if source.kind == "replica" and self.four_bit(source):
+                target = str(self._quantized_copy(Path(target)))
+            self._prepared[source.spec] = target
+        return self._prepared[source.spec]
+
+    def _quantized_copy(self, bf16_dir: Path) -> Path:
+        from filelock import FileLock
+        from unsloth import FastLanguageModel
+
+        target = bf16_dir.with_name(bf16_dir.name.replace("-bf16", "") + "-unsloth-4bit")
+        with FileLock(str(target) + ".lock"):
+            if (target / "build.json").is_file():
+                return target
+            started = time.perf_counter()
+            model, tokenizer = FastLanguageModel.from_pretrained(
+                model_name=str(bf16_dir), max_seq_length=self.max_seq_length, dtype=None, load_in_4bit=True)
+            quantize_s = time.perf_counter() - started
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            layout = quantization_layout(model)
+            (tmp / "build.json").write_text(json.dumps(
+                {"from": str(bf16_dir), "quantize_s": quantize_s, "save_s": time.perf_counter() - started - quantize_s,
+                 "layout": layout}, indent=2))
+            del model
+            self._free()
+            tmp.rename(target)
+        return target
+
+    def _load(self, source: ModelSource) -> Loaded:
+        from unsloth import FastLanguageModel
+
+        target = self.prepare(source)
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=target, max_seq_length=self.max_seq_length, dtype=None, load_in_4bit=self.four_bit(source))
+        info = {"engine": "unsloth", "dtype": "4-bit (bitsandbytes)" if self.four_bit(source) else "bf16",
+                "quantization": quantization_layout(model)}
+        return Loaded(model, tokenizer, source, info)
+
+    def add_lora(self, loaded: Loaded, lora: LoraSettings) -> Loaded:
+        from unsloth import FastLanguageModel
+
+        model = FastLanguageModel.get_peft_model(
+            loaded.model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
+            target_modules=list(SEVEN_TARGETS), use_gradient_checkpointing="unsloth", random_state=3407)
+        info = {**loaded.info, "lora_targets": "q,k,v,o,gate,up,down (Unsloth get_peft_model)"}
+        return Loaded(model, loaded.tokenizer, loaded.source, info)
+
+    def for_inference(self, loaded: Loaded) -> None:
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(loaded.model)
+        loaded.tokenizer.padding_side = "left"
+
+    def load_adapter(self, base: Loaded, path: Path) -> Loaded:
+        """Exactly the seed's fix: base model -> PeftModel.from_pretrained -> for_inference."""
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, str(path))
+        loaded = Loaded(model, base.tokenizer, base.source, {**base.info, "adapter": str(path)})
+        self.for_inference(loaded)
+        return loaded
+
+
+def quantization_layout(model) -> dict[str, int | str]:
+    """What the loaded model holds, by kind: 4-bit linear layers, packed expert tensors, bf16 rest."""
+    import torch
+
+    counts: dict[str, int] = {}
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if kind in ("Linear4bit", "Linear8bitLt", "Linear", "GptOssExperts") or "Expert" in kind:
+            counts[kind] = counts.get(kind, 0) + 1
+    by_dtype: dict[str, float] = {}
+    for p in list(model.parameters()) + list(model.buffers()):
+        key = str(p.dtype).removeprefix("torch.")
+        by_dtype[key] = by_dtype.get(key, 0.0) + p.numel() * p.element_size() / 1e9
+    return {**{f"modules_{k}": v for k, v in counts.items()},
+            **{f"gb_{k}": round(v, 3) for k, v in by_dtype.items()},
+            "cuda_allocated_gb": round(torch.cuda.memory_allocated() / 1e9, 3) if torch.cuda.is_available() else 0}
