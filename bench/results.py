@@ -131,6 +131,7 @@ class RunManifest:
     environment: dict = field(default_factory=dict)
     baseline: str | None = None
     timings: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 

@@ -161,6 +161,12 @@ class BenchSession:
                                        f"not on {self.hardware}: its checks are applied as documented targets")
         if not self.source.loss_meaningful:
             self.manifest.notes.append(f"{self.source.spec}: {self.source.why_no_loss}")
+        if self.device != "cpu" and self.manifest.gpus:
+            from bench.models.tiny import cache_root
+            from bench.telemetry.calibration import cached
+
+            gpu = self.manifest.gpus[0]
+            self.manifest.calibration = cached(cache_root(), gpu["uuid"], gpu["driver"], self.device)
         self.manifest.write(self.run_dir)
         self._writer = ResultsWriter(self.run_dir / "results.jsonl")
         return self.run_dir

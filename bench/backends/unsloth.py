@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bench.backends import SEVEN_TARGETS, Loaded, LoraSettings
 from bench.backends.common import TransformersBackend
-from bench.models import ModelSource, local_weights
+from bench.models import ModelSource, local_weights, replica
+from bench.models.tiny import cache_root
 
 
 class UnslothBackend(TransformersBackend):
@@ -28,20 +29,22 @@ class UnslothBackend(TransformersBackend):
         """A replica is quantized by Unsloth once and saved in 4-bit, so that later loads are cached
         loads of the 4-bit weights, as loading the published 4-bit checkpoint by name is."""
         if source.spec not in self._prepared:
-            target = local_weights(source, self.device)
             if source.kind == "replica" and self.four_bit(source):
-                target = str(self._quantized_copy(Path(target)))
-            self._prepared[source.spec] = target
+                self._prepared[source.spec] = str(self._quantized_replica(source))
+            else:
+                self._prepared[source.spec] = local_weights(source, self.device)
         return self._prepared[source.spec]
 
-    def _quantized_copy(self, bf16_dir: Path) -> Path:
+    def _quantized_replica(self, source: ModelSource) -> Path:
         from filelock import FileLock
         from unsloth import FastLanguageModel
 
-        target = bf16_dir.with_name(bf16_dir.name.replace("-bf16", "") + "-unsloth-4bit")
+        name = source.spec.split(":", 1)[1]
+        target = replica.build_dir(name, cache_root(), "unsloth-4bit")
         with FileLock(str(target) + ".lock"):
             if (target / "build.json").is_file():
                 return target
+            bf16_dir = Path(local_weights(source, self.device))
             started = time.perf_counter()
             model, tokenizer = FastLanguageModel.from_pretrained(
                 model_name=str(bf16_dir), max_seq_length=self.max_seq_length, dtype=None, load_in_4bit=True)
@@ -57,6 +60,9 @@ class UnslothBackend(TransformersBackend):
             del model
             self._free()
             tmp.rename(target)
+            # The bf16 copy (39 GB for gpt-oss-20b) is not needed once quantized; the hf backend
+            # rebuilds it (about a minute) when it runs the replica.
+            shutil.rmtree(bf16_dir, ignore_errors=True)
         return target
 
     def _load(self, source: ModelSource) -> Loaded:

@@ -54,6 +54,11 @@ def model_config(name: str):
     return GptOssConfig(**data)
 
 
+def build_dir(name: str, root: Path, variant: str = "bf16") -> Path:
+    """Where a replica's weights of one variant (bf16, or a backend's quantized copy) are cached."""
+    return root / f"replica-{name.replace('@layers=', '-layers')}-{variant}"
+
+
 def ensure_built(name: str, root: Path, device: str) -> Path:
     """The bf16 replica directory, built on `device` on first use (tokenizer from the tiny model)."""
     import torch
@@ -62,10 +67,9 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
 
     from bench.models import tiny
 
-    slug = name.replace("@layers=", "-layers")
-    target = root / f"replica-{slug}-bf16"
+    target = build_dir(name, root)
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".replica-{slug}.lock")):
+    with FileLock(str(target) + ".lock"):
         if (target / "build.json").is_file():
             return target
         shutil.rmtree(target, ignore_errors=True)
@@ -80,7 +84,7 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
         finally:
             torch.set_default_dtype(previous)
         built_s = time.perf_counter() - started
-        tmp = root / f".replica-{slug}-tmp"
+        tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_built(root))

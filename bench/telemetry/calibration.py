@@ -1,0 +1,61 @@
+"""What this GPU can do, measured: a large bf16 matrix product (TFLOP/s) and a large device-to-
+device copy (GB/s, bytes read plus written). Efficiency figures (MFU, MBU) are fractions of these
+measured ceilings, not of datasheet numbers, which clocks, power limits and drivers rarely reach.
+
+Cached per GPU UUID and driver, so a run pays for it once (a few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MATMUL_N = 8192
+COPY_BYTES = 2 * 1024**3
+REPEATS = 10
+
+
+def _events_ms(fn, repeats: int) -> list[float]:
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def measure(device: str = "cuda:0") -> dict:
+    import torch
+
+    a = torch.randn(MATMUL_N, MATMUL_N, device=device, dtype=torch.bfloat16)
+    b = torch.randn(MATMUL_N, MATMUL_N, device=device, dtype=torch.bfloat16)
+    for _ in range(3):  # warm-up: cuBLAS heuristics, clocks
+        a @ b
+    mm = sorted(_events_ms(lambda: a @ b, REPEATS))
+    del a, b
+    src = torch.empty(COPY_BYTES // 2, device=device, dtype=torch.bfloat16)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    cp = sorted(_events_ms(lambda: dst.copy_(src), REPEATS))
+    del src, dst
+    torch.cuda.empty_cache()
+    flops = 2 * MATMUL_N**3
+    return {"matmul_tflops": flops / (mm[len(mm) // 2] / 1e3) / 1e12,
+            "copy_gbps": 2 * COPY_BYTES / (cp[len(cp) // 2] / 1e3) / 1e9,
+            "matmul_ms": mm, "copy_ms": cp, "method": f"median of {REPEATS} CUDA-event timings after warm-up"}
+
+
+def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0") -> dict:
+    path = cache_dir / f"calibration-{uuid}-{driver}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        result = measure(device)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+        return result
