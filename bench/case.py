@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from bench.baselines import CheckOutcome
 from bench.session import BenchSession
 from bench.telemetry import MemoryTracker, sampler_for
+from bench.telemetry.memory import release_garbage
 
 SERIES_POINTS = 240  # time-series points kept per case for the report
 
@@ -64,6 +65,7 @@ class Case:
     @contextlib.contextmanager
     def tracking(self) -> Iterator[None]:
         device = self.session.device
+        release_garbage(device)
         with sampler_for(device) as sampler, MemoryTracker(device) as memory:
             yield
         self.usage, self.memory = sampler.usage, memory
@@ -72,7 +74,8 @@ class Case:
         """Peaks of the whole case, each under its own name: torch's allocator, NVML, RSS."""
         memory, usage = self.memory, self.usage
         if memory is not None and memory.allocated_peak_gb is not None:
-            self("peak_vram_gb", memory.allocated_peak_gb)
+            # what was allocated when the case started (a model loaded by a module fixture, say)
+            self("peak_vram_gb", memory.allocated_peak_gb, extra={"allocated_at_start_gb": memory.allocated_start_gb})
             self("peak_reserved_gb", memory.reserved_peak_gb)
         if usage is None:
             return

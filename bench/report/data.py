@@ -38,10 +38,11 @@ def load_run(run_dir: Path) -> RunData:
     records = read_results(run_dir)
     baseline = None
     if manifest.baseline:
-        try:
-            baseline = load_baseline(manifest.baseline)
+        try:  # the file the run used, else the bundled baseline of that name (a run made elsewhere)
+            baseline = load_baseline(manifest.baseline if Path(manifest.baseline).is_file()
+                                     else Path(manifest.baseline).stem)
         except BenchError:
-            baseline = None  # moved or deleted since the run: the report shows no checks
+            baseline = None  # deleted since the run: the report shows no checks
     outcomes = [o for r in records for o in evaluate(baseline, r.__dict__)]
     return RunData(run_dir, manifest, records, baseline, outcomes)
 

@@ -7,14 +7,30 @@ that one, and the two are kept under different metric names.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 GB = 1e9
 
 
+def release_garbage(device: str) -> None:
+    """Collect unreachable objects and return cached blocks to the device.
+
+    A finished case leaves its trainer and model behind as cyclic garbage (trainer, callbacks,
+    accelerator and model refer to each other); until the collector runs, their GPU tensors stay
+    allocated and the next case's peak would include them. Every case starts from here.
+    """
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 @dataclass
 class MemoryTracker:
     device: str = "cpu"
+    allocated_start_gb: float | None = None
     allocated_peak_gb: float | None = None
     reserved_peak_gb: float | None = None
     allocated_end_gb: float | None = None
@@ -25,6 +41,7 @@ class MemoryTracker:
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self.allocated_start_gb = torch.cuda.memory_allocated() / GB
         return self
 
     def __exit__(self, *exc) -> None:
