@@ -81,8 +81,10 @@ def checks_table(run: RunData) -> list[dict]:
         matched = {id(o.check) for o in run.outcomes}
         for check in run.baseline.checks:
             if id(check) not in matched:
+                skipped = [r for r in run.problems if r.metric == check.metric and r.status == "skipped"]
+                why = f"skipped: {skipped[0].error}" if skipped else "no measurement in this run"
                 rows.append({"check": check.describe(), "case": "", "value": None, "unit": "", "reference": None,
-                             "passed": None, "message": "no measurement in this run"})
+                             "passed": None, "message": why})
     return rows
 
 

@@ -62,6 +62,17 @@ def charts_for(run: RunData) -> list[tuple[str, Markup]]:
     return out
 
 
+def problem_rows(run: RunData) -> list[dict]:
+    """Cases not measured, one row per (suite, metric, status, reason) listing every case it hit,
+    so thirty "skipped: random weights" lines read as one."""
+    groups: dict[tuple, list[str]] = {}
+    for r in run.problems:
+        key = (r.suite, r.metric, r.status, r.error or "")
+        groups.setdefault(key, []).append(describe_params(r.params) or r.test_id.rsplit("::", 1)[-1])
+    return [{"suite": suite, "metric": metric, "status": status, "error": error, "case": "; ".join(cases)}
+            for (suite, metric, status, error), cases in groups.items()]
+
+
 def context(run: RunData) -> dict:
     frame = results_frame(run)
     checks = checks_table(run)
@@ -70,8 +81,7 @@ def context(run: RunData) -> dict:
         "checks_failed": sum(1 for c in checks if c["passed"] is False),
         "checks_passed": sum(1 for c in checks if c["passed"] is True),
         "results": frame.to_dict("records") if not frame.empty else [],
-        "problems": [{"suite": r.suite, "case": describe_params(r.params), "metric": r.metric, "status": r.status,
-                      "error": r.error or ""} for r in run.problems],
+        "problems": problem_rows(run),
         "charts": charts_for(run), "metrics": METRICS,
         "samples": [{"case": describe_params(r.params), "text": r.extra.get("sample", ""),
                      "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],
