@@ -38,9 +38,11 @@ class Case:
         self.suite = suite
         self.params = {k: v for k, v in params.items() if k != "suite"}
         self.outcomes: list[CheckOutcome] = []
+        self.records: list = []
         self.usage = None
         self.memory: MemoryTracker | None = None
         self._outcome_recorded = False
+        self.judged = False
 
     def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
                  status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
@@ -48,6 +50,7 @@ class Case:
         record = self.session.measurement(test_id=self.test_id, suite=self.suite, metric=metric, value=value,
                                           params=self.params, samples=samples, status=status, error=error,
                                           extra=extra)
+        self.records.append(record)
         self.outcomes.extend(self.session.write(record))
 
     def timed(self, metric: str, samples: list[float], extra: dict | None = None) -> None:

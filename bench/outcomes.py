@@ -32,9 +32,8 @@ def record_outcome(case: Case, report: pytest.TestReport, call: pytest.CallInfo)
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         status, error = "skipped", reason.removeprefix("Skipped: ")
-    elif report.when == "call" and case.failures and call.excinfo is not None \
-            and call.excinfo.errisinstance(pytest.fail.Exception):
-        return  # measured, and a check missed: the records and the check outcomes say it all
+    elif report.when == "call" and case.judged:
+        return  # measured, then failed on a check or a regression: the records say it all
     else:
         status = classify(call.excinfo)
         error = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)

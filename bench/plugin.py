@@ -11,6 +11,8 @@ import time
 import pytest
 
 from bench.case import Case, case_params
+from bench.cli import parse_threshold
+from bench.compare import describe
 from bench.errors import BenchError
 from bench.matrix import axes
 from bench.session import BenchOptions, BenchSession
@@ -30,6 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline", default=None, help="baseline name in baselines/ or a TOML file (default: by model and GPU)")
     group.addoption("--compare", default=None, help="a run directory or results.jsonl to compare this run with")
     group.addoption("--fail-on-regression", action="store_true", help="fail the session when --compare finds a regression")
+    group.addoption("--threshold", default="5%", help="smallest change --compare calls a regression (default 5%%)")
     group.addoption("--report-dir", default="reports", help="where run directories are written (default: reports/)")
     group.addoption("--dataset", default="builtin", help="training data: builtin | a local .json/.jsonl/.csv/.parquet | a hub name")
     group.addoption("--precision", default="auto",
@@ -39,12 +42,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "suite(name): the benchmark suite a test belongs to (load, train, infer, adapter)")
+    # With pytest-benchmark switched off (--benchmark-disable, xdist) the suites time rounds themselves.
+    config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all")
+    try:
+        threshold = parse_threshold(config.getoption("--threshold"))
+    except BenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
     opts = BenchOptions(
         gpu=config.getoption("--gpu"), model=config.getoption("--model"), backend=config.getoption("--backend"),
         profile=config.getoption("--profile"), baseline=config.getoption("--baseline"),
         compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
         report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
-        run_id=config.getoption("--run-id"), precision=config.getoption("--precision"))
+        run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold)
     try:
         session = BenchSession(opts, config.invocation_params.args)
     except BenchError as exc:
@@ -132,8 +141,15 @@ def pytest_runtest_call(item: pytest.Item):
     with item_case.tracking():
         result = yield
     item_case.record_usage()
-    if item_case.failures:
-        pytest.fail("baseline check failed:\n  " + "\n  ".join(item_case.failures), pytrace=False)
+    problems = [f"baseline check failed: {message}" for message in item_case.failures]
+    bench = item.config.stash[SESSION_KEY]
+    for change in bench.compare_case(item_case.records):
+        item.user_properties.append(("regression", describe(change)))
+        if bench.options.fail_on_regression:
+            problems.append(f"regression against {bench.options.compare}: {describe(change)}")
+    if problems:
+        item_case.judged = True  # measured, then failed on its checks or a regression
+        pytest.fail("\n".join(problems), pytrace=False)
     return result
 
 

@@ -38,6 +38,7 @@ class BenchOptions:
     dataset: str = "builtin"
     run_id: str | None = None
     precision: str = "auto"
+    threshold: float = 0.05
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -66,6 +67,7 @@ class BenchSession:
         self.records: list[Measurement] = []
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
+        self.changes: list = []  # MetricChange of every case compared with --compare
 
     # ---- validation -------------------------------------------------------------------------
     def _pick_device(self, explicit: bool) -> str:
@@ -196,6 +198,19 @@ class BenchSession:
             gpu_index=self.gpu_indices[0] if self.gpu_indices else None, status=status,
             error=environment.redact(error) if error else None, extra=extra or {})
 
+    def compare_case(self, records: list[Measurement]) -> list:
+        """This case's records against the same case of the --compare run: its regressions."""
+        if self.compare_records is None or not records:
+            return []
+        from bench.compare import compare
+
+        keys = {r.case_key() for r in records}
+        base = [r for r in self.compare_records if r.case_key() in keys]
+        overrides = self.baseline.thresholds if self.baseline else None
+        result = compare(base, records, self.options.threshold, overrides)
+        self.changes.extend(result.changes)
+        return result.regressions
+
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
             return
@@ -206,6 +221,16 @@ class BenchSession:
         from bench.report import render_run
 
         render_run(self.run_dir)
+        if self.compare_records is not None:
+            from bench.compare import Comparison
+            from bench.report.comparison import to_markdown
+
+            seen = {(c.suite, c.metric, tuple(sorted(c.params.items()))) for c in self.changes}
+            missing = [r.case_key() for r in self.compare_records
+                       if r.status == "ok" and r.value is not None and r.case_key() not in seen]
+            result = Comparison(self.changes, only_base=sorted(set(missing), key=str))
+            (self.run_dir / "comparison.md").write_text(
+                to_markdown(result, self.options.compare, str(self.run_dir)), encoding="utf-8")
 
 
 def _read_compare(spec: str) -> list[Measurement]:

@@ -13,8 +13,15 @@ DEFAULT_THRESHOLD = 0.05
 # Single-value metrics have no spread to build an interval from: they are compared against a
 # fixed relative tolerance instead. Losses on the CPU are deterministic; on a GPU, kernels with
 # atomics make them wobble by well under 2%.
+# Memory peaks are single readings too: torch's allocator is exact, NVML and RSS move by a few
+# percent with allocator and driver state. One-off timings (a cold load, the first generate)
+# have no repeat to estimate noise from and get wide tolerances: they are shown, rarely gated.
 SINGLE_VALUE_TOLERANCE = {"final_loss": 0.03, "initial_loss": 0.03, "adapter_mb": 0.01,
-                          "steps_to_target_loss": 0.25}
+                          "steps_to_target_loss": 0.25, "trainable_params_m": 0.0,
+                          "peak_vram_gb": 0.02, "peak_reserved_gb": 0.05, "nvml_peak_used_gb": 0.05,
+                          "peak_rss_gb": 0.10, "load_memory_gb": 0.25, "gpu_util_pct": 0.25,
+                          "load_s": 0.5, "first_generate_s": 0.5, "adapter_roundtrip_equal": 0.0,
+                          "adapter_changes_output": 0.0, "resume_loss_delta": 0.02}
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,37 @@ def ratio_of_medians(base: list[float], new: list[float], confidence: float = 0.
     low, high = np.quantile(ratios, [alpha, 1 - alpha])
     return RatioEstimate(point, float(low), float(high), f"bootstrap {confidence:.0%} CI of median ratio",
                          len(b), len(n))
+
+
+SMALL_SAMPLE = 8
+
+
+def ratio_of_means_log_t(base: list[float], new: list[float], confidence: float = 0.95) -> RatioEstimate:
+    """Welch's t interval on log values: the ratio of geometric means with its confidence interval.
+
+    For a handful of samples per side the percentile bootstrap of the median is too narrow (it
+    can only reshuffle three values); the t interval, with its few degrees of freedom, says how
+    little three samples know.
+    """
+    from scipy import stats as st
+
+    x, y = np.log(np.asarray(base, dtype=float)), np.log(np.asarray(new, dtype=float))
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    diff = y.mean() - x.mean()
+    se = math.sqrt(vx + vy)
+    if se == 0:
+        return RatioEstimate(math.exp(diff), math.exp(diff), math.exp(diff), "Welch t on logs", len(x), len(y))
+    df = (vx + vy) ** 2 / ((vx**2 / (len(x) - 1) if vx else 0) + (vy**2 / (len(y) - 1) if vy else 0))
+    t = float(st.t.ppf(0.5 + confidence / 2, df))
+    return RatioEstimate(math.exp(diff), math.exp(diff - t * se), math.exp(diff + t * se),
+                         f"Welch t {confidence:.0%} CI of geometric-mean ratio", len(x), len(y))
+
+
+def ratio_interval(base: list[float], new: list[float], confidence: float = 0.95, seed: int = 0) -> RatioEstimate:
+    """The interval a comparison uses: Welch t on logs for small samples, bootstrap otherwise."""
+    if 2 <= min(len(base), len(new)) < SMALL_SAMPLE:
+        return ratio_of_means_log_t(base, new, confidence)
+    return ratio_of_medians(base, new, confidence, seed=seed)
 
 
 def verdict(est: RatioEstimate, better: str, threshold: float) -> str:

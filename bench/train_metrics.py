@@ -13,9 +13,17 @@ def final_loss(curve: list[tuple[int, float]], window: int = FINAL_WINDOW) -> fl
     return sum(tail) / len(tail)
 
 
-def steps_to_target(curve: list[tuple[int, float]], target: float = TARGET_LOSS) -> int | None:
-    """The first step whose loss is under `target`, or None."""
-    return next((step for step, loss in curve if loss < target), None)
+def steps_to_target(curve: list[tuple[int, float]], target: float = TARGET_LOSS,
+                    window: int = FINAL_WINDOW) -> int | None:
+    """The first step at which the mean of the last `window` losses is under `target`, or None.
+
+    One lucky batch dipping under the target says little; the trailing mean is what stays there.
+    """
+    losses = [loss for _, loss in curve]
+    for i in range(window - 1, len(curve)):
+        if sum(losses[i - window + 1:i + 1]) / window < target:
+            return curve[i][0]
+    return None
 
 
 def adapter_size_mb(path: Path) -> float:

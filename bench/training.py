@@ -10,10 +10,12 @@ loading, logging and checkpoint saving between steps stay outside the timed regi
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from transformers import TrainerCallback
 
+from bench.telemetry import slowdown
 from bench.telemetry.timer import synchronize
 
 STEP_TIMEOUT_S = 3600.0
@@ -29,15 +31,18 @@ class StepGate(TrainerCallback):
         self.released = False  # once set, the loop runs freely (finish)
         self.tokens_per_step: list[int] = []  # non-padding input tokens of each optimizer step
         self._tokens_before = 0
+        self._started = 0.0
 
     def on_step_begin(self, args, state, control, **kwargs):
         if not self.released:
             self._go.acquire()
         self._tokens_before = state.num_input_tokens_seen
+        self._started = time.perf_counter()
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.device)
+        slowdown.stretch(time.perf_counter() - self._started)
         self.tokens_per_step.append(state.num_input_tokens_seen - self._tokens_before)
         self._done.release()
         return control

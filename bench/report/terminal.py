@@ -24,6 +24,17 @@ def summary_lines(session: BenchSession) -> list[str]:
     widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]))]
     lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if session.compare_records is not None:
+        from bench.compare import describe
+
+        counts: dict[str, int] = {}
+        for c in session.changes:
+            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        lines.append("")
+        lines.append(f"compared with {session.options.compare}: "
+                     + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no case in common"))
+        lines += [f"  REGRESSION {describe(c)}" for c in session.changes if c.verdict == "regression"]
+        lines += [f"  improvement {describe(c)}" for c in session.changes if c.verdict == "improvement"]
     if session.run_dir is not None:
         lines.append(f"results: {session.run_dir / 'results.jsonl'}")
         lines.append(f"report:  {session.run_dir / 'report.html'}")

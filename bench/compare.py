@@ -1,0 +1,91 @@
+"""Comparing two runs: per metric and parameter set, the ratio of medians with a bootstrap
+confidence interval, and a verdict that calls a regression only when the whole interval lies
+beyond the threshold. Pure: records in, a `Comparison` out; rendering lives in bench.report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.results import Measurement
+from bench.stats import IMPROVEMENT, REGRESSION, RatioEstimate, ratio_interval, threshold_for, verdict
+
+# Metrics that describe the configuration rather than its performance: equal by construction.
+NOT_COMPARED = frozenset({"new_tokens", "case"})
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    suite: str
+    metric: str
+    params: dict
+    unit: str
+    better: str
+    base: float
+    new: float
+    estimate: RatioEstimate
+    threshold: float
+    verdict: str
+
+    @property
+    def change_pct(self) -> float:
+        return (self.estimate.ratio - 1) * 100
+
+
+@dataclass
+class Comparison:
+    changes: list[MetricChange] = field(default_factory=list)
+    only_base: list[tuple] = field(default_factory=list)  # case keys measured in BASE only
+    only_new: list[tuple] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[MetricChange]:
+        return [c for c in self.changes if c.verdict == REGRESSION]
+
+    @property
+    def improvements(self) -> list[MetricChange]:
+        return [c for c in self.changes if c.verdict == IMPROVEMENT]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.changes:
+            out[c.verdict] = out.get(c.verdict, 0) + 1
+        return out
+
+
+def _values(r: Measurement) -> list[float]:
+    return list(r.samples) if len(r.samples) >= 2 else [float(r.value)]
+
+
+def _comparable(records: list[Measurement]) -> dict[tuple, Measurement]:
+    return {r.case_key(): r for r in records
+            if r.status == "ok" and r.value is not None and r.metric not in NOT_COMPARED}
+
+
+def compare(base: list[Measurement], new: list[Measurement], threshold: float = 0.05,
+            overrides: dict[str, float] | None = None, seed: int = 0) -> Comparison:
+    b, n = _comparable(base), _comparable(new)
+    result = Comparison(only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str))
+    for key in sorted(set(b) & set(n), key=str):
+        rb, rn = b[key], n[key]
+        vb, vn = _values(rb), _values(rn)
+        if min(vb) <= 0 or min(vn) <= 0:  # a ratio needs positive values (e.g. a zero resume delta)
+            est = _difference_as_ratio(rb.value, rn.value)
+        else:
+            est = ratio_interval(vb, vn, seed=seed)
+        t = threshold_for(rn.metric, len(vb), len(vn), threshold, overrides)
+        result.changes.append(MetricChange(rn.suite, rn.metric, rn.params, rn.unit, rn.better, rb.value, rn.value,
+                                           est, t, verdict(est, rn.better, t)))
+    return result
+
+
+def _difference_as_ratio(base: float, new: float) -> RatioEstimate:
+    """Where a side is zero (a loss delta, a boolean), compare on a 1 + difference scale."""
+    ratio = 1 + (new - base)
+    return RatioEstimate(ratio, ratio, ratio, "1 + difference (a side is zero)", 1, 1)
+
+
+def describe(change: MetricChange) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(change.params.items()))
+    return (f"{change.suite} {change.metric}[{params}]: {change.base:.4g} -> {change.new:.4g} {change.unit} "
+            f"({change.change_pct:+.1f}%, {change.estimate.method} {change.estimate.low:.3f}-{change.estimate.high:.3f}, "
+            f"threshold {change.threshold:.0%})").replace("  ", " ")
