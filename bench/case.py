@@ -69,9 +69,12 @@ class Case:
     def tracking(self) -> Iterator[None]:
         device = self.session.device
         release_garbage(device)
-        with sampler_for(device) as sampler, MemoryTracker(device) as memory:
-            yield
-        self.usage, self.memory = sampler.usage, memory
+        sampler, memory = sampler_for(device), MemoryTracker(device)
+        try:
+            with sampler, memory:
+                yield
+        finally:  # kept when the case raised too: an out-of-memory case reports the peak it reached
+            self.usage, self.memory = sampler.usage, memory
 
     def record_usage(self) -> None:
         """Peaks of the whole case, each under its own name: torch's allocator, NVML, RSS."""

@@ -11,12 +11,68 @@ from bench.errors import BenchError
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import render_run
+    from bench.report.multi import render_comparison, render_history
 
-    if len(args.runs) == 1 and not args.output:
-        html, md = render_run(Path(args.runs[0]))
-        print(html)
-        return 0
-    raise BenchError("comparing several runs in one page is not built yet; give one run directory")
+    if args.history:
+        if len(args.runs) != 1:
+            raise BenchError("--history takes one directory holding many runs, e.g. bench report reports/ --history")
+        out = render_history(Path(args.runs[0]), Path(args.output or Path(args.runs[0]) / "history.html"))
+    elif len(args.runs) == 1:
+        html, _ = render_run(Path(args.runs[0]))
+        out = html
+        if args.output:
+            out = Path(args.output)
+            out.write_text(html.read_text(encoding="utf-8"), encoding="utf-8")
+    else:
+        out = render_comparison([Path(r) for r in args.runs], Path(args.output or "comparison.html"),
+                                parse_threshold(args.threshold))
+    print(out)
+    return 0
+
+
+def cmd_baseline_save(args: argparse.Namespace) -> int:
+    from bench.freeze import freeze
+
+    path = freeze(Path(args.run), args.name, Path(args.dir), parse_threshold(args.tolerance), args.force)
+    print(path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.interop import to_pytest_benchmark
+
+    data = json.dumps(to_pytest_benchmark(Path(args.run)), indent=2)
+    if args.output:
+        Path(args.output).write_text(data)
+        print(args.output)
+    else:
+        print(data)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bench import environment
+    from bench.devices import nvml_gpus
+    from bench.doctor import check_model
+
+    gpus = nvml_gpus()
+    print("GPUs:" if gpus else "GPUs: none visible (no NVIDIA driver or NVML): the suites run on the CPU")
+    for g in gpus:
+        print(f"  {g.index}: {g.name}, {g.memory_gb:.1f} GB, driver {g.driver}, {g.uuid}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in environment.versions().items() if v))
+    findings = check_model(args.model, Path(args.cache_dir) if args.cache_dir else None) if args.model else []
+    for f in findings:
+        print(f"{f.level.upper():5} {f.message}")
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from bench.merge import merge
+
+    print(merge([Path(r) for r in args.runs], Path(args.output)))
+    return 0
 
 
 def parse_threshold(text: str) -> float:
@@ -38,8 +94,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench.report.comparison import to_json, to_markdown, to_table
     from bench.results import read_results
 
+    from bench.compare import run_thresholds
+
     base, new = read_results(Path(args.base)), read_results(Path(args.new))
-    overrides = load_baseline(args.baseline).thresholds if args.baseline else None
+    overrides = load_baseline(args.baseline).thresholds if args.baseline else run_thresholds(Path(args.base))
     result = compare(base, new, parse_threshold(args.threshold), overrides)
     render = {"table": lambda: to_table(result, args.base, args.new, args.all),
               "markdown": lambda: to_markdown(result, args.base, args.new),
@@ -54,17 +112,45 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("report", help="render a run's report.html (or a comparison page of several runs)")
-    p.add_argument("runs", nargs="+", help="run directories")
+    p = sub.add_parser("report", help="render a run's report.html, a comparison page of several runs, or a history")
+    p.add_argument("runs", nargs="+", help="run directories (one: its report; several: side by side)")
     p.add_argument("-o", "--output", help="output HTML file")
+    p.add_argument("--history", action="store_true", help="RUNS is one directory of many runs: metrics over time")
+    p.add_argument("--threshold", default="5%", help="smallest change that counts on a comparison page")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("baseline", help="baseline files")
+    bsub = p.add_subparsers(dest="baseline_command", required=True)
+    p = bsub.add_parser("save", help="freeze a run's medians and noise into a baseline file")
+    p.add_argument("run")
+    p.add_argument("--name", required=True, help="the baseline's name (file baselines/NAME.toml)")
+    p.add_argument("--dir", default=str(Path(__file__).resolve().parent.parent / "baselines"))
+    p.add_argument("--tolerance", default="5%", help="least slack around each median (noise may widen it)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_baseline_save)
+
+    p = sub.add_parser("export", help="a run as pytest-benchmark JSON (for tools that read that format)")
+    p.add_argument("run")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("doctor", help="GPUs, driver, versions, and whether a model loads from the HF cache")
+    p.add_argument("--model", help="a hub name or local path to check")
+    p.add_argument("--cache-dir", help="the HF hub cache (default: HF_HUB_CACHE)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("merge", help="join shards or per-GPU runs into one run")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("compare", help="compare two runs; exit 1 when a metric regressed beyond noise")
     p.add_argument("base", help="the reference run directory or results.jsonl")
     p.add_argument("new", help="the run to judge")
     p.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    p.add_argument("--baseline", help="a baseline file whose [thresholds] override the threshold per metric")
+    p.add_argument("--baseline", help="a baseline whose [thresholds] set per-metric thresholds "
+                                      "(default: the one the base run was checked against)")
     p.add_argument("--all", action="store_true", help="list unchanged metrics too (table format)")
     p.set_defaults(func=cmd_compare)
     return parser

@@ -5,6 +5,7 @@ beyond the threshold. Pure: records in, a `Comparison` out; rendering lives in b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.results import Measurement
 from bench.stats import IMPROVEMENT, REGRESSION, RatioEstimate, ratio_interval, threshold_for, verdict
@@ -89,3 +90,19 @@ def describe(change: MetricChange) -> str:
     return (f"{change.suite} {change.metric}[{params}]: {change.base:.4g} -> {change.new:.4g} {change.unit} "
             f"({change.change_pct:+.1f}%, {change.estimate.method} {change.estimate.low:.3f}-{change.estimate.high:.3f}, "
             f"threshold {change.threshold:.0%})").replace("  ", " ")
+
+
+def run_thresholds(run: Path) -> dict[str, float] | None:
+    """The per-metric thresholds of the baseline a run was checked against, if it can be found."""
+    from bench.baselines import load_baseline
+    from bench.errors import BenchError
+    from bench.results import RunManifest
+
+    run = Path(run)
+    try:
+        name = RunManifest.read(run if run.is_dir() else run.parent).baseline
+        if not name:
+            return None
+        return load_baseline(name if Path(name).is_file() else Path(name).stem).thresholds
+    except BenchError:
+        return None

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.compare import compare
+from bench.compare import compare, run_thresholds
 from bench.results import read_results
 
 SLOWED = ("s_per_step", "train_tokens_per_s", "decode_tok_s", "itl_p50_ms")
@@ -40,14 +40,14 @@ def measure(out: Path, runs: int, slowdowns: list[float], per_slowdown: int, thr
     records = {p: read_results(p) for p in normal + [p for ps in slowed.values() for p in ps]}
     pairs = list(itertools.combinations(normal, 2))
     false_alarms = []
-    for a, b in pairs:
-        regressions = compare(records[a], records[b], threshold).regressions
+    for a, b in pairs:  # thresholds as `bench compare` applies them: the base run's baseline's
+        regressions = compare(records[a], records[b], threshold, run_thresholds(a)).regressions
         false_alarms.append([f"{c.suite} {c.metric} {c.params}" for c in regressions])
     detection = {}
     for s, runs_s in slowed.items():
         hits = []
         for slow, base in itertools.product(runs_s, normal):
-            named = {c.metric for c in compare(records[base], records[slow], threshold).regressions}
+            named = {c.metric for c in compare(records[base], records[slow], threshold, run_thresholds(base)).regressions}
             hits.append(bool(named & set(SLOWED)))
         detection[str(s)] = {"pairs": len(hits), "detected": sum(hits), "rate": sum(hits) / len(hits)}
     return {"threshold": threshold, "normal_runs": runs, "pairs": len(pairs),

@@ -37,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dataset", default="builtin", help="training data: builtin | a local .json/.jsonl/.csv/.parquet | a hub name")
     group.addoption("--precision", default="auto",
                     help="auto | 4bit | bf16: weights on a GPU (auto: 4-bit, the seed's setting; the tiny model bf16)")
+    group.addoption("--resume", default=None, help="a run directory to continue: runs only its unfinished cases")
+    group.addoption("--gpu-price-per-hour", type=float, default=None,
+                    help="what the GPU costs per hour (USD), for cost per million tokens in the report")
     group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
 
 
@@ -53,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=config.getoption("--profile"), baseline=config.getoption("--baseline"),
         compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
         report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
-        run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold)
+        run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold,
+        resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"))
     try:
         session = BenchSession(opts, config.invocation_params.args)
     except BenchError as exc:
@@ -81,9 +85,17 @@ def _suite_of(item: pytest.Item) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Suites run in the workflow's order (load first, so a cold load is really the first)."""
+    """Suites run in the workflow's order (load first, so a cold load is really the first); a
+    resumed run leaves out the cases it already finished."""
     order = {name: i for i, name in enumerate(SUITE_ORDER)}
     items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None and bench.resume_dir is not None:
+        bench.start()
+        done = [item for item in items if item.nodeid in bench.finished]
+        if done:
+            config.hook.pytest_deselected(items=done)
+            items[:] = [item for item in items if item.nodeid not in bench.finished]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -108,7 +120,10 @@ def backend(bench: BenchSession):
 def prepared(bench: BenchSession, backend) -> str:
     """The model's weights on disk (built, converted or found) before anything is timed."""
     started = time.perf_counter()
-    target = backend.prepare(bench.source)
+    try:
+        target = backend.prepare(bench.source)
+    except BenchError as exc:  # e.g. a broken HF cache: say why, once per case, no traceback
+        pytest.fail(f"cannot load {bench.source.spec}: {exc}", pytrace=False)
     bench.note_timing("prepare_model_s", time.perf_counter() - started)
     return target
 
@@ -138,9 +153,11 @@ def pytest_runtest_call(item: pytest.Item):
     item_case = item.stash.get(CASE_KEY, None)
     if item_case is None:
         return (yield)
-    with item_case.tracking():
-        result = yield
-    item_case.record_usage()
+    try:
+        with item_case.tracking():
+            result = yield
+    finally:
+        item_case.record_usage()  # an out-of-memory case keeps the peak it reached
     problems = [f"baseline check failed: {message}" for message in item_case.failures]
     bench = item.config.stash[SESSION_KEY]
     for change in bench.compare_case(item_case.records):

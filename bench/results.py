@@ -132,6 +132,7 @@ class RunManifest:
     baseline: str | None = None
     timings: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
+    gpu_price_per_hour: float | None = None
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 

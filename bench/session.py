@@ -39,6 +39,8 @@ class BenchOptions:
     run_id: str | None = None
     precision: str = "auto"
     threshold: float = 0.05
+    resume: str | None = None
+    gpu_price_per_hour: float | None = None
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -61,6 +63,8 @@ class BenchSession:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
         self.report_root = _writable_dir(Path(options.report_dir))
         self.compare_records = _read_compare(options.compare) if options.compare else None
+        self.resume_dir = self._check_resume(options.resume) if options.resume else None
+        self.finished: set[str] = set()  # cases of a resumed run that need not run again
         self.run_dir: Path | None = None
         self.manifest: RunManifest | None = None
         self._writer: ResultsWriter | None = None
@@ -107,6 +111,20 @@ class BenchSession:
                                  f"profile {self.profile.name}; fix its 'where' or choose another --profile")
         return baseline, matches
 
+    def _check_resume(self, spec: str) -> Path:
+        path = Path(spec)
+        try:
+            manifest = RunManifest.read(path)
+        except BenchError as exc:
+            raise BenchError(f"--resume {spec}: {exc}") from None
+        for what, mine, theirs in (("--model", self.source.spec, manifest.model),
+                                   ("--profile", self.profile.name, manifest.profile),
+                                   ("--backend", self.backend_name, manifest.backend)):
+            if mine != theirs:
+                raise BenchError(f"--resume {spec}: that run used {what} {theirs}, this one {mine}; "
+                                 f"pass {what} {theirs} to resume it")
+        return path.resolve()
+
     # ---- what the suites run -------------------------------------------------------------------
     @property
     def backend_options(self) -> dict:
@@ -147,6 +165,8 @@ class BenchSession:
         """Create the run directory and its manifest; called once suite cases are collected."""
         if self.run_dir is not None:
             return self.run_dir
+        if self.resume_dir is not None:
+            return self._reopen()
         run_id = self.options.run_id or _new_run_id(self.source.slug, self.hardware)
         self.run_dir = self.report_root / run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +177,7 @@ class BenchSession:
             gpus=environment.gpus(self.gpu_indices), versions=environment.versions(),
             environment={**environment.allowed_environment(), "host": environment.host()},
             baseline=str(self.baseline.path) if self.baseline else None, timings=self.timings,
+            gpu_price_per_hour=self.options.gpu_price_per_hour,
         )
         if self.baseline and not self.baseline_hardware_matches:
             self.manifest.notes.append(f"baseline '{self.baseline.name}' was measured on {self.baseline.gpu}, "
@@ -169,6 +190,22 @@ class BenchSession:
 
             gpu = self.manifest.gpus[0]
             self.manifest.calibration = cached(cache_root(), gpu["uuid"], gpu["driver"], self.device)
+        self.manifest.write(self.run_dir)
+        self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+        return self.run_dir
+
+    def _reopen(self) -> Path:
+        """Continue a killed run in its own directory: same manifest, finished cases kept."""
+        from bench.resume import keep_finished
+
+        self.run_dir = self.resume_dir
+        self.manifest = RunManifest.read(self.run_dir)
+        self.finished = keep_finished(self.run_dir)
+        self.manifest.status = "incomplete"
+        self.manifest.notes.append(f"resumed at {time.strftime('%Y-%m-%d %H:%M:%S')} with "
+                                   f"{len(self.finished)} cases already finished")
+        self.manifest.timings.update(self.timings)
+        self.timings = self.manifest.timings
         self.manifest.write(self.run_dir)
         self._writer = ResultsWriter(self.run_dir / "results.jsonl")
         return self.run_dir

@@ -6,6 +6,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
+from bench import faults
 from bench.backends import Loaded, TrainSettings
 from bench.models import ModelSource, local_weights
 
@@ -36,7 +37,15 @@ class TransformersBackend:
         return self.load_in_4bit and source.kind != "tiny"
 
     def prepare(self, source: ModelSource) -> str:
-        """Build or convert what must exist on disk before a load can be timed."""
+        """Build or convert what must exist on disk before a load can be timed; for a hub name,
+        check the HF cache first and never download (HF_HUB_OFFLINE) behind a timing."""
+        if source.kind in ("hub", "path"):
+            import os
+
+            from bench.doctor import require_loadable
+
+            require_loadable(source.spec)
+            os.environ["HF_HUB_OFFLINE"] = "1"
         return local_weights(source, self.device)
 
     @property
@@ -91,6 +100,7 @@ class TransformersBackend:
         import torch
         from transformers import LogitsProcessorList
 
+        faults.maybe_out_of_memory(len(prompts))
         tok = loaded.tokenizer
         tok.padding_side = "left"
         inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)

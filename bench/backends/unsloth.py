@@ -32,7 +32,7 @@ class UnslothBackend(TransformersBackend):
             if source.kind == "replica" and self.four_bit(source):
                 self._prepared[source.spec] = str(self._quantized_replica(source))
             else:
-                self._prepared[source.spec] = local_weights(source, self.device)
+                self._prepared[source.spec] = super().prepare(source)
         return self._prepared[source.spec]
 
     def _quantized_replica(self, source: ModelSource) -> Path:

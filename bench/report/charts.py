@@ -63,3 +63,66 @@ def metric_by(frame: pd.DataFrame, metric: str, x: str, series: str | None, ylab
     if series or reference:
         ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
+
+
+def ratio_chart(labels: list[str], ratios: list[float], lows: list[float], highs: list[float],
+                threshold: float, better: str) -> str | None:
+    """new/base ratios with their confidence intervals, one row per case; the band is +-threshold."""
+    if not labels:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(labels) + 1.0))
+    ys = list(range(len(labels)))
+    worse = [(r > 1 + threshold) if better == "lower" else (r < 1 / (1 + threshold)) for r in ratios]
+    colors = ["tab:red" if w else "tab:blue" for w in worse]
+    ax.axvspan(1 / (1 + threshold), 1 + threshold, color="0.9", zorder=0)
+    ax.axvline(1.0, color="0.4", linewidth=0.8)
+    for y, r, lo, hi, c in zip(ys, ratios, lows, highs, colors):
+        ax.errorbar([r], [y], xerr=[[max(r - lo, 0)], [max(hi - r, 0)]], fmt="o", color=c, capsize=3)
+    ax.set_yticks(ys, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ratio to the first run ({better} is better); grey: within the threshold")
+    return _svg(fig)
+
+
+def history_chart(xlabels: list[str], series: dict[str, list[float | None]], steps: dict[str, list[int]],
+                  ylabel: str) -> str | None:
+    """One line per case over runs; vertical marks where a series steps to a new level."""
+    if not xlabels or not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    xs = list(range(len(xlabels)))
+    for label, values in series.items():
+        points = [(x, v) for x, v in zip(xs, values) if v is not None]
+        if not points:
+            continue
+        line, = ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1, label=label)
+        for k in steps.get(label, []):
+            ax.axvline(points[k][0] - 0.5, color=line.get_color(), linestyle="--", linewidth=0.8)
+    ax.set_xticks(xs, xlabels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend(fontsize=6, frameon=False)
+    return _svg(fig)
+
+
+def roofline(points: list[tuple[str, float, float]], matmul_tflops: float, copy_gbps: float) -> str | None:
+    """Achieved TFLOP/s against arithmetic intensity, under the measured compute and bandwidth roofs."""
+    if not points:
+        return None
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    xs = np.logspace(-1, 4, 200)
+    ax.plot(xs, np.minimum(matmul_tflops, copy_gbps * xs / 1000), color="0.3", linewidth=1,
+            label=f"measured roof: {copy_gbps:.0f} GB/s, {matmul_tflops:.0f} TFLOP/s")
+    kinds: dict[str, list[tuple[float, float]]] = {}
+    for label, x, y in points:
+        kinds.setdefault(label.split()[0], []).append((x, y))
+    for kind, pts in kinds.items():
+        ax.scatter(*zip(*pts), s=14, label=kind)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("achieved TFLOP/s")
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)

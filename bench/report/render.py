@@ -74,9 +74,15 @@ def problem_rows(run: RunData) -> list[dict]:
 
 
 def context(run: RunData) -> dict:
+    from bench.report.efficiency import efficiency_rows
+
     frame = results_frame(run)
     checks = checks_table(run)
+    efficiency, points = efficiency_rows(run, run.manifest.gpu_price_per_hour)
+    cal = run.manifest.calibration
+    roof = charts.roofline(points, cal["matmul_tflops"], cal["copy_gbps"]) if points else None
     return {
+        "efficiency": efficiency, "roofline": Markup(roof) if roof else None,
         "run": run, "m": run.manifest, "csp": CSP, "checks": checks,
         "checks_failed": sum(1 for c in checks if c["passed"] is False),
         "checks_passed": sum(1 for c in checks if c["passed"] is True),

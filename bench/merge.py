@@ -1,0 +1,44 @@
+"""`bench merge`: runs made apart (per-GPU workers, shards of a cluster job, a Slurm array) become
+one run: every record once, the manifests' GPUs and notes joined, the report rendered."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.report import render_run
+from bench.results import ResultsWriter, RunManifest, read_results
+
+
+def merge(run_dirs: list[Path], output: Path) -> Path:
+    if output.exists() and any(output.iterdir()):
+        raise BenchError(f"-o {output}: exists and is not empty; choose a new directory")
+    manifests = [RunManifest.read(d) for d in run_dirs]
+    first = manifests[0]
+    for m in manifests[1:]:
+        if (m.model, m.profile) != (first.model, first.profile):
+            raise BenchError(f"{m.run_id}: model/profile {m.model}/{m.profile} differ from {first.run_id}'s "
+                             f"{first.model}/{first.profile}; merge runs of one configuration")
+    seen, records = set(), []
+    for d in run_dirs:
+        for r in read_results(d):
+            key = (r.test_id, r.metric, r.gpu_index)
+            if key in seen:
+                continue  # a case run twice (a resumed shard): keep the first complete record
+            seen.add(key)
+            records.append(r)
+    gpus = list({g.get("uuid", str(g)): g for m in manifests for g in m.gpus}.values())
+    merged = dataclasses.replace(
+        first, run_id=output.name, started=min(m.started for m in manifests),
+        finished=max((m.finished or m.started) for m in manifests), gpus=gpus,
+        status="complete" if all(m.status == "complete" for m in manifests) else "incomplete",
+        notes=[*first.notes, f"merged from {', '.join(m.run_id for m in manifests)}"])
+    output.mkdir(parents=True, exist_ok=True)
+    merged.write(output)
+    writer = ResultsWriter(output / "results.jsonl")
+    for r in records:
+        writer.write(dataclasses.replace(r, run_id=output.name))
+    writer.close()
+    render_run(output)
+    return output

@@ -1,0 +1,94 @@
+"""Pages over several runs: side by side (environment differences, checks, ratio charts with
+confidence intervals against the first run) and a history (each metric over time, change points
+marked, so a slow drift shows as steps and not only a single jump)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from markupsafe import Markup
+
+from bench.compare import compare
+from bench.errors import BenchError
+from bench.metrics import METRICS
+from bench.report import charts
+from bench.report.comparison import _row
+from bench.report.data import RunData, checks_table, describe_params, load_run
+from bench.report.render import CSP, environment
+from bench.stats import change_points
+
+# Metrics drawn as charts; every compared metric is still in the table.
+KEY_METRICS = ("decode_tok_s", "ttft_s", "itl_p50_ms", "s_per_step", "train_tokens_per_s", "load_s",
+               "peak_vram_gb", "final_loss", "energy_j_per_token")
+
+
+def _environment_rows(runs: list[RunData]) -> list[dict]:
+    def facts(run: RunData) -> dict[str, str]:
+        m = run.manifest
+        gpu = m.gpus[0] if m.gpus else {}
+        out = {"model": m.model, "backend": m.backend, "profile": m.profile, "device": m.device,
+               "GPU": gpu.get("name", "CPU"), "driver": gpu.get("driver", ""), "git commit": (m.git_commit or "")[:12],
+               "status": m.status}
+        out.update({k: str(v) for k, v in m.versions.items() if v})
+        return out
+
+    table = [facts(r) for r in runs]
+    keys = list(dict.fromkeys(k for t in table for k in t))
+    return [{"name": k, "values": [t.get(k, "") for t in table], "differs": len({t.get(k, "") for t in table}) > 1}
+            for k in keys]
+
+
+def comparison_context(run_dirs: list[Path], threshold: float) -> dict:
+    if len(run_dirs) < 2:
+        raise BenchError("a comparison page needs two or more run directories")
+    runs = [load_run(Path(d)) for d in run_dirs]
+    first = runs[0]
+    comparisons = [(run, compare(first.records, run.records, threshold)) for run in runs[1:]]
+    figures = []
+    for run, cmp in comparisons:
+        for metric in KEY_METRICS:
+            changes = [c for c in cmp.changes if c.metric == metric]
+            svg = charts.ratio_chart([f"{c.suite}: {describe_params(c.params)}" for c in changes],
+                                     [c.estimate.ratio for c in changes], [c.estimate.low for c in changes],
+                                     [c.estimate.high for c in changes], threshold, METRICS[metric].better)
+            if svg:
+                figures.append((f"{metric}: {run.manifest.run_id} / {first.manifest.run_id}", Markup(svg)))
+    return {"csp": CSP, "runs": runs, "env": _environment_rows(runs), "threshold": threshold,
+            "checks": [(run, checks_table(run)) for run in runs], "figures": figures,
+            "comparisons": [(run, cmp, [_row(c) for c in cmp.changes]) for run, cmp in comparisons]}
+
+
+def history_context(root: Path, metrics: tuple[str, ...] = KEY_METRICS) -> dict:
+    run_dirs = sorted(p.parent for p in Path(root).glob("*/manifest.json"))
+    runs = sorted((load_run(d) for d in run_dirs), key=lambda r: r.manifest.started)
+    if len(runs) < 2:
+        raise BenchError(f"{root}: a history needs two or more runs (directories with manifest.json)")
+    xlabels = [(r.manifest.git_commit or r.manifest.run_id)[:10] for r in runs]
+    figures, drifts = [], []
+    for metric in metrics:
+        cases = sorted({describe_params(r.params) for run in runs for r in run.ok if r.metric == metric})
+        series, steps = {}, {}
+        for case in cases:
+            values = [next((r.value for r in run.ok if r.metric == metric and describe_params(r.params) == case), None)
+                      for run in runs]
+            series[case] = values
+            present = [v for v in values if v is not None]
+            found = change_points(present) if len(present) >= 4 else []
+            steps[case] = found
+            for k in found:
+                drifts.append({"metric": metric, "case": case, "at": k, "before": present[k - 1], "after": present[k]})
+        svg = charts.history_chart(xlabels, series, steps, f"{metric} ({METRICS[metric].unit})")
+        if svg:
+            figures.append((metric, Markup(svg)))
+    return {"csp": CSP, "runs": runs, "xlabels": xlabels, "figures": figures, "drifts": drifts}
+
+
+def render_comparison(run_dirs: list[Path], output: Path, threshold: float = 0.05) -> Path:
+    html = environment().get_template("multi.html.j2").render(comparison_context(run_dirs, threshold))
+    output.write_text(html, encoding="utf-8")
+    return output
+
+
+def render_history(root: Path, output: Path) -> Path:
+    output.write_text(environment().get_template("history.html.j2").render(history_context(root)), encoding="utf-8")
+    return output
