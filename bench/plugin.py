@@ -6,6 +6,7 @@ checkout), so `pytest suites/` has every option below next to pytest's own.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import pytest
@@ -40,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--resume", default=None, help="a run directory to continue: runs only its unfinished cases")
     group.addoption("--gpu-price-per-hour", type=float, default=None,
                     help="what the GPU costs per hour (USD), for cost per million tokens in the report")
+    group.addoption("--isolate", action="store_true",
+                    help="run each case in its own process: a crash or a poisoned CUDA context costs that case only")
+    group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
     group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
 
 
@@ -57,12 +61,13 @@ def pytest_configure(config: pytest.Config) -> None:
         compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
         report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
         run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold,
-        resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"))
+        resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
+        isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"))
     try:
         session = BenchSession(opts, config.invocation_params.args)
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if session.backend_name == "unsloth":
+    if session.backend_name == "unsloth" and not opts.isolate:  # isolated cases import it in their own process
         started = time.perf_counter()
         import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
 
@@ -102,6 +107,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is not None and any(_suite_of(item) for item in session.items):
         bench.start()
+
+
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """With --isolate, a suite case runs in a child process; its outcome is reported here."""
+    bench = item.config.stash.get(SESSION_KEY, None)
+    if bench is None or not bench.options.isolate or _suite_of(item) is None:
+        return None
+    from bench.isolate import run_case
+
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    result = run_case(item.nodeid, bench.start(), bench.options)
+    bench.adopt(result.records)
+    bench.compare_case(result.records)  # for the session's summary; the child judged the case itself
+    if result.returncode not in (0, 1) and not any(r.metric == "case" for r in result.records):
+        bench.write_death(item, result)
+    longrepr = None if result.outcome == "passed" else (
+        (str(item.path), item.location[1] or 0, result.output.strip().splitlines()[-1][:200])
+        if result.outcome == "skipped" else result.output)
+    for when in ("setup", "call", "teardown"):
+        outcome = result.outcome if when == "call" else "passed"
+        report = pytest.TestReport(item.nodeid, item.location, {k: 1 for k in item.keywords}, outcome,
+                                   longrepr if when == "call" else None, when,
+                                   duration=result.duration if when == "call" else 0.0)
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
 
 @pytest.fixture(scope="session")

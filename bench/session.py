@@ -41,6 +41,8 @@ class BenchOptions:
     threshold: float = 0.05
     resume: str | None = None
     gpu_price_per_hour: float | None = None
+    isolate: bool = False
+    worker_run: str | None = None  # set in an isolated case's process: the parent's run directory
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -167,6 +169,11 @@ class BenchSession:
             return self.run_dir
         if self.resume_dir is not None:
             return self._reopen()
+        if self.options.worker_run:  # an isolated case: append to the parent's run, own nothing else
+            self.run_dir = Path(self.options.worker_run)
+            self.manifest = RunManifest.read(self.run_dir)
+            self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+            return self.run_dir
         run_id = self.options.run_id or _new_run_id(self.source.slug, self.hardware)
         self.run_dir = self.report_root / run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,10 +255,29 @@ class BenchSession:
         self.changes.extend(result.changes)
         return result.regressions
 
+    def adopt(self, records: list[Measurement]) -> None:
+        """Records an isolated case's process wrote: counted here as if written here."""
+        self.records.extend(records)
+        for record in records:
+            self.outcomes.extend(evaluate(self.baseline, record.__dict__))
+
+    def write_death(self, item, result) -> None:
+        """An isolated case whose process died without a word: one `case` record saying how."""
+        from bench.case import case_params
+        from bench.isolate import death_reason
+
+        callspec = getattr(item, "callspec", None)
+        suite = item.get_closest_marker("suite").args[0]
+        params = {k: v for k, v in case_params(suite, callspec.params if callspec else {}).items() if k != "suite"}
+        self.write(self.measurement(test_id=item.nodeid, suite=suite, metric="case", value=None, params=params,
+                                    status="failed", error=f"{death_reason(result.returncode)}\n{result.output}"))
+
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
             return
         self._writer.close()
+        if self.options.worker_run:
+            return  # the parent owns the manifest and the report
         self.manifest.status = "incomplete" if interrupted else "complete"
         self.manifest.finished = time.time()
         self.manifest.write(self.run_dir)

@@ -142,3 +142,17 @@ def test_suites_fail_with_the_cache_problem_instead_of_downloading(tmp_path):
                         *SUITE_ARGS, env_extra={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1
     assert "cannot load org/model" in result.stdout and "broken symlink" in result.stdout
+
+
+@pytest.mark.slow
+def test_isolated_cases_survive_a_crashing_neighbour(tmp_path):
+    result = run_pytest("suites/test_infer.py", "-q", "-k", "low", "--isolate", "--report-dir", str(tmp_path),
+                        "--run-id", "iso", *SUITE_ARGS, env_extra={"BENCH_TEST_CRASH_AT_BATCH": "2"})
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "2 passed" in result.stdout and "1 failed" in result.stdout
+    records = read_results(tmp_path / "iso")
+    [death] = [r for r in records if r.metric == "case"]
+    assert death.params == {"batch_size": 2, "effort": "low"} and "SIGSEGV" in death.error
+    assert {r.params["batch_size"] for r in records if r.metric == "decode_tok_s"} == {1, 3}
+    assert RunManifest.read(tmp_path / "iso").status == "complete"
+    assert "gpt-oss bench" in result.stdout and "decode_tok_s" in result.stdout  # the parent's summary has them
