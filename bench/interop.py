@@ -8,7 +8,6 @@ throughput and memory travel in each benchmark's extra_info.
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from pathlib import Path
 
 from bench import __version__
@@ -61,7 +60,3 @@ def to_pytest_benchmark(run_dir: Path) -> dict:
         "version": f"gpt-oss-bench {__version__} (pytest-benchmark format)",
     }
 
-
-def median_seconds(data: dict, name: str) -> float:
-    """A benchmark's median from exported data (used by the tests and handy in scripts)."""
-    return statistics.median(next(b for b in data["benchmarks"] if b["name"] == name)["stats"]["data"])

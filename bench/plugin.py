@@ -167,15 +167,24 @@ def train_data(bench: BenchSession):
     return TrainingData(load_training_dataset(bench.options.dataset))
 
 
+def _case_of(item: pytest.Item) -> Case | None:
+    """The record keeper of a suite case, made on first use (also when its setup failed)."""
+    bench = item.config.stash.get(SESSION_KEY, None)
+    suite = _suite_of(item)
+    if bench is None or suite is None:
+        return None
+    if CASE_KEY not in item.stash:
+        callspec = getattr(item, "callspec", None)
+        item.stash[CASE_KEY] = Case(bench, item.nodeid, suite, case_params(suite, callspec.params if callspec else {}))
+    return item.stash[CASE_KEY]
+
+
 @pytest.fixture
-def case(request: pytest.FixtureRequest, bench: BenchSession) -> Case:
+def case(request: pytest.FixtureRequest) -> Case:
     """Records measurements of this test case; checks run on each as it is written."""
-    suite = _suite_of(request.node)
-    if suite is None:
+    item_case = _case_of(request.node)
+    if item_case is None:
         raise pytest.UsageError(f"{request.node.nodeid}: a test using `case` needs @pytest.mark.suite(name)")
-    callspec = getattr(request.node, "callspec", None)
-    item_case = Case(bench, request.node.nodeid, suite, case_params(suite, callspec.params if callspec else {}))
-    request.node.stash[CASE_KEY] = item_case
     return item_case
 
 
@@ -204,7 +213,7 @@ def pytest_runtest_call(item: pytest.Item):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    item_case = item.stash.get(CASE_KEY, None)
+    item_case = item.stash.get(CASE_KEY, None) if report.passed else _case_of(item)
     if item_case is not None:
         from bench.outcomes import record_outcome
 

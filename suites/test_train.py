@@ -5,6 +5,7 @@ import pytest
 
 from bench.backends import LoraSettings
 from bench.telemetry import Timer
+from bench.telemetry.energy import EnergyCounter
 from bench.timing import run_rounds
 from bench.training import SteppedTraining, StepGate, loss_curve
 from bench.train_metrics import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
@@ -19,11 +20,15 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     gate = StepGate(bench.device)
     trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
                               bench.train_settings(batch_size, grad_accum, steps, tmp_path / "out"), [gate])
-    run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
+    run, timer, energy = SteppedTraining(trainer, gate), Timer(bench.device), EnergyCounter(bench.device)
+    step_joules: list[float] = []
 
     def one_step():
+        before = energy.joules()
         with timer:
             run.step()
+        if before is not None:
+            step_joules.append(energy.joules() - before)
 
     benchmark.group = "train"
     run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
@@ -34,6 +39,8 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     curve = loss_curve(trainer)
     case.timed("s_per_step", step_s, extra={"warmup_step_s": timer.samples[0], "loss_curve": curve})
     case.timed("train_tokens_per_s", [t / s for t, s in zip(tokens, step_s)])
+    if step_joules[1:]:  # GPUs with an NVML energy counter
+        case.timed("energy_j_per_token", [j / t for j, t in zip(step_joules[1:], tokens)])
     if bench.source.loss_meaningful:
         case("initial_loss", curve[0][1])
         case("final_loss", final_loss(curve))

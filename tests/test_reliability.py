@@ -68,11 +68,13 @@ def test_a_killed_run_keeps_its_records_and_resumes_every_case_exactly_once(tmp_
 
 @pytest.mark.slow
 def test_a_hung_case_times_out_with_its_own_status(tmp_path):
-    result = run_pytest("suites/test_infer.py", "-q", "-k", "bs1-high", "--timeout", "4", "--report-dir", str(tmp_path),
+    # 64 tokens stretched 200 times take minutes; the limit leaves the model's setup enough time
+    result = run_pytest("suites/test_infer.py", "-q", "-k", "bs1-high", "--timeout", "30", "--report-dir", str(tmp_path),
                         "--run-id", "hung", *SUITE_ARGS, env_extra={"BENCH_TEST_SLOWDOWN": "200"})
     assert result.returncode == 1
     [case] = [r for r in read_results(tmp_path / "hung") if r.metric == "case"]
     assert case.status == "timeout" and "Timeout" in case.error
+    assert case.params == {"batch_size": 1, "effort": "high"}
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bench.efficiency import Shape, mbu, mfu, roofline_point
+from bench.matrix import get_profile
 from bench.report.data import RunData, describe_params
 
 
@@ -46,6 +47,7 @@ def efficiency_rows(run: RunData, price_per_hour: float | None = None) -> tuple[
     if not ceilings or shape is None:
         return [], []
     precision = precision_of(run)
+    seq_len = get_profile(run.manifest.profile).max_seq_length  # the longest a training row can be
     by_case: dict[str, dict] = {}
     for r in run.ok:
         by_case.setdefault(r.test_id, {"suite": r.suite, "params": r.params})[r.metric] = r
@@ -69,9 +71,10 @@ def efficiency_rows(run: RunData, price_per_hour: float | None = None) -> tuple[
                                                             shape.decode_step_bytes(b, int(context), precision), step_s)))
         if "train_tokens_per_s" in case and "s_per_step" in case:
             tps = case["train_tokens_per_s"].value
-            seq = 1024
+            seq = seq_len
             row = {"suite": "train", "case": label, "mbu": None,
-                   "mfu": mfu(shape.train_flops_per_token(seq), tps, ceilings["matmul_tflops"]), "energy": None}
+                   "mfu": mfu(shape.train_flops_per_token(seq), tps, ceilings["matmul_tflops"]),
+                   "energy": case["energy_j_per_token"].value if "energy_j_per_token" in case else None}
             if price_per_hour:
                 row["usd_per_mtok"] = price_per_hour / 3600 / tps * 1e6
             rows.append(row)
