@@ -31,12 +31,14 @@ class ChildResult:
     records: list[Measurement]
 
 
-def child_command(nodeid: str, run_dir: str, options) -> list[str]:
+def child_command(nodeid: str, run_dir: str, options, case_timeout: float | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", nodeid, "-q", "-rfEs", "-p", "no:cacheprovider",
            "--bench-worker-run", run_dir, "--model", options.model, "--backend", options.backend,
            "--profile", options.profile, "--dataset", options.dataset, "--precision", options.precision]
     if options.gpu:
         cmd += ["--gpu", options.gpu]
+    if case_timeout:
+        cmd += ["--timeout", str(case_timeout)]
     if options.baseline:
         cmd += ["--baseline", options.baseline]
     if options.compare:
@@ -46,15 +48,17 @@ def child_command(nodeid: str, run_dir: str, options) -> list[str]:
     return cmd
 
 
-def run_case(nodeid: str, run_dir, options, timeout: float | None = None) -> ChildResult:
+def run_case(nodeid: str, run_dir, options, case_timeout: float | None = None) -> ChildResult:
+    """Run one case in a child; with a time limit the child enforces it (status timeout) and the
+    parent kills a child that outlives it by a minute (a hang in a driver call, say)."""
     before = {(r.test_id, r.metric) for r in read_results(run_dir)} if (run_dir / "results.jsonl").is_file() else set()
     started = time.perf_counter()
     try:
-        proc = subprocess.run(child_command(nodeid, str(run_dir), options), capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(child_command(nodeid, str(run_dir), options, case_timeout), capture_output=True,
+                              text=True, timeout=case_timeout + 60 if case_timeout else None)
         code, output = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
-        code, output = -signal.SIGKILL, f"Timeout >{timeout}s: the isolated case was killed\n{exc.stdout or ''}"
+        code, output = -signal.SIGKILL, f"Timeout >{case_timeout}s: the isolated case was killed\n{exc.stdout or ''}"
     records = [r for r in read_results(run_dir) if r.test_id == nodeid and (r.test_id, r.metric) not in before]
     skipped = any(r.metric == "case" and r.status == "skipped" for r in records)
     outcome = ("skipped" if skipped else "passed") if code == 0 else "failed"

@@ -95,6 +95,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order = {name: i for i, name in enumerate(SUITE_ORDER)}
     items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
     bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None and bench.options.isolate:
+        for item in items:  # the time limit is the child's to enforce; no second timer in the parent
+            if _suite_of(item):
+                item.add_marker(pytest.mark.timeout(0))
     if bench is not None and bench.resume_dir is not None:
         bench.start()
         done = [item for item in items if item.nodeid in bench.finished]
@@ -117,7 +121,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     from bench.isolate import run_case
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    result = run_case(item.nodeid, bench.start(), bench.options)
+    result = run_case(item.nodeid, bench.start(), bench.options, item.config.getoption("timeout", None))
     bench.adopt(result.records)
     bench.compare_case(result.records)  # for the session's summary; the child judged the case itself
     if result.returncode not in (0, 1) and not any(r.metric == "case" for r in result.records):
