@@ -11,7 +11,7 @@ from bench.report.render import environment
 MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "", "inconclusive": "inconclusive"}
 
 
-def _row(c: MetricChange) -> dict:
+def change_row(c: MetricChange) -> dict:
     return {"suite": c.suite, "case": describe_params(c.params), "metric": c.metric, "unit": c.unit,
             "better": c.better, "base": c.base, "new": c.new, "ratio": c.estimate.ratio,
             "ci_low": c.estimate.low, "ci_high": c.estimate.high, "method": c.estimate.method,
@@ -24,13 +24,13 @@ def _missing(keys: list[tuple]) -> list[str]:
 
 def to_json(cmp: Comparison, base: str, new: str) -> str:
     return json.dumps({"schema": 1, "base": base, "new": new, "counts": cmp.counts(),
-                       "changes": [_row(c) for c in cmp.changes],
+                       "changes": [change_row(c) for c in cmp.changes],
                        "only_in_base": _missing(cmp.only_base), "only_in_new": _missing(cmp.only_new)}, indent=2)
 
 
 def to_markdown(cmp: Comparison, base: str, new: str) -> str:
     return environment().get_template("compare.md.j2").render(
-        cmp=cmp, base=base, new=new, rows=[_row(c) for c in cmp.changes], mark=MARK,
+        cmp=cmp, base=base, new=new, rows=[change_row(c) for c in cmp.changes], mark=MARK,
         only_base=_missing(cmp.only_base), only_new=_missing(cmp.only_new))
 
 

@@ -12,7 +12,7 @@ from bench.compare import compare
 from bench.errors import BenchError
 from bench.metrics import METRICS
 from bench.report import charts
-from bench.report.comparison import _row
+from bench.report.comparison import change_row
 from bench.report.data import RunData, checks_table, describe_params, load_run
 from bench.report.render import CSP, environment
 from bench.stats import change_points
@@ -55,7 +55,7 @@ def comparison_context(run_dirs: list[Path], threshold: float) -> dict:
                 figures.append((f"{metric}: {run.manifest.run_id} / {first.manifest.run_id}", Markup(svg)))
     return {"csp": CSP, "runs": runs, "env": _environment_rows(runs), "threshold": threshold,
             "checks": [(run, checks_table(run)) for run in runs], "figures": figures,
-            "comparisons": [(run, cmp, [_row(c) for c in cmp.changes]) for run, cmp in comparisons]}
+            "comparisons": [(run, cmp, [change_row(c) for c in cmp.changes]) for run, cmp in comparisons]}
 
 
 def history_context(root: Path, metrics: tuple[str, ...] = KEY_METRICS) -> dict:
