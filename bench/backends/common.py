@@ -110,6 +110,16 @@ class TransformersBackend:
                 pad_token_id=tok.pad_token_id, logits_processor=LogitsProcessorList(logits_processor or []))
         return out[:, inputs["input_ids"].shape[1]:].tolist()
 
+    def load_adapter(self, base: Loaded, path: Path) -> Loaded:
+        """The seed's fix, for every engine: base model, then PeftModel.from_pretrained, then the
+        engine's own inference mode (for Unsloth, FastLanguageModel.for_inference)."""
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, str(path))
+        loaded = Loaded(model, base.tokenizer, base.source, {**base.info, "adapter": str(path)})
+        self.for_inference(loaded)
+        return loaded
+
     def save_adapter(self, loaded: Loaded, path: Path) -> None:
         loaded.model.save_pretrained(str(path))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from bench.backends import ATTENTION_TARGETS, EXPERT_PARAMETERS, Loaded, LoraSettings
 from bench.backends.common import TransformersBackend
@@ -50,12 +49,3 @@ class HFBackend(TransformersBackend):
         peft_model = get_peft_model(model, config)
         info = {**loaded.info, "lora_targets": "q,k,v,o + experts gate_up_proj, down_proj (peft target_parameters)"}
         return Loaded(peft_model, loaded.tokenizer, loaded.source, info)
-
-    def load_adapter(self, base: Loaded, path: Path) -> Loaded:
-        """The seed's order: base model, then PeftModel.from_pretrained, then inference mode."""
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(base.model, str(path))
-        loaded = Loaded(model, base.tokenizer, base.source, {**base.info, "adapter": str(path)})
-        self.for_inference(loaded)
-        return loaded

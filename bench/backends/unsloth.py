@@ -90,15 +90,6 @@ class UnslothBackend(TransformersBackend):
         FastLanguageModel.for_inference(loaded.model)
         loaded.tokenizer.padding_side = "left"
 
-    def load_adapter(self, base: Loaded, path: Path) -> Loaded:
-        """Exactly the seed's fix: base model -> PeftModel.from_pretrained -> for_inference."""
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(base.model, str(path))
-        loaded = Loaded(model, base.tokenizer, base.source, {**base.info, "adapter": str(path)})
-        self.for_inference(loaded)
-        return loaded
-
 
 def quantization_layout(model) -> dict[str, int | str]:
     """What the loaded model holds, by kind: 4-bit linear layers, packed expert tensors, bf16 rest."""
