@@ -62,6 +62,11 @@ def _comparable(records: list[Measurement]) -> dict[tuple, Measurement]:
             if r.status == "ok" and r.value is not None and r.metric not in NOT_COMPARED}
 
 
+def comparable_keys(records: list[Measurement]) -> set[tuple]:
+    """Case keys of the measurements a comparison would use."""
+    return set(_comparable(records))
+
+
 def compare(base: list[Measurement], new: list[Measurement], threshold: float = 0.05,
             overrides: dict[str, float] | None = None, seed: int = 0) -> Comparison:
     b, n = _comparable(base), _comparable(new)

@@ -74,6 +74,7 @@ class BenchSession:
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
         self.changes: list = []  # MetricChange of every case compared with --compare
+        self._compared_keys: set[tuple] = set()  # case keys this run measured, for what it lacks
 
     # ---- validation -------------------------------------------------------------------------
     def _pick_device(self, explicit: bool) -> str:
@@ -249,11 +250,19 @@ class BenchSession:
         from bench.compare import compare
 
         keys = {r.case_key() for r in records}
+        self._compared_keys |= keys
         base = [r for r in self.compare_records if r.case_key() in keys]
         overrides = self.baseline.thresholds if self.baseline else None
         result = compare(base, records, self.options.threshold, overrides)
         self.changes.extend(result.changes)
         return result.regressions
+
+    def comparison(self):
+        """Everything --compare found so far, with the base run's measurements this run lacks."""
+        from bench.compare import Comparison, comparable_keys
+
+        missing = comparable_keys(self.compare_records or []) - self._compared_keys
+        return Comparison(self.changes, only_base=sorted(missing, key=str))
 
     def adopt(self, records: list[Measurement]) -> None:
         """Records an isolated case's process wrote: counted here as if written here."""
@@ -285,15 +294,10 @@ class BenchSession:
 
         render_run(self.run_dir)
         if self.compare_records is not None:
-            from bench.compare import Comparison
             from bench.report.comparison import to_markdown
 
-            seen = {(c.suite, c.metric, tuple(sorted(c.params.items()))) for c in self.changes}
-            missing = [r.case_key() for r in self.compare_records
-                       if r.status == "ok" and r.value is not None and r.case_key() not in seen]
-            result = Comparison(self.changes, only_base=sorted(set(missing), key=str))
             (self.run_dir / "comparison.md").write_text(
-                to_markdown(result, self.options.compare, str(self.run_dir)), encoding="utf-8")
+                to_markdown(self.comparison(), self.options.compare, str(self.run_dir)), encoding="utf-8")
 
 
 def _read_compare(spec: str) -> list[Measurement]:

@@ -75,3 +75,16 @@ def test_a_missed_check_fails_the_case_naming_value_limit_and_source(tmp_path):
     assert "misses min 1e+06 tok/s (baseline 'impossible')" in result.stdout
     [run_dir] = list((tmp_path / "reports").iterdir())
     assert any(r.metric == "decode_tok_s" and r.status == "ok" for r in read_results(run_dir))  # measured, kept
+
+
+def test_compare_during_a_run_names_only_what_this_run_lacks(quick_run, tmp_path):
+    _, base_dir, _ = quick_run
+    result = run_pytest("suites/test_infer.py", "-q", "--gpu", "cpu", "-k", "bs1-low", "--benchmark-disable",
+                        "--compare", str(base_dir), "--threshold", "50%", "--report-dir", str(tmp_path),
+                        "--run-id", "again")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"compared with {base_dir}:" in result.stdout
+    md = (tmp_path / "again" / "comparison.md").read_text()
+    lacking = md.split("Measured in the base run only:", 1)[1]
+    assert "decode_tok_s [batch_size=2, effort=low]" in lacking  # not run this time
+    assert "decode_tok_s [batch_size=1, effort=low]" not in lacking  # run, and compared

@@ -27,14 +27,13 @@ def summary_lines(session: BenchSession) -> list[str]:
     if session.compare_records is not None:
         from bench.compare import describe
 
-        counts: dict[str, int] = {}
-        for c in session.changes:
-            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        comparison = session.comparison()
+        counts = comparison.counts()
         lines.append("")
         lines.append(f"compared with {session.options.compare}: "
                      + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no case in common"))
-        lines += [f"  REGRESSION {describe(c)}" for c in session.changes if c.verdict == "regression"]
-        lines += [f"  improvement {describe(c)}" for c in session.changes if c.verdict == "improvement"]
+        lines += [f"  REGRESSION {describe(c)}" for c in comparison.regressions]
+        lines += [f"  improvement {describe(c)}" for c in comparison.improvements]
     if session.run_dir is not None:
         lines.append(f"results: {session.run_dir / 'results.jsonl'}")
         lines.append(f"report:  {session.run_dir / 'report.html'}")
