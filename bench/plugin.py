@@ -118,14 +118,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     bench = item.config.stash.get(SESSION_KEY, None)
     if bench is None or not bench.options.isolate or _suite_of(item) is None:
         return None
-    from bench.isolate import run_case
+    from bench.isolate import death_reason, run_case
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     result = run_case(item.nodeid, bench.start(), bench.options, item.config.getoption("timeout", None))
     bench.adopt(result.records)
     bench.compare_case(result.records)  # for the session's summary; the child judged the case itself
     if result.returncode not in (0, 1) and not any(r.metric == "case" for r in result.records):
-        bench.write_death(item, result)
+        # the process died without a word: one `case` record saying how
+        _case_of(item)("case", None, status="failed", error=f"{death_reason(result.returncode)}\n{result.output}")
     longrepr = None if result.outcome == "passed" else (
         (str(item.path), item.location[1] or 0, result.output.strip().splitlines()[-1][:200])
         if result.outcome == "skipped" else result.output)

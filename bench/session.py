@@ -227,6 +227,10 @@ class BenchSession:
     def write(self, record: Measurement) -> list[CheckOutcome]:
         self.start()
         self._writer.write(record)
+        return self._count(record)
+
+    def _count(self, record: Measurement) -> list[CheckOutcome]:
+        """Keep a record for the summary and check it against the baseline."""
         self.records.append(record)
         outcomes = evaluate(self.baseline, record.__dict__)
         self.outcomes.extend(outcomes)
@@ -266,20 +270,8 @@ class BenchSession:
 
     def adopt(self, records: list[Measurement]) -> None:
         """Records an isolated case's process wrote: counted here as if written here."""
-        self.records.extend(records)
         for record in records:
-            self.outcomes.extend(evaluate(self.baseline, record.__dict__))
-
-    def write_death(self, item, result) -> None:
-        """An isolated case whose process died without a word: one `case` record saying how."""
-        from bench.case import case_params
-        from bench.isolate import death_reason
-
-        callspec = getattr(item, "callspec", None)
-        suite = item.get_closest_marker("suite").args[0]
-        params = {k: v for k, v in case_params(suite, callspec.params if callspec else {}).items() if k != "suite"}
-        self.write(self.measurement(test_id=item.nodeid, suite=suite, metric="case", value=None, params=params,
-                                    status="failed", error=f"{death_reason(result.returncode)}\n{result.output}"))
+            self._count(record)
 
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:

@@ -7,6 +7,7 @@ import json
 from bench.compare import Comparison, MetricChange
 from bench.report.data import describe_params
 from bench.report.render import environment
+from bench.report.terminal import text_table
 
 MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "", "inconclusive": "inconclusive"}
 
@@ -42,9 +43,7 @@ def to_table(cmp: Comparison, base: str, new: str, all_rows: bool = False) -> st
         rows.append((MARK[c.verdict] or "unchanged", c.suite, describe_params(c.params), c.metric,
                      f"{c.base:.4g}", f"{c.new:.4g} {c.unit}".strip(), f"{c.change_pct:+.1f}%",
                      f"{c.estimate.low:.3f}-{c.estimate.high:.3f}"))
-    widths = [min(max(len(r[i]) for r in rows), 44) for i in range(len(rows[0]))]
-    lines = [f"base: {base}", f"new:  {new}", ""]
-    lines += ["  ".join(cell[:44].ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [f"base: {base}", f"new:  {new}", "", *text_table(rows, 44)]
     counts = ", ".join(f"{v} {k}" for k, v in sorted(cmp.counts().items()))
     lines += ["", f"{len(cmp.changes)} compared: {counts or 'nothing in common'}"]
     for label, keys in (("only in base", cmp.only_base), ("only in new", cmp.only_new)):

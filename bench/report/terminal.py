@@ -6,6 +6,14 @@ from bench.report.data import describe_params
 from bench.session import BenchSession
 
 
+def text_table(rows: list[tuple[str, ...]], max_width: int) -> list[str]:
+    """Left-aligned columns, each at most `max_width` wide; a rule under the header row."""
+    widths = [min(max(len(row[i]) for row in rows), max_width) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell[:max_width].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def summary_lines(session: BenchSession) -> list[str]:
     rows = [("suite", "case", "metric", "value", "baseline", "result")]
     checked = {}
@@ -21,9 +29,7 @@ def summary_lines(session: BenchSession) -> list[str]:
             result = ("FAIL" if any(not o.passed for o in outcomes) else "pass") if outcomes else ""
         case = describe_params(r.params) or r.test_id.rsplit("::", 1)[-1]
         rows.append((r.suite, case, r.metric, value, limit, result))
-    widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(rows, 48)
     if session.compare_records is not None:
         from bench.compare import describe
 
