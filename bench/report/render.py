@@ -41,8 +41,8 @@ def _references(run: RunData, metric: str, x: str, suite: str) -> dict[float, fl
     return {float(r.where[x]): r.value for r in refs} or None
 
 
-def charts_for(run: RunData) -> list[tuple[str, Markup]]:
-    frame = results_frame(run)
+def charts_for(run: RunData, frame) -> list[tuple[str, Markup]]:
+    """`frame`: the run's `results_frame`, built once per report."""
     out = []
     specs = [
         ("Training loss", charts.loss_curves(loss_curves(run))),
@@ -88,7 +88,7 @@ def context(run: RunData) -> dict:
         "checks_passed": sum(1 for c in checks if c["passed"] is True),
         "results": frame.to_dict("records") if not frame.empty else [],
         "problems": problem_rows(run),
-        "charts": charts_for(run), "metrics": METRICS,
+        "charts": charts_for(run, frame), "metrics": METRICS,
         "samples": [{"case": describe_params(r.params), "text": r.extra.get("sample", ""),
                      "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],
     }
