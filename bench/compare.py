@@ -57,19 +57,28 @@ def _values(r: Measurement) -> list[float]:
     return list(r.samples) if len(r.samples) >= 2 else [float(r.value)]
 
 
-def _comparable(records: list[Measurement]) -> dict[tuple, Measurement]:
-    return {r.case_key(): r for r in records
+def _comparable(records: list[Measurement], by_variant: bool = False) -> dict[tuple, Measurement]:
+    return {(r.case_key() + (r.variant,) if by_variant else r.case_key()): r for r in records
             if r.status == "ok" and r.value is not None and r.metric not in NOT_COMPARED}
 
 
-def comparable_keys(records: list[Measurement]) -> set[tuple]:
+def comparable_keys(records: list[Measurement], by_variant: bool = False) -> set[tuple]:
     """Case keys of the measurements a comparison would use."""
-    return set(_comparable(records))
+    return set(_comparable(records, by_variant))
+
+
+def mixes_variants(*runs: list[Measurement]) -> bool:
+    """Whether a run measured its cases with several engines or GPU models: then like is compared
+    with like (hf with hf, H100 with H100); two single-variant runs are compared case by case
+    whatever ran them, which is how one engine or GPU is compared with another."""
+    return any(len({r.variant for r in run}) > 1 for run in runs)
 
 
 def compare(base: list[Measurement], new: list[Measurement], threshold: float = 0.05,
-            overrides: dict[str, float] | None = None, seed: int = 0) -> Comparison:
-    b, n = _comparable(base), _comparable(new)
+            overrides: dict[str, float] | None = None, seed: int = 0, by_variant: bool | None = None) -> Comparison:
+    if by_variant is None:
+        by_variant = mixes_variants(base, new)
+    b, n = _comparable(base, by_variant), _comparable(new, by_variant)
     result = Comparison(only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str))
     for key in sorted(set(b) & set(n), key=str):
         rb, rn = b[key], n[key]

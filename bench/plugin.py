@@ -7,6 +7,8 @@ checkout), so `pytest suites/` has every option below next to pytest's own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import time
 
 import pytest
@@ -17,6 +19,8 @@ from bench.compare import describe
 from bench.errors import BenchError
 from bench.matrix import axes
 from bench.session import BenchOptions, BenchSession
+from bench.shard import assign, parse_shard
+from bench.workers import configure_xdist, finish_turn, group_of, strip_group, wait_for_turn, worker_index
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
@@ -43,6 +47,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="what the GPU costs per hour (USD), for cost per million tokens in the report")
     group.addoption("--isolate", action="store_true",
                     help="run each case in its own process: a crash or a poisoned CUDA context costs that case only")
+    group.addoption("--workers-per-gpu", type=int, default=1,
+                    help="workers (pytest-xdist) per GPU of --gpu, running at the same time (default 1)")
+    group.addoption("--each-gpu", action="store_true",
+                    help="with several GPUs: run every case on each of them (to compare GPUs) instead of spreading them")
+    group.addoption("--shard", default=None, help="i/n: run only shard i (0-based) of n of the cases; join shards with `bench merge`")
     group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
     group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
 
@@ -62,12 +71,34 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
         run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold,
         resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
-        isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"))
+        isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"),
+        workers_per_gpu=config.getoption("--workers-per-gpu"), each_gpu=config.getoption("--each-gpu"),
+        workers=config.getoption("numprocesses", None) or None)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and "bench_slot" in workerinput:  # a worker of a multi-device session: its slot
+        slot = workerinput["bench_slot"]
+        opts = dataclasses.replace(opts, gpu="cpu" if slot["gpu"] is None else str(slot["gpu"]), backend=slot["backend"],
+                                   worker_run=workerinput["bench_run_dir"], worker_id=workerinput["workerid"],
+                                   turn=slot["turn"], workers_per_gpu=1, workers=None)
+        # xdist's worker reads --dist from its own argv, where the controller's choice is not
+        config.option.loadgroup = workerinput["bench_dist"] == "loadgroup"
+        if slot["gpu"] is None:  # CPU workers split the cores: oversubscribed threads would spin for minutes
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workerinput["workercount"]))
     try:
+        if config.getoption("--shard"):
+            parse_shard(config.getoption("--shard"))
         session = BenchSession(opts, config.invocation_params.args)
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if session.backend_name == "unsloth" and not opts.isolate:  # isolated cases import it in their own process
+    if session.plan is not None:
+        if not config.pluginmanager.hasplugin("xdist"):
+            raise pytest.UsageError("several GPUs or engines run as pytest-xdist workers: pip install pytest-xdist "
+                                    "(and do not pass -p no:xdist)")
+        configure_xdist(config, session.plan)
+        config.pluginmanager.register(Controller(session), "bench-controller")
+    elif session.backend_name == "unsloth" and not opts.isolate:  # isolated cases import it in their own process
         started = time.perf_counter()
         import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
 
@@ -89,11 +120,49 @@ def _suite_of(item: pytest.Item) -> str | None:
     return marker.args[0] if marker else None
 
 
+class Controller:
+    """Hooks of the process that runs no case itself but hands each xdist worker its slot."""
+
+    def __init__(self, session: BenchSession) -> None:
+        self.session = session
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        slot = self.session.plan.slots[worker_index(node.workerinput["workerid"])]
+        node.workerinput["bench_run_dir"] = str(self.session.planned_dir)
+        node.workerinput["bench_slot"] = dataclasses.asdict(slot)
+        node.workerinput["bench_dist"] = self.session.plan.dist
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """A worker that collected suite cases has made the run directory: write the manifest."""
+        if self.session.planned_dir.is_dir():
+            self.session.start()
+
+
+def _group_of(item: pytest.Item) -> str | None:
+    return group_of(_suite_of(item), item.nodeid.split("::")[0])
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Suites run in the workflow's order (load first, so a cold load is really the first); a
-    resumed run leaves out the cases it already finished."""
+    """Suites run in the workflow's order (load first, so a cold load is really the first); cases
+    that share a loaded model form one group (per-GPU workers, shards); a resumed run leaves out the
+    cases it already finished; `--shard` keeps its part."""
     order = {name: i for i, name in enumerate(SUITE_ORDER)}
     items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
+    for item in items:
+        group = _group_of(item)
+        if group and getattr(config, "workerinput", None):
+            item.add_marker(pytest.mark.xdist_group(group))
+    if config.getoption("--shard"):
+        index, count = parse_shard(config.getoption("--shard"))
+        groups = [_group_of(item) or item.nodeid for item in items]
+        shard_of = assign(groups, count)
+        other = [item for item, group in zip(items, groups) if shard_of[group] != index]
+        if other:
+            config.hook.pytest_deselected(items=other)
+            items[:] = [item for item, group in zip(items, groups) if shard_of[group] == index]
     bench = config.stash.get(SESSION_KEY, None)
     if bench is not None and bench.options.isolate:
         for item in items:  # the time limit is the child's to enforce; no second timer in the parent
@@ -107,10 +176,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             items[:] = [item for item in items if item.nodeid not in bench.finished]
 
 
+@pytest.hookimpl(tryfirst=True)  # an xdist worker makes the run directory before it reports its collection
 def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is not None and any(_suite_of(item) for item in session.items):
         bench.start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    """A worker comparing engines on one device waits for its turn (and for every worker to have
+    imported its engine); the next turn starts when it ends, however it ends."""
+    bench = session.config.stash.get(SESSION_KEY, None)
+    if bench is None or bench.options.turn is None or bench.run_dir is None:
+        return (yield)
+    waited = wait_for_turn(bench.run_dir, bench.options.turn, session.config.workerinput["workercount"])
+    bench.note_timing("waited_for_turn_s", waited)
+    try:
+        return (yield)
+    finally:
+        finish_turn(bench.run_dir, bench.options.turn)
 
 
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
@@ -180,7 +265,8 @@ def _case_of(item: pytest.Item) -> Case | None:
         return None
     if CASE_KEY not in item.stash:
         callspec = getattr(item, "callspec", None)
-        item.stash[CASE_KEY] = Case(bench, item.nodeid, suite, case_params(suite, callspec.params if callspec else {}))
+        item.stash[CASE_KEY] = Case(bench, strip_group(item.nodeid, _group_of(item)), suite,
+                                    case_params(suite, callspec.params if callspec else {}))
     return item.stash[CASE_KEY]
 
 

@@ -7,6 +7,8 @@ died mid-write) and says so; a corrupt line in the middle is an error, since tha
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -36,6 +38,8 @@ class Measurement:
     backend: str = ""
     gpu_index: int | None = None
     status: str = "ok"
+    gpu_name: str | None = None
+    gpu_uuid: str | None = None
     error: str | None = None
     time: float = field(default_factory=time.time)
     extra: dict = field(default_factory=dict)
@@ -53,6 +57,12 @@ class Measurement:
         """What identifies the same measurement in another run: suite, metric and parameters."""
         return (self.suite, self.metric, tuple(sorted((k, str(v)) for k, v in self.params.items())))
 
+    @property
+    def variant(self) -> tuple[str, str]:
+        """What ran it: the engine and the GPU model. A run with several (--backend hf,unsloth,
+        --each-gpu) measures each case once per variant."""
+        return (self.backend, self.gpu_name or "")
+
 
 def _jsonable(obj):
     if hasattr(obj, "item"):
@@ -65,20 +75,33 @@ def _jsonable(obj):
 
 
 class ResultsWriter:
-    """Appends records to a run's results.jsonl; one write, flush and fsync per record."""
+    """Appends records to a run's results.jsonl: one locked write and fsync per record, so that
+    several processes (per-GPU workers, isolated cases) can append to one file without tearing."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        _truncate_torn_tail(path)
-        self._fh = open(path, "a", encoding="utf-8")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with self._locked():
+            _truncate_torn_tail(path)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def write(self, m: Measurement) -> None:
-        self._fh.write(m.to_json() + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = (m.to_json() + "\n").encode("utf-8")
+        with self._locked():
+            os.write(self._fd, data)
+            os.fsync(self._fd)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _truncate_torn_tail(path: Path) -> None:
@@ -133,6 +156,7 @@ class RunManifest:
     timings: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     gpu_price_per_hour: float | None = None
+    workers: list[dict] = field(default_factory=list)  # per-worker GPU, engine, timings (several devices)
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 

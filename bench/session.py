@@ -11,10 +11,10 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import environment
+from bench import environment, workers
 from bench.backends import TrainSettings, resolve_backend_name
 from bench.baselines import Baseline, CheckOutcome, evaluate, find_default, load_baseline, unmatched_checks
 from bench.devices import nvml_gpus, parse_gpu_option, pin
@@ -42,7 +42,12 @@ class BenchOptions:
     resume: str | None = None
     gpu_price_per_hour: float | None = None
     isolate: bool = False
-    worker_run: str | None = None  # set in an isolated case's process: the parent's run directory
+    worker_run: str | None = None  # set in a worker's process: the controller's run directory
+    workers_per_gpu: int = 1
+    each_gpu: bool = False
+    workers: int | None = None  # a worker count given to pytest-xdist (-n N)
+    worker_id: str | None = None  # this process is xdist worker gwN of a multi-device session
+    turn: int | None = None  # its place in the queue of workers taking turns on one device
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -53,13 +58,25 @@ class BenchSession:
         self.argv = environment.redact_argv(list(argv if argv is not None else sys.argv))
         self.profile = get_profile(options.profile)
         self.source = resolve_model(options.model)
-        self.gpu_indices = parse_gpu_option(options.gpu, nvml_gpus())
-        if self.gpu_indices and len(self.gpu_indices) > 1:
-            raise BenchError(f"--gpu {options.gpu}: one GPU per process; run one pytest per GPU "
-                             "(e.g. --gpu 0 and --gpu 1) and join them with `bench merge`")
-        self.device = self._pick_device(options.gpu is not None)
-        self.backend_name = resolve_backend_name(options.backend, self.device != "cpu")
-        self.hardware = self._hardware_name()
+        available = nvml_gpus()
+        self.gpu_indices = parse_gpu_option(options.gpu, available)
+        engines = _backend_names(options.backend)
+        self.plan = None if options.worker_run else workers.plan(
+            self.gpu_indices, engines, options.workers_per_gpu, options.each_gpu, options.workers)
+        if self.plan is None:
+            self.device = self._pick_device(options.gpu is not None)
+            self.backend_names = [resolve_backend_name(engines[0], self.device != "cpu")]
+        else:  # the controller of several workers: it never touches CUDA, each worker pins its GPU
+            if options.resume:
+                raise BenchError("--resume continues a run in one process; drop --gpu lists, --backend lists, "
+                                 "--workers-per-gpu and -n")
+            self.device = "cuda" if self.gpu_indices else "cpu"
+            self.backend_names = [resolve_backend_name(e, self.device != "cpu") for e in engines]
+            self.plan = workers.Plan([replace(s, backend=resolve_backend_name(s.backend, s.gpu is not None))
+                                      for s in self.plan.slots], self.plan.dist)
+        self.backend_name = ",".join(self.backend_names)
+        self.gpu = next((g for g in available if self.device != "cpu" and g.index == self.gpu_indices[0]), None)
+        self.hardware = self.gpu.name if self.gpu else ("cuda" if self.device != "cpu" else "cpu")
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
         if options.precision not in PRECISIONS:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
@@ -68,11 +85,13 @@ class BenchSession:
         self.resume_dir = self._check_resume(options.resume) if options.resume else None
         self.finished: set[str] = set()  # cases of a resumed run that need not run again
         self.run_dir: Path | None = None
+        self._planned_dir: Path | None = None
         self.manifest: RunManifest | None = None
         self._writer: ResultsWriter | None = None
         self.records: list[Measurement] = []
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
+        self.calibration: dict = {}
         self.changes: list = []  # MetricChange of every case compared with --compare
         self._compared_keys: set[tuple] = set()  # case keys this run measured, for what it lacks
 
@@ -96,18 +115,13 @@ class BenchSession:
             return "cpu"
         return device
 
-    def _hardware_name(self) -> str:
-        if self.device == "cpu":
-            return "cpu"
-        return next((g.name for g in nvml_gpus() if g.index == self.gpu_indices[0]), "cuda")
-
     def _pick_baseline(self) -> tuple[Baseline | None, bool]:
         if self.options.baseline:
             baseline, matches = load_baseline(self.options.baseline), True
         else:
             baseline, matches = find_default(self.source.spec, self.hardware)
         if baseline is not None:
-            cases = grid(self.profile, self.source.spec, self.backend_name)
+            cases = [c for name in self.backend_names for c in grid(self.profile, self.source.spec, name)]
             loose = unmatched_checks(baseline, cases)
             if loose:
                 raise BenchError(f"baseline {baseline.path}: check '{loose[0].describe()}' matches no case of "
@@ -170,13 +184,20 @@ class BenchSession:
             return self.run_dir
         if self.resume_dir is not None:
             return self._reopen()
+        if self.options.worker_id:  # an xdist worker: append to the controller's run, own nothing else
+            self.run_dir = Path(self.options.worker_run)
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
+            self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+            self.calibration = self._calibrate()
+            self._write_part(ready=True)
+            return self.run_dir
         if self.options.worker_run:  # an isolated case: append to the parent's run, own nothing else
             self.run_dir = Path(self.options.worker_run)
             self.manifest = RunManifest.read(self.run_dir)
             self._writer = ResultsWriter(self.run_dir / "results.jsonl")
             return self.run_dir
-        run_id = self.options.run_id or _new_run_id(self.source.slug, self.hardware)
-        self.run_dir = self.report_root / run_id
+        self.run_dir = self.planned_dir
+        run_id = self.run_dir.name
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = RunManifest(
             run_id=run_id, started=time.time(), command=self.argv, profile=self.profile.name,
@@ -192,15 +213,19 @@ class BenchSession:
                                        f"not on {self.hardware}: its checks are applied as documented targets")
         if not self.source.loss_meaningful:
             self.manifest.notes.append(f"{self.source.spec}: {self.source.why_no_loss}")
-        if self.device != "cpu" and self.manifest.gpus:
-            from bench.models.tiny import cache_root
-            from bench.telemetry.calibration import cached
-
-            gpu = self.manifest.gpus[0]
-            self.manifest.calibration = cached(cache_root(), gpu["uuid"], gpu["driver"], self.device)
+        if self.plan is not None:
+            self.manifest.notes.extend(workers.describe(self.plan))
+        self.manifest.calibration = self._calibrate()
         self.manifest.write(self.run_dir)
         self._writer = ResultsWriter(self.run_dir / "results.jsonl")
         return self.run_dir
+
+    @property
+    def planned_dir(self) -> Path:
+        """Where this run's directory is (or will be): made by `start` once cases are collected."""
+        if self._planned_dir is None:
+            self._planned_dir = self.report_root / (self.options.run_id or _new_run_id(self.source.slug, self.hardware))
+        return self._planned_dir
 
     def _reopen(self) -> Path:
         """Continue a killed run in its own directory: same manifest, finished cases kept."""
@@ -218,10 +243,28 @@ class BenchSession:
         self._writer = ResultsWriter(self.run_dir / "results.jsonl")
         return self.run_dir
 
+    def _calibrate(self) -> dict:
+        """This process's GPU's measured ceilings (cached per UUID and driver); none on the CPU or
+        in a controller, which never touches CUDA."""
+        if self.gpu is None or self.plan is not None:
+            return {}
+        from bench.models.tiny import cache_root
+        from bench.telemetry.calibration import cached
+
+        return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device)
+
+    def _write_part(self, ready: bool) -> None:
+        workers.write_part(self.run_dir or Path(self.options.worker_run), self.options.worker_id, {
+            "turn": self.options.turn, "backend": self.backend_name, "ready": ready,
+            "gpu": environment.gpus(self.gpu_indices)[0] if self.gpu else None,
+            "timings": self.timings, "calibration": self.calibration})
+
     def note_timing(self, name: str, seconds: float) -> None:
         """Run-level costs paid once per process (library import, model build), for the report."""
         self.timings[name] = round(seconds, 4)
-        if self.manifest is not None:
+        if self.options.worker_id:
+            self._write_part(ready=self.run_dir is not None)
+        elif self.manifest is not None and not self.options.worker_run:
             self.manifest.write(self.run_dir)
 
     def write(self, record: Measurement) -> list[CheckOutcome]:
@@ -241,10 +284,11 @@ class BenchSession:
                     extra: dict | None = None) -> Measurement:
         spec = METRICS[metric]
         return Measurement(
-            run_id=self.manifest.run_id if self.manifest else "", test_id=test_id, suite=suite, metric=metric,
+            run_id=self.run_dir.name if self.run_dir else "", test_id=test_id, suite=suite, metric=metric,
             value=value, unit=spec.unit, better=spec.better, samples=list(samples or []),
             params=params, model=self.source.spec, backend=self.backend_name,
-            gpu_index=self.gpu_indices[0] if self.gpu_indices else None, status=status,
+            gpu_index=self.gpu.index if self.gpu else None, gpu_name=self.gpu.name if self.gpu else None,
+            gpu_uuid=self.gpu.uuid if self.gpu else None, status=status,
             error=environment.redact(error) if error else None, extra=extra or {})
 
     def compare_case(self, records: list[Measurement]) -> list:
@@ -254,18 +298,26 @@ class BenchSession:
         from bench.compare import compare
 
         keys = {r.case_key() for r in records}
-        self._compared_keys |= keys
+        self._compared_keys |= {r.case_key() + (r.variant,) if self._by_variant else r.case_key() for r in records}
         base = [r for r in self.compare_records if r.case_key() in keys]
         overrides = self.baseline.thresholds if self.baseline else None
-        result = compare(base, records, self.options.threshold, overrides)
+        result = compare(base, records, self.options.threshold, overrides, by_variant=self._by_variant)
         self.changes.extend(result.changes)
         return result.regressions
+
+    @property
+    def _by_variant(self) -> bool:
+        """Whether --compare matches like with like: this run or the base measured several variants."""
+        from bench.compare import mixes_variants
+
+        several = len(self.backend_names) > 1 or self.options.turn is not None or self.options.each_gpu
+        return several or mixes_variants(self.compare_records or [])
 
     def comparison(self):
         """Everything --compare found so far, with the base run's measurements this run lacks."""
         from bench.compare import Comparison, comparable_keys
 
-        missing = comparable_keys(self.compare_records or []) - self._compared_keys
+        missing = comparable_keys(self.compare_records or [], self._by_variant) - self._compared_keys
         return Comparison(self.changes, only_base=sorted(missing, key=str))
 
     def adopt(self, records: list[Measurement]) -> None:
@@ -273,12 +325,36 @@ class BenchSession:
         for record in records:
             self._count(record)
 
+    def _gather_workers(self) -> None:
+        """What the workers wrote: their records (for the summary and --compare), their GPUs'
+        calibration and their run-level timings, folded into the manifest."""
+        parts = workers.read_parts(self.run_dir)
+        self.manifest.workers = parts
+        for gpu in self.manifest.gpus:
+            gpu["calibration"] = next((p["calibration"] for p in parts if p.get("calibration")
+                                       and (p.get("gpu") or {}).get("uuid") == gpu.get("uuid")), {})
+        self.manifest.calibration = next((g["calibration"] for g in self.manifest.gpus if g["calibration"]), {})
+        for part in parts:
+            self.timings.update({f"{name} ({part['worker']})": v for name, v in part.get("timings", {}).items()})
+        self.manifest.timings = self.timings
+        records = read_results(self.run_dir) if (self.run_dir / "results.jsonl").is_file() else []
+        self.adopt(records)
+        by_test: dict[str, list[Measurement]] = {}
+        for record in records:
+            by_test.setdefault(record.test_id, []).append(record)
+        for case_records in by_test.values():
+            self.compare_case(case_records)
+
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
             return
         self._writer.close()
+        if self.options.worker_id:
+            self._write_part(ready=True)
         if self.options.worker_run:
-            return  # the parent owns the manifest and the report
+            return  # the controller owns the manifest and the report
+        if self.plan is not None:
+            self._gather_workers()
         self.manifest.status = "incomplete" if interrupted else "complete"
         self.manifest.finished = time.time()
         self.manifest.write(self.run_dir)
@@ -290,6 +366,13 @@ class BenchSession:
 
             (self.run_dir / "comparison.md").write_text(
                 to_markdown(self.comparison(), self.options.compare, str(self.run_dir)), encoding="utf-8")
+
+
+def _backend_names(spec: str) -> list[str]:
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names):
+        raise BenchError(f"--backend {spec}: name each engine once, e.g. --backend unsloth or --backend hf,unsloth")
+    return names
 
 
 def _read_compare(spec: str) -> list[Measurement]:

@@ -51,11 +51,16 @@ def measure(device: str = "cuda:0") -> dict:
 
 
 def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0") -> dict:
+    """Measured once per GPU and driver; workers sharing a GPU wait for one measurement rather than
+    measuring at the same time (each would see half the GPU)."""
+    from filelock import FileLock
+
     path = cache_dir / f"calibration-{uuid}-{driver}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        result = measure(device)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result))
-        return result
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            result = measure(device)
+            path.write_text(json.dumps(result))
+            return result
