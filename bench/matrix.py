@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from bench.errors import BenchError
 
 EFFORTS = ("low", "medium", "high")
+# Where the concurrency suite puts training and serving: two GPUs, or both on one.
+PLACEMENTS = ("split", "shared")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ def grid(profile: Profile, model: str, backend: str) -> list[dict]:
     cases += [{**base, "suite": "infer", "params": {"batch_size": b, "effort": e}}
               for b in profile.infer_batches for e in profile.efforts]
     cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.lora_ranks[0]}}]
+    cases += [{**base, "suite": "concurrency", "params": {"placement": p}} for p in PLACEMENTS]
     return cases
 
 
@@ -75,4 +78,5 @@ def axes(profile: Profile) -> dict[str, tuple[list, list[str]]]:
         "train_batch": (list(profile.train_batches), [f"b{b}x{a}" for b, a in profile.train_batches]),
         "batch_size": (list(profile.infer_batches), [f"bs{b}" for b in profile.infer_batches]),
         "effort": (list(profile.efforts), list(profile.efforts)),
+        "placement": (list(PLACEMENTS), list(PLACEMENTS)),
     }

@@ -45,15 +45,23 @@ METRICS: dict[str, Metric] = {
     "adapter_roundtrip_equal": Metric("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs"),
     "adapter_changes_output": Metric("", "higher", ("adapter",), "1 when the adapter's outputs differ from the base model's"),
     "new_tokens": Metric("tok", "higher", ("infer",), "new tokens generated per sequence (the effort's budget)"),
-    "case": Metric("", "higher", ("load", "train", "infer", "adapter"),
+    "train_tok_s_alone": Metric("tok/s", "higher", ("concurrency",), "training tokens/s with nothing else running"),
+    "train_tok_s_together": Metric("tok/s", "higher", ("concurrency",), "training tokens/s while serving runs"),
+    "serve_tok_s_alone": Metric("tok/s", "higher", ("concurrency",), "generated tokens/s of batched serving alone"),
+    "serve_tok_s_together": Metric("tok/s", "higher", ("concurrency",), "generated tokens/s while training runs"),
+    "train_retained": Metric("", "higher", ("concurrency",),
+                             "training throughput together / alone (1: no interference); extra has its 95% CI"),
+    "serve_retained": Metric("", "higher", ("concurrency",),
+                             "serving throughput together / alone (1: no interference); extra has its 95% CI"),
+    "case": Metric("", "higher", ("load", "train", "infer", "adapter", "concurrency"),
                    "one record per case that failed, was skipped, ran out of memory or timed out"),
 }
 
 PARAM_KEYS = ("suite", "model", "backend", "lora_r", "batch_size", "grad_accum", "effort", "cache",
-              "dtype", "gpu_index")
+              "dtype", "gpu_index", "placement", "serve_batch")
 
 
-SUITES = ("load", "train", "infer", "adapter")
+SUITES = ("load", "train", "infer", "adapter", "concurrency")
 
 
 def metric(name: str) -> Metric:

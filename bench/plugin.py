@@ -24,7 +24,7 @@ from bench.workers import configure_xdist, finish_turn, group_of, strip_group, w
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
-SUITE_ORDER = ("load", "train", "infer", "adapter")
+SUITE_ORDER = ("load", "train", "infer", "adapter", "concurrency")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "suite(name): the benchmark suite a test belongs to (load, train, infer, adapter)")
+    config.addinivalue_line("markers", "suite(name): the benchmark suite a test belongs to "
+                            "(load, train, infer, adapter, concurrency)")
     # With pytest-benchmark switched off (--benchmark-disable, xdist) the suites time rounds themselves.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all")
     try:
@@ -79,7 +80,8 @@ def pytest_configure(config: pytest.Config) -> None:
         slot = workerinput["bench_slot"]
         opts = dataclasses.replace(opts, gpu="cpu" if slot["gpu"] is None else str(slot["gpu"]), backend=slot["backend"],
                                    worker_run=workerinput["bench_run_dir"], worker_id=workerinput["workerid"],
-                                   turn=slot["turn"], workers_per_gpu=1, workers=None)
+                                   turn=slot["turn"], workers_per_gpu=1, workers=None,
+                                   run_gpus=tuple(workerinput["bench_gpus"] or ()))
         # xdist's worker reads --dist from its own argv, where the controller's choice is not
         config.option.loadgroup = workerinput["bench_dist"] == "loadgroup"
         if slot["gpu"] is None:  # CPU workers split the cores: oversubscribed threads would spin for minutes
@@ -132,6 +134,7 @@ class Controller:
         node.workerinput["bench_run_dir"] = str(self.session.planned_dir)
         node.workerinput["bench_slot"] = dataclasses.asdict(slot)
         node.workerinput["bench_dist"] = self.session.plan.dist
+        node.workerinput["bench_gpus"] = self.session.gpu_indices
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
@@ -155,6 +158,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = _group_of(item)
         if group and getattr(config, "workerinput", None):
             item.add_marker(pytest.mark.xdist_group(group))
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        bench.collected_suites = {suite for item in items if (suite := _suite_of(item))}
     if config.getoption("--shard"):
         index, count = parse_shard(config.getoption("--shard"))
         groups = [_group_of(item) or item.nodeid for item in items]
@@ -163,7 +169,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if other:
             config.hook.pytest_deselected(items=other)
             items[:] = [item for item, group in zip(items, groups) if shard_of[group] == index]
-    bench = config.stash.get(SESSION_KEY, None)
     if bench is not None and bench.options.isolate:
         for item in items:  # the time limit is the child's to enforce; no second timer in the parent
             if _suite_of(item):

@@ -48,6 +48,7 @@ class BenchOptions:
     workers: int | None = None  # a worker count given to pytest-xdist (-n N)
     worker_id: str | None = None  # this process is xdist worker gwN of a multi-device session
     turn: int | None = None  # its place in the queue of workers taking turns on one device
+    run_gpus: tuple[int, ...] | None = None  # a worker's: every GPU of the run (the concurrency suite's)
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -92,6 +93,7 @@ class BenchSession:
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
         self.calibration: dict = {}
+        self.collected_suites: set[str] = set()
         self.changes: list = []  # MetricChange of every case compared with --compare
         self._compared_keys: set[tuple] = set()  # case keys this run measured, for what it lacks
 
@@ -149,6 +151,11 @@ class BenchSession:
         if self.backend_name == "unsloth":
             options["max_seq_length"] = self.profile.max_seq_length
         return options
+
+    @property
+    def run_gpus(self) -> list[int]:
+        """Every GPU of the run, also in a worker pinned to one of them."""
+        return list(self.options.run_gpus) if self.options.run_gpus else list(self.gpu_indices or [])
 
     @property
     def fixed_length(self) -> int | None:

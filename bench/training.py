@@ -29,6 +29,7 @@ class StepGate(TrainerCallback):
         self._go = threading.Semaphore(0)
         self._done = threading.Semaphore(0)
         self.released = False  # once set, the loop runs freely (finish)
+        self.stopping = False  # once set, training ends after the step under way (stop)
         self.tokens_per_step: list[int] = []  # non-padding input tokens of each optimizer step
         self._tokens_before = 0
         self._started = 0.0
@@ -44,12 +45,15 @@ class StepGate(TrainerCallback):
         synchronize(self.device)
         slowdown.stretch(time.perf_counter() - self._started)
         self.tokens_per_step.append(state.num_input_tokens_seen - self._tokens_before)
+        if self.stopping:
+            control.should_training_stop = True
         self._done.release()
         return control
 
 
 class SteppedTraining:
-    """`step()` runs one optimizer step; `finish()` lets the rest run and waits for the end."""
+    """`step()` runs one optimizer step; `finish()` lets the rest run and waits for the end;
+    `stop()` ends it early."""
 
     def __init__(self, trainer: Any, gate: StepGate, **train_kwargs: Any) -> None:
         self.trainer = trainer
@@ -78,6 +82,11 @@ class SteppedTraining:
         if self._finished.is_set() and not self.gate.released:
             raise RuntimeError("the trainer stopped before the requested number of steps")
         self.steps_run += 1
+
+    def stop(self) -> None:
+        """End training early: at most one more, untimed, step instead of running to max_steps."""
+        self.gate.stopping = True
+        self.finish()
 
     def finish(self) -> None:
         self.gate.released = True

@@ -1,0 +1,62 @@
+"""Training and serving at the same time, as the seed ran them on two GPUs: each side's throughput
+alone and together, so the interference between them is a number.
+
+`split` trains on the first GPU of --gpu and serves on the second; `shared` puts both on the first
+(the stress case; on the CPU, both on the CPU with the cores split between them)."""
+
+import dataclasses
+import os
+
+import pytest
+
+from bench.concurrency import MAX_TOGETHER_STEPS, Pair, Side
+from bench.stats import ratio_interval
+
+pytestmark = pytest.mark.suite("concurrency")
+
+SERVE_EFFORT = "medium"
+
+
+def _devices(bench, placement):
+    gpus = list(bench.run_gpus or [])
+    if placement == "split":
+        if len(gpus) < 2:
+            pytest.skip("split placement needs two GPUs: pass --gpu 0,1 (training on the first, serving on the second)")
+        return gpus[0], gpus[1]
+    return (gpus[0], gpus[0]) if gpus else (None, None)
+
+
+def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
+    if bench.options.worker_id and bench.collected_suites - {"concurrency"}:
+        pytest.skip("with several workers the concurrency suite needs the GPUs to itself: "
+                    "run `pytest suites/test_concurrency.py --gpu ...` on its own")
+    train_gpu, serve_gpu = _devices(bench, placement)
+    profile = bench.profile
+    batch_size, grad_accum = profile.train_batches[0]
+    serve_batch = max(b for b in profile.infer_batches if b <= 8)
+    solo_steps, solo_rounds = profile.timing_steps, profile.infer_rounds + 1
+    threads = max(1, (os.cpu_count() or 2) // 2) if train_gpu is None else None
+    train = Side(role="train", gpu=train_gpu, model=bench.source.spec, backend=bench.backend_name,
+                 backend_options=bench.backend_options, dataset=bench.options.dataset, fixed_length=bench.fixed_length,
+                 lora_r=profile.lora_ranks[0],
+                 train=bench.train_settings(batch_size, grad_accum, 1 + solo_steps + MAX_TOGETHER_STEPS + 2,
+                                            tmp_path / "out"),
+                 batch_size=serve_batch, effort=SERVE_EFFORT, new_tokens=profile.effort_tokens[SERVE_EFFORT],
+                 threads=threads)
+    serve = dataclasses.replace(train, role="serve", gpu=serve_gpu)
+    case.params.update(lora_r=train.lora_r, batch_size=batch_size, grad_accum=grad_accum, serve_batch=serve_batch,
+                       effort=SERVE_EFFORT)
+    with Pair(train, serve) as pair:
+        result = pair.measure(solo_steps, solo_rounds)
+    if len(result.serve_together) < 2:
+        pytest.fail(f"only {len(result.serve_together)} serving rounds fell inside the training window; "
+                    "the interference cannot be measured", pytrace=False)
+    where = {"train_gpu": train_gpu, "serve_gpu": serve_gpu}
+    for name, units in (("train_tok_s_alone", result.train_solo), ("train_tok_s_together", result.train_together),
+                        ("serve_tok_s_alone", result.serve_solo), ("serve_tok_s_together", result.serve_together)):
+        case.timed(name, [u.tok_s for u in units], extra=where)
+    for name, alone, together in (("train_retained", result.train_solo, result.train_together),
+                                  ("serve_retained", result.serve_solo, result.serve_together)):
+        estimate = ratio_interval([u.tok_s for u in alone], [u.tok_s for u in together])
+        case(name, estimate.ratio, extra={"low": estimate.low, "high": estimate.high, "method": estimate.method,
+                                          **where})
