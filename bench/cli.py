@@ -75,6 +75,26 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+RESERVED_BY_CLUSTER = ("--gpu", "--shard", "--report-dir", "--run-id", "-n", "--workers-per-gpu", "--each-gpu")
+
+
+def cmd_cluster_run(args: argparse.Namespace) -> int:
+    from bench.cluster import cluster_run
+
+    pytest_args = [a for a in args.pytest_args if a != "--"]
+    taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED_BY_CLUSTER]
+    if taken:
+        raise BenchError(f"{taken[0]}: set by bench cluster for each shard; leave it out of the pytest arguments")
+    if not pytest_args:
+        raise BenchError("give the pytest arguments to run, e.g. bench cluster run -- suites/ --profile standard")
+    run_dir, outcomes = cluster_run(pytest_args, Path(args.report_dir), args.run_id, args.address, args.shards,
+                                    args.local_gpus, args.ship_code)
+    for o in outcomes:
+        print(f"shard {o.index}: exit {o.returncode}, {o.records} records")
+    print(run_dir)
+    return 0 if all(o.returncode == 0 for o in outcomes) else 1
+
+
 def parse_threshold(text: str) -> float:
     """'5%' or '0.05' -> 0.05."""
     try:
@@ -144,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_merge)
 
+    p = sub.add_parser("cluster", help="run the suites sharded over a Ray cluster")
+    csub = p.add_subparsers(dest="cluster_command", required=True)
+    p = csub.add_parser("run", help="one task per GPU (num_gpus=1), each running its shard; one merged run")
+    p.add_argument("--address", help="the Ray cluster (ray://HOST:10001 or auto); default: start one here")
+    p.add_argument("--shards", type=int, help="number of shards (default: the cluster's GPU count)")
+    p.add_argument("--local-gpus", type=int, help="GPUs the cluster started here declares (tests: fake GPUs)")
+    p.add_argument("--ship-code", action="store_true",
+                   help="send this directory to the workers (Ray working_dir) instead of using the same path there")
+    p.add_argument("--report-dir", default="reports")
+    p.add_argument("--run-id", help="name of the merged run directory")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then the pytest arguments, e.g. -- suites/")
+    p.set_defaults(func=cmd_cluster_run)
+
     p = sub.add_parser("compare", help="compare two runs; exit 1 when a metric regressed beyond noise")
     p.add_argument("base", help="the reference run directory or results.jsonl")
     p.add_argument("new", help="the run to judge")
@@ -167,3 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ from bench.report import render_run
 from bench.results import ResultsWriter, RunManifest, read_results
 
 
-def merge(run_dirs: list[Path], output: Path) -> Path:
+def merge(run_dirs: list[Path], output: Path, notes: list[str] | None = None) -> Path:
     if output.exists() and any(output.iterdir()):
         raise BenchError(f"-o {output}: exists and is not empty; choose a new directory")
     manifests = [RunManifest.read(d) for d in run_dirs]
@@ -23,7 +23,7 @@ def merge(run_dirs: list[Path], output: Path) -> Path:
     seen, records = set(), []
     for d in run_dirs:
         for r in read_results(d):
-            key = (r.test_id, r.metric, r.gpu_index)
+            key = (r.test_id, r.metric, r.gpu_uuid or r.gpu_index, r.backend)
             if key in seen:
                 continue  # a case run twice (a resumed shard): keep the first complete record
             seen.add(key)
@@ -33,7 +33,7 @@ def merge(run_dirs: list[Path], output: Path) -> Path:
         first, run_id=output.name, started=min(m.started for m in manifests),
         finished=max((m.finished or m.started) for m in manifests), gpus=gpus,
         status="complete" if all(m.status == "complete" for m in manifests) else "incomplete",
-        notes=[*first.notes, f"merged from {', '.join(m.run_id for m in manifests)}"])
+        notes=[*first.notes, f"merged from {', '.join(m.run_id for m in manifests)}", *(notes or [])])
     output.mkdir(parents=True, exist_ok=True)
     merged.write(output)
     writer = ResultsWriter(output / "results.jsonl")

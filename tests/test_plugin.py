@@ -48,6 +48,13 @@ CASES = [
     (["--precision", "3bit"], "--precision 3bit: choose one of auto, 4bit, bf16"),
     (["--threshold", "lots"], "--threshold lots: give a percentage like 5% or a fraction like 0.05"),
     (["--model", "replica:gpt-oss-20b@depth=2"], "the only override is @layers=N"),
+    (["--shard", "2/2"], "--shard 2/2: shard indices run from 0 to 1"),
+    (["--shard", "half"], "--shard half: write it as i/n with 0 <= i < n"),
+    (["--backend", "hf,hf"], "--backend hf,hf: name each engine once"),
+    (["--workers-per-gpu", "0"], "--workers-per-gpu 0: give 1 or more"),
+    (["--gpu", "cpu", "--each-gpu"], "--each-gpu needs several GPUs"),
+    (["--backend", "hf,unsloth", "--gpu", "cpu"], "--backend unsloth needs a CUDA GPU"),
+    (["--backend", "hf,vllm"], "--backend vllm: unknown backend"),
 ]
 
 
@@ -80,7 +87,7 @@ def test_profiles_parametrize_the_suites():
         assert case in standard and case not in quick
     # the workflow's order: load first, so the cold load is the first load of the process
     lines = [line for line in standard.splitlines() if "::" in line]
-    assert "test_load.py" in lines[0] and "test_adapter.py" in lines[-1]
+    assert "test_load.py" in lines[0] and "test_concurrency.py" in lines[-1]
 
 
 def test_harness_tests_leave_no_run_directory(tmp_path):
