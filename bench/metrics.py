@@ -39,6 +39,7 @@ METRICS: dict[str, Metric] = {
     "itl_p99_ms": Metric("ms", "lower", ("infer",), "99th percentile inter-token latency"),
     "first_generate_s": Metric("s", "lower", ("infer",), "first generate after loading (warm-up, compilation)"),
     "energy_j_per_token": Metric("J/tok", "lower", ("infer", "train"), "GPU energy per generated or trained token"),
+    "energy_j_per_step": Metric("J", "lower", ("train",), "GPU energy per optimizer step (NVML counter)"),
     "gpu_util_pct": Metric("%", "higher", ("infer", "train"), "mean GPU utilization (NVML)"),
     "mbu": Metric("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
     "mfu": Metric("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),

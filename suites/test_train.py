@@ -41,6 +41,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     case.timed("train_tokens_per_s", [t / s for t, s in zip(tokens, step_s)])
     if step_joules[1:]:  # GPUs with an NVML energy counter
         case.timed("energy_j_per_token", [j / t for j, t in zip(step_joules[1:], tokens)])
+        case.timed("energy_j_per_step", step_joules[1:])
     if bench.source.loss_meaningful:
         case("initial_loss", curve[0][1])
         case("final_loss", final_loss(curve))

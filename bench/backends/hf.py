@@ -36,13 +36,10 @@ class HFBackend(TransformersBackend):
 
         model = loaded.model
         if self.cuda:
-            from peft import prepare_model_for_kbit_training
-
-            if self.four_bit(loaded.source):
-                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-            else:
-                model.gradient_checkpointing_enable()
-                model.enable_input_require_grads()
+            # Not peft's prepare_model_for_kbit_training: it casts every non-quantized parameter to
+            # fp32, and GPT-OSS's experts (bitsandbytes leaves them bf16) would double to 80 GB.
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
         config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
                             target_modules=list(ATTENTION_TARGETS), target_parameters=list(EXPERT_PARAMETERS),
                             task_type="CAUSAL_LM")
