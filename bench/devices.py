@@ -78,3 +78,22 @@ def pin(index: int | None) -> str:
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
     return "cuda:0"
+
+
+def process_memory_gb(index: int, pid: int) -> float | None:
+    """What NVML counts against one process on one GPU (its context, its allocator's cache, its
+    tensors); None where NVML cannot say (no driver, or a container that hides other pids)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        used = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == pid]
+        return used[0] / GB if used and used[0] is not None else None
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()

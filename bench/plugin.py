@@ -43,8 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--precision", default="auto",
                     help="auto | 4bit | bf16: weights on a GPU (auto: 4-bit, the seed's setting; the tiny model bf16)")
     group.addoption("--resume", default=None, help="a run directory to continue: runs only its unfinished cases")
-    group.addoption("--gpu-price-per-hour", type=float, default=None,
-                    help="what the GPU costs per hour (USD), for cost per million tokens in the report")
+    group.addoption("--gpu-price-per-hour", default=None,
+                    help="USD per GPU-hour, or a TOML file with a [prices] table by GPU name, for the report's costs")
     group.addoption("--isolate", action="store_true",
                     help="run each case in its own process: a crash or a poisoned CUDA context costs that case only")
     group.addoption("--workers-per-gpu", type=int, default=1,
@@ -200,6 +200,7 @@ def pytest_runtestloop(session: pytest.Session):
     try:
         return (yield)
     finally:
+        bench.end_turn()
         finish_turn(bench.run_dir, bench.options.turn)
 
 

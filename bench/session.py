@@ -22,6 +22,7 @@ from bench.errors import BenchError
 from bench.matrix import TINY_LEARNING_RATE, get_profile, grid
 from bench.metrics import METRICS
 from bench.models import resolve_model
+from bench.prices import price_per_hour
 from bench.results import Measurement, ResultsWriter, RunManifest, read_results
 
 
@@ -40,7 +41,7 @@ class BenchOptions:
     precision: str = "auto"
     threshold: float = 0.05
     resume: str | None = None
-    gpu_price_per_hour: float | None = None
+    gpu_price_per_hour: str | None = None  # a number, or a TOML price table by GPU name
     isolate: bool = False
     worker_run: str | None = None  # set in a worker's process: the controller's run directory
     workers_per_gpu: int = 1
@@ -81,6 +82,7 @@ class BenchSession:
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
         if options.precision not in PRECISIONS:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+        self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
         self.report_root = _writable_dir(Path(options.report_dir))
         self.compare_records = _read_compare(options.compare) if options.compare else None
         self.resume_dir = self._check_resume(options.resume) if options.resume else None
@@ -93,6 +95,7 @@ class BenchSession:
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
         self.calibration: dict = {}
+        self.left_on_device_gb: float | None = None  # NVML's count for this worker when its turn ended
         self.collected_suites: set[str] = set()
         self.changes: list = []  # MetricChange of every case compared with --compare
         self._compared_keys: set[tuple] = set()  # case keys this run measured, for what it lacks
@@ -213,7 +216,7 @@ class BenchSession:
             gpus=environment.gpus(self.gpu_indices), versions=environment.versions(),
             environment={**environment.allowed_environment(), "host": environment.host()},
             baseline=str(self.baseline.path) if self.baseline else None, timings=self.timings,
-            gpu_price_per_hour=self.options.gpu_price_per_hour,
+            gpu_price_per_hour=self.price_per_hour,
         )
         if self.baseline and not self.baseline_hardware_matches:
             self.manifest.notes.append(f"baseline '{self.baseline.name}' was measured on {self.baseline.gpu}, "
@@ -264,7 +267,18 @@ class BenchSession:
         workers.write_part(self.run_dir or Path(self.options.worker_run), self.options.worker_id, {
             "turn": self.options.turn, "backend": self.backend_name, "ready": ready,
             "gpu": environment.gpus(self.gpu_indices)[0] if self.gpu else None,
-            "timings": self.timings, "calibration": self.calibration})
+            "timings": self.timings, "calibration": self.calibration, "left_on_device_gb": self.left_on_device_gb})
+
+    def end_turn(self) -> None:
+        """Before the next engine's turn: give back what this process's allocator caches, and say
+        what NVML still counts against the process (the next engine's NVML figures include it)."""
+        from bench.devices import process_memory_gb
+        from bench.telemetry.memory import release_garbage
+
+        release_garbage(self.device)
+        if self.gpu is not None:
+            self.left_on_device_gb = process_memory_gb(self.gpu.index, os.getpid())
+            self._write_part(ready=True)
 
     def note_timing(self, name: str, seconds: float) -> None:
         """Run-level costs paid once per process (library import, model build), for the report."""

@@ -30,7 +30,8 @@ def test_bad_gpu_option(value, gpus, message):
 
 
 def test_pin_sets_visible_devices_in_nvidia_smi_order(monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):  # set, so that the test's end restores them
+        monkeypatch.setenv(name, "")
     assert pin(None) == "cpu"
     assert pin(3) == "cuda:0"
     import os

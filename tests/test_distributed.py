@@ -178,7 +178,7 @@ def test_bench_merge_of_two_shards_equals_one_run(one_process, tmp_path):
 @pytest.mark.slow
 def test_ray_runs_the_suites_on_two_fake_gpus_into_one_run(one_process, tmp_path):
     pytest.importorskip("ray", reason="pip install -e '.[test]' installs Ray for this test")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "RAY_AUTH_MODE": "disabled"}
     result = subprocess.run([sys.executable, "-m", "bench.cli", "cluster", "run", "--local-gpus", "2",
                              "--report-dir", str(tmp_path), "--run-id", "ray", "--", *SELECTION, "--benchmark-disable"],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)

@@ -62,3 +62,14 @@ def test_utilization_fractions():
     step = s.decode_step_bytes(1, 200, "4bit")
     assert mbu(s, 1, 200, "4bit", step_s=step / 3e12, copy_gbps=3000) == pytest.approx(1.0)
     assert mfu(6 * s.active_params, 1000, 787) == pytest.approx(6 * s.active_params * 1000 / 787e12)
+
+
+def test_price_table_takes_the_longest_matching_gpu_name(tmp_path):
+    from bench.prices import price_per_hour
+
+    table = tmp_path / "prices.toml"
+    table.write_text('[prices]\n"A100" = 2.0\n"A100-SXM4-80GB" = 3.0\n"RTX 3090" = 0.021\n')
+    assert price_per_hour(str(table), "NVIDIA A100-SXM4-80GB") == 3.0
+    assert price_per_hour(str(table), "NVIDIA A100-PCIE-40GB") == 2.0
+    assert price_per_hour(str(table), "NVIDIA GeForce RTX 3090") == 0.021
+    assert price_per_hour(str(table), "cpu") is None and price_per_hour("2.5", "cpu") == 2.5

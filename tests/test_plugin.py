@@ -55,6 +55,8 @@ CASES = [
     (["--gpu", "cpu", "--each-gpu"], "--each-gpu needs several GPUs"),
     (["--backend", "hf,unsloth", "--gpu", "cpu"], "--backend unsloth needs a CUDA GPU"),
     (["--backend", "hf,vllm"], "--backend vllm: unknown backend"),
+    (["--gpu-price-per-hour", "cheap"], "--gpu-price-per-hour cheap: neither a number nor a TOML price table"),
+    (["--gpu-price-per-hour", "{bad}/malformed.toml"], "not valid TOML"),
 ]
 
 

@@ -21,7 +21,7 @@ class RunData:
     manifest: RunManifest
     records: list[Measurement]
     baseline: Baseline | None
-    outcomes: list[CheckOutcome] = field(default_factory=list)
+    checked: list[tuple[Measurement, CheckOutcome]] = field(default_factory=list)  # each check, with its record
 
     @property
     def ok(self) -> list[Measurement]:
@@ -30,6 +30,32 @@ class RunData:
     @property
     def problems(self) -> list[Measurement]:
         return [r for r in self.records if r.status != "ok"]
+
+    @property
+    def lanes(self) -> list[str]:
+        """What measured each case where a run holds several (engines, or GPUs with --each-gpu or
+        per-GPU workers); one lane for an ordinary run."""
+        return sorted({lane_of(r, self._lane_by) for r in self.records}, key=self._lane_order)
+
+    @property
+    def _lane_by(self) -> str | None:
+        if len({r.backend for r in self.records}) > 1:
+            return "backend"
+        if len({r.gpu_uuid for r in self.records if r.gpu_uuid}) > 1:
+            return "gpu"
+        return None
+
+    def _lane_order(self, lane: str) -> tuple:
+        order = self.manifest.backend.split(",")  # hf,unsloth: the first engine named is the reference
+        return (order.index(lane) if lane in order else len(order), lane)
+
+    def lane(self, r: Measurement) -> str:
+        return lane_of(r, self._lane_by)
+
+    def label(self, r: Measurement) -> str:
+        """A case as the report names it: its parameters, after its lane when there are several."""
+        case = describe_params(r.params)
+        return f"{self.lane(r)}: {case}" if self._lane_by else case
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -43,8 +69,16 @@ def load_run(run_dir: Path) -> RunData:
                                      else Path(manifest.baseline).stem)
         except BenchError:
             baseline = None  # deleted since the run: the report shows no checks
-    outcomes = [o for r in records for o in evaluate(baseline, r.__dict__)]
-    return RunData(run_dir, manifest, records, baseline, outcomes)
+    checked = [(r, o) for r in records for o in evaluate(baseline, r.__dict__)]
+    return RunData(run_dir, manifest, records, baseline, checked)
+
+
+def lane_of(r: Measurement, by: str | None) -> str:
+    if by == "backend":
+        return r.backend
+    if by == "gpu":
+        return f"GPU {r.gpu_index} ({(r.gpu_name or '').replace('NVIDIA ', '')})"
+    return ""
 
 
 def describe_params(params: dict) -> str:
@@ -59,7 +93,7 @@ def results_frame(run: RunData) -> pd.DataFrame:
         spread = summarize(r.samples) if len(r.samples) > 1 else None
         refs = run.baseline.references_for(r.__dict__) if run.baseline else []
         rows.append({
-            "suite": r.suite, "case": describe_params(r.params), "metric": r.metric, "value": r.value,
+            "suite": r.suite, "case": run.label(r), "lane": run.lane(r), "metric": r.metric, "value": r.value,
             "unit": r.unit, "n": len(r.samples) or 1,
             "cv_pct": 100 * spread.cv if spread else None,
             "min": spread.min if spread else None, "max": spread.max if spread else None,
@@ -71,14 +105,13 @@ def results_frame(run: RunData) -> pd.DataFrame:
 
 def checks_table(run: RunData) -> list[dict]:
     rows = []
-    for o in run.outcomes:
-        refs = run.baseline.references_for({"metric": o.check.metric, "params": o.params,
-                                            "suite": _suite_of(run, o.test_id)}) if run.baseline else []
-        rows.append({"check": o.check.describe(), "case": describe_params(o.params), "value": o.value,
+    for r, o in run.checked:
+        refs = run.baseline.references_for(r.__dict__) if run.baseline else []
+        rows.append({"check": o.check.describe(), "case": run.label(r), "value": o.value,
                      "unit": o.unit, "reference": refs[0].value if refs else None, "passed": o.passed,
                      "message": o.message})
     if run.baseline:
-        matched = {id(o.check) for o in run.outcomes}
+        matched = {id(o.check) for _, o in run.checked}
         for check in run.baseline.checks:
             if id(check) not in matched:
                 skipped = [r for r in run.problems if r.metric == check.metric and r.status == "skipped"]
@@ -88,10 +121,6 @@ def checks_table(run: RunData) -> list[dict]:
     return rows
 
 
-def _suite_of(run: RunData, test_id: str) -> str:
-    return next((r.suite for r in run.records if r.test_id == test_id), "")
-
-
 def loss_curves(run: RunData) -> dict[str, list[tuple[int, float]]]:
-    return {describe_params(r.params): r.extra["loss_curve"] for r in run.ok
+    return {run.label(r): r.extra["loss_curve"] for r in run.ok
             if r.metric == "s_per_step" and r.extra.get("loss_curve")}

@@ -8,9 +8,10 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from bench.matrix import get_profile
 from bench.metrics import METRICS
 from bench.report import charts
-from bench.report.data import RunData, checks_table, describe_params, load_run, loss_curves, results_frame
+from bench.report.data import RunData, checks_table, load_run, loss_curves, results_frame
 
 TEMPLATES = Path(__file__).with_name("templates")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -41,20 +42,29 @@ def _references(run: RunData, metric: str, x: str, suite: str) -> dict[float, fl
     return {float(r.where[x]): r.value for r in refs} or None
 
 
+def _by_lane(frame, series: str):
+    """Chart series split by lane where a run has several (hf and unsloth, two GPUs)."""
+    if frame.empty or frame["lane"].nunique() < 2:
+        return frame
+    frame = frame.copy()
+    frame[f"p_{series}"] = frame["lane"] + " " + frame[f"p_{series}"].astype(str)
+    return frame
+
+
 def charts_for(run: RunData, frame) -> list[tuple[str, Markup]]:
     """`frame`: the run's `results_frame`, built once per report."""
     out = []
     specs = [
         ("Training loss", charts.loss_curves(loss_curves(run))),
         ("Decode tokens/s (all sequences) by batch size and effort",
-         charts.metric_by(frame, "decode_tok_s", "batch_size", "effort", "tok/s",
+         charts.metric_by(_by_lane(frame, "effort"), "decode_tok_s", "batch_size", "effort", "tok/s",
                           _references(run, "decode_tok_s", "batch_size", "infer"))),
-        ("Time to first token by batch size", charts.metric_by(frame, "ttft_s", "batch_size", "effort", "s")),
+        ("Time to first token by batch size", charts.metric_by(_by_lane(frame, "effort"), "ttft_s", "batch_size", "effort", "s")),
         ("Training peak memory by LoRA rank",
-         charts.metric_by(frame[frame["suite"] == "train"] if not frame.empty else frame,
+         charts.metric_by(_by_lane(frame[frame["suite"] == "train"] if not frame.empty else frame, "batch_size"),
                           "peak_vram_gb" if (not frame.empty and (frame["metric"] == "peak_vram_gb").any())
                           else "peak_rss_gb", "lora_r", "batch_size", "GB")),
-        ("Seconds per optimizer step by LoRA rank", charts.metric_by(frame, "s_per_step", "lora_r", "batch_size", "s")),
+        ("Seconds per optimizer step by LoRA rank", charts.metric_by(_by_lane(frame, "batch_size"), "s_per_step", "lora_r", "batch_size", "s")),
     ]
     for title, svg in specs:
         if svg:
@@ -68,20 +78,24 @@ def problem_rows(run: RunData) -> list[dict]:
     groups: dict[tuple, list[str]] = {}
     for r in run.problems:
         key = (r.suite, r.metric, r.status, r.error or "")
-        groups.setdefault(key, []).append(describe_params(r.params) or r.test_id.rsplit("::", 1)[-1])
+        groups.setdefault(key, []).append(run.label(r) if r.params else r.test_id.rsplit("::", 1)[-1])
     return [{"suite": suite, "metric": metric, "status": status, "error": error, "case": "; ".join(cases)}
             for (suite, metric, status, error), cases in groups.items()]
 
 
 def context(run: RunData) -> dict:
-    from bench.report.efficiency import efficiency_rows
+    from bench.report.efficiency import efficiency_rows, run_energy
+    from bench.report.lanes import gpu_rows, lane_sections
 
     frame = results_frame(run)
     checks = checks_table(run)
-    efficiency, points = efficiency_rows(run, run.manifest.gpu_price_per_hour)
+    price = run.manifest.gpu_price_per_hour
+    efficiency, points = efficiency_rows(run, price)
     cal = run.manifest.calibration
-    roof = charts.roofline(points, cal["matmul_tflops"], cal["copy_gbps"]) if points else None
+    roof = charts.roofline(points, cal["matmul_tflops"], cal["copy_gbps"]) if points and cal else None
     return {
+        "lanes": lane_sections(run), "gpu_rows": gpu_rows(run), "run_energy": run_energy(run, price),
+        "train_steps": get_profile(run.manifest.profile).train_steps,
         "efficiency": efficiency, "roofline": Markup(roof) if roof else None,
         "run": run, "m": run.manifest, "csp": CSP, "checks": checks,
         "checks_failed": sum(1 for c in checks if c["passed"] is False),
@@ -89,7 +103,7 @@ def context(run: RunData) -> dict:
         "results": frame.to_dict("records") if not frame.empty else [],
         "problems": problem_rows(run),
         "charts": charts_for(run, frame), "metrics": METRICS,
-        "samples": [{"case": describe_params(r.params), "text": r.extra.get("sample", ""),
+        "samples": [{"case": run.label(r), "text": r.extra.get("sample", ""),
                      "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],
     }
 

@@ -1,0 +1,66 @@
+"""Within one run, each lane against the first: unsloth against hf (`--backend hf,unsloth`), or each
+GPU against the first (`--each-gpu`). The same comparison as between two runs, with its confidence
+intervals, read as "how many times better" per case: the speedup and the memory ratio Unsloth
+publishes, measured here."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from bench.compare import compare
+from bench.metrics import METRICS
+from bench.report import charts
+from bench.report.comparison import change_row
+from bench.report.data import RunData, describe_params
+
+LANE_METRICS = ("load_s", "s_per_step", "train_tokens_per_s", "decode_tok_s", "ttft_s", "peak_vram_gb",
+                "nvml_peak_used_gb", "energy_j_per_token")
+CHART_METRICS = ("s_per_step", "decode_tok_s", "peak_vram_gb")
+THRESHOLD = 0.05
+READING = {"regression": "worse", "improvement": "better", "unchanged": "same within 5%", "inconclusive": "inconclusive"}
+
+
+def lane_sections(run: RunData) -> list[dict]:
+    lanes = run.lanes
+    if len(lanes) < 2:
+        return []
+    reference = [r for r in run.records if run.lane(r) == lanes[0]]
+    sections = []
+    for lane in lanes[1:]:
+        result = compare(reference, [r for r in run.records if run.lane(r) == lane], THRESHOLD, by_variant=False)
+        order = {name: i for i, name in enumerate(("load", "train", "infer", "adapter", "concurrency"))}
+        changes = sorted((c for c in result.changes if c.metric in LANE_METRICS),
+                         key=lambda c: (order.get(c.suite, 9), LANE_METRICS.index(c.metric), describe_params(c.params)))
+        rows = []
+        for c in changes:
+            est, lower = c.estimate, c.better == "lower"
+            # times better: base/new where lower is better (a speedup, a memory saving), new/base where higher is
+            rows.append({**change_row(c), "verdict": READING[c.verdict], "better_x": 1 / est.ratio if lower else est.ratio,
+                         "better_low": 1 / est.high if lower else est.low,
+                         "better_high": 1 / est.low if lower else est.high})
+        figures = []
+        for metric in CHART_METRICS:
+            picked = [c for c in changes if c.metric == metric]
+            svg = charts.ratio_chart([f"{c.suite}: {describe_params(c.params)}" for c in picked],
+                                     [c.estimate.ratio for c in picked], [c.estimate.low for c in picked],
+                                     [c.estimate.high for c in picked], THRESHOLD, METRICS[metric].better)
+            if svg:
+                figures.append((f"{metric}: {lane} / {lanes[0]}", Markup(svg)))
+        sections.append({"lane": lane, "reference": lanes[0], "rows": rows, "figures": figures})
+    return sections
+
+
+def gpu_rows(run: RunData) -> list[dict]:
+    """One row per GPU of a multi-GPU run: what it is, its ceilings, what ran on it."""
+    if len(run.manifest.gpus) < 2:
+        return []
+    rows = []
+    for gpu in run.manifest.gpus:
+        mine = [r for r in run.records if r.gpu_uuid == gpu.get("uuid")]
+        rows.append({"index": gpu.get("index"), "name": gpu.get("name"), "uuid": gpu.get("uuid"),
+                     "calibration": gpu.get("calibration") or {}, "cases": len({r.test_id for r in mine}),
+                     "workers": ", ".join(w["worker"] for w in run.manifest.workers
+                                          if (w.get("gpu") or {}).get("uuid") == gpu.get("uuid")),
+                     "energy_kj": sum(r.extra["usage"].get("energy_j") or 0 for r in mine
+                                      if isinstance(r.extra.get("usage"), dict)) / 1000})
+    return rows
