@@ -275,6 +275,10 @@ class BenchSession:
         from bench.devices import process_memory_gb
         from bench.telemetry.memory import release_garbage
 
+        # pytest keeps the last failure's traceback for post-mortem debugging: its frames can hold a model
+        sys.last_type = sys.last_value = sys.last_traceback = None
+        if hasattr(sys, "last_exc"):
+            sys.last_exc = None
         release_garbage(self.device)
         if self.gpu is not None:
             self.left_on_device_gb = process_memory_gb(self.gpu.index, os.getpid())
