@@ -95,6 +95,7 @@ class BenchSession:
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
         self.calibration: dict = {}
+        self.report_error: str | None = None  # why report.html could not be rendered, if it could not
         self.left_on_device_gb: float | None = None  # NVML's count for this worker when its turn ended
         self.collected_suites: set[str] = set()
         self.changes: list = []  # MetricChange of every case compared with --compare
@@ -385,7 +386,10 @@ class BenchSession:
         self.manifest.write(self.run_dir)
         from bench.report import render_run
 
-        render_run(self.run_dir)
+        try:
+            render_run(self.run_dir)
+        except Exception as exc:  # the measurements are on disk already; a report bug must not cost them
+            self.report_error = f"{type(exc).__name__}: {exc}"
         if self.compare_records is not None:
             from bench.report.comparison import to_markdown
 

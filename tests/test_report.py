@@ -82,3 +82,32 @@ def test_report_renders_in_a_real_headless_browser(rendered, tmp_path):
     subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,1600", path.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000  # a page with tables and charts, not a blank one
+
+
+def _engine(record: Measurement, backend: str, scale: float) -> Measurement:
+    import dataclasses
+
+    return dataclasses.replace(record, backend=backend, value=record.value * scale,
+                               samples=[s * scale for s in record.samples])
+
+
+@pytest.mark.parametrize("with_infer", [True, False], ids=["train-and-infer", "train-only"])
+def test_a_run_with_two_engines_compares_them_case_by_case(run_factory, with_infer):
+    base = [make_record("s_per_step", 2.0, samples=[1.98, 2.0, 2.02], lora_r=8, batch_size=2, grad_accum=2),
+            make_record("peak_vram_gb", 45.0, lora_r=8, batch_size=2, grad_accum=2, suite="train")]
+    if with_infer:
+        base.append(make_record("decode_tok_s", 16.0, samples=[15.9, 16.0, 16.1], batch_size=1, effort="low"))
+    records = [_engine(r, "hf", 1.0) for r in base] + [_engine(r, "unsloth", 0.5) for r in base]
+    run_dir = run_factory("engines", records)
+    manifest = (run_dir / "manifest.json").read_text().replace('"backend": "hf"', '"backend": "hf,unsloth"')
+    (run_dir / "manifest.json").write_text(manifest)
+    html = render_run(run_dir)[0].read_text()
+    section = html.split("<h2>unsloth against hf</h2>", 1)[1].split("<h2>", 1)[0]
+    step = re.search(r"<tr><td>train</td><td>[^<]*</td><td>s_per_step</td>.*?</tr>", section, re.S).group(0)
+    assert ">2 (" in step and "better" in step  # half the step time: twice as fast
+    memory = re.search(r"<td>peak_vram_gb</td>.*?</tr>", section, re.S).group(0)
+    assert "0.5 (" in memory and ">2 (" in memory  # memory ratio 0.5, two times less
+    if with_infer:
+        decode = re.search(r"<td>decode_tok_s</td>.*?</tr>", section, re.S).group(0)
+        assert "worse" in decode
+    assert "hf: lora_r=8" in html and "unsloth: lora_r=8" in html  # every table names the engine

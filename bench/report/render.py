@@ -44,7 +44,7 @@ def _references(run: RunData, metric: str, x: str, suite: str) -> dict[float, fl
 
 def _by_lane(frame, series: str):
     """Chart series split by lane where a run has several (hf and unsloth, two GPUs)."""
-    if frame.empty or frame["lane"].nunique() < 2:
+    if frame.empty or frame["lane"].nunique() < 2 or f"p_{series}" not in frame:
         return frame
     frame = frame.copy()
     frame[f"p_{series}"] = frame["lane"] + " " + frame[f"p_{series}"].astype(str)

@@ -42,5 +42,9 @@ def summary_lines(session: BenchSession) -> list[str]:
         lines += [f"  improvement {describe(c)}" for c in comparison.improvements]
     if session.run_dir is not None:
         lines.append(f"results: {session.run_dir / 'results.jsonl'}")
-        lines.append(f"report:  {session.run_dir / 'report.html'}")
+        if session.report_error:
+            lines.append(f"report:  NOT RENDERED ({session.report_error}); the results are complete: "
+                         f"`bench report {session.run_dir}` retries it")
+        else:
+            lines.append(f"report:  {session.run_dir / 'report.html'}")
     return lines
