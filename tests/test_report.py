@@ -111,3 +111,18 @@ def test_a_run_with_two_engines_compares_them_case_by_case(run_factory, with_inf
         decode = re.search(r"<td>decode_tok_s</td>.*?</tr>", section, re.S).group(0)
         assert "worse" in decode
     assert "hf: lora_r=8" in html and "unsloth: lora_r=8" in html  # every table names the engine
+
+
+def test_a_run_spread_over_two_gpus_has_a_per_gpu_table_and_compares_only_shared_cases(run_factory):
+    import dataclasses
+
+    gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_gb": 85.0, "driver": "580",
+             "calibration": {"matmul_tflops": 700.0 + i, "copy_gbps": 2800.0}} for i in (0, 1)]
+    spread = [dataclasses.replace(make_record("decode_tok_s", 10.0 * (b + 1), samples=[9.9, 10.0, 10.1],
+                                              batch_size=b, effort="low"),
+                                  gpu_index=b % 2, gpu_name=gpus[b % 2]["name"], gpu_uuid=f"GPU-{b % 2}")
+              for b in (1, 2)]
+    html = render_run(run_factory("spread", spread, gpus=gpus))[0].read_text()
+    assert '<table id="gpus">' in html and "GPU-1" in html
+    assert "against GPU 0" not in html  # the two GPUs ran different cases: nothing to compare
+    assert "GPU 1 (H100 80GB HBM3): batch_size=1" in html
