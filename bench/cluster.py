@@ -61,9 +61,14 @@ def run_shard(index: int, count: int, pytest_args: list[str], cwd: str):
            "--report-dir", str(root), "--run-id", run_dir.name, "-p", "no:cacheprovider"]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        offset = 0
+        offset, manifest = 0, None
         while True:
             done = proc.poll() is not None
+            if (run_dir / "manifest.json").is_file():  # sent when it appears and when it changes, so that
+                text = (run_dir / "manifest.json").read_text()  # a shard that dies still merges
+                if text != manifest:
+                    manifest = text
+                    yield ("manifest", manifest)
             lines, offset = _read_new_lines(run_dir / "results.jsonl", offset)
             for line in lines:
                 yield ("record", line)
@@ -72,8 +77,6 @@ def run_shard(index: int, count: int, pytest_args: list[str], cwd: str):
             time.sleep(POLL_S)
         log.seek(0)
         output = log.read()
-    manifest = (run_dir / "manifest.json").read_text() if (run_dir / "manifest.json").is_file() else None
-    yield ("manifest", manifest)
     yield ("exit", proc.returncode, output[-TAIL_CHARS:])
 
 
