@@ -93,6 +93,8 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
     for o in outcomes:
         what = "no cases fell to it" if o.returncode == NO_TESTS_COLLECTED else f"exit {o.returncode}"
         print(f"shard {o.index}: {what}, {o.records} records")
+        if o.returncode not in (0, NO_TESTS_COLLECTED):
+            print("\n".join(f"  | {line}" for line in o.output.strip().splitlines()[-15:]))
     print(run_dir)
     return 0 if all(o.returncode in (0, NO_TESTS_COLLECTED) for o in outcomes) else 1
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.environment import redact
 from bench.errors import BenchError
 from bench.results import Measurement, ResultsWriter
 
@@ -77,7 +78,7 @@ def run_shard(index: int, count: int, pytest_args: list[str], cwd: str):
             time.sleep(POLL_S)
         log.seek(0)
         output = log.read()
-    yield ("exit", proc.returncode, output[-TAIL_CHARS:])
+    yield ("exit", proc.returncode, redact(output[-TAIL_CHARS:]))
 
 
 def _collect(generator, index: int, shard_dir: Path, outcomes: list, errors: list) -> None:

@@ -20,7 +20,7 @@ from bench.baselines import Baseline, CheckOutcome, evaluate, find_default, load
 from bench.devices import nvml_gpus, parse_gpu_option, pin
 from bench.errors import BenchError
 from bench.matrix import TINY_LEARNING_RATE, get_profile, grid
-from bench.metrics import METRICS
+from bench.metrics import METRICS, SUITES
 from bench.models import resolve_model
 from bench.prices import price_per_hour
 from bench.results import Measurement, ResultsWriter, RunManifest, read_results
@@ -354,17 +354,10 @@ class BenchSession:
     def _gather_workers(self) -> None:
         """What the workers wrote: their records (for the summary and --compare), their GPUs'
         calibration and their run-level timings, folded into the manifest."""
-        parts = workers.read_parts(self.run_dir)
-        self.manifest.workers = parts
-        for gpu in self.manifest.gpus:
-            gpu["calibration"] = next((p["calibration"] for p in parts if p.get("calibration")
-                                       and (p.get("gpu") or {}).get("uuid") == gpu.get("uuid")), {})
-        self.manifest.calibration = next((g["calibration"] for g in self.manifest.gpus if g["calibration"]), {})
-        for part in parts:
-            self.timings.update({f"{name} ({part['worker']})": v for name, v in part.get("timings", {}).items()})
-        self.manifest.timings = self.timings
+        workers.fold_parts(self.manifest, workers.read_parts(self.run_dir))
+        self.timings = self.manifest.timings
         records = read_results(self.run_dir) if (self.run_dir / "results.jsonl").is_file() else []
-        self.adopt(records)
+        self.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
         by_test: dict[str, list[Measurement]] = {}
         for record in records:
             by_test.setdefault(record.test_id, []).append(record)

@@ -140,6 +140,18 @@ def read_parts(run_dir: Path) -> list[dict]:
     return parts
 
 
+def fold_parts(manifest, parts: list[dict]) -> None:
+    """The workers' facts into the controller's manifest: each GPU's calibration, and every
+    worker's run-level timings under its own name."""
+    manifest.workers = parts
+    for gpu in manifest.gpus:
+        gpu["calibration"] = next((p["calibration"] for p in parts if p.get("calibration")
+                                   and (p.get("gpu") or {}).get("uuid") == gpu.get("uuid")), {})
+    manifest.calibration = next((g["calibration"] for g in manifest.gpus if g["calibration"]), {})
+    for part in parts:
+        manifest.timings.update({f"{name} ({part['worker']})": v for name, v in part.get("timings", {}).items()})
+
+
 # ---- turns ----------------------------------------------------------------------------------------
 def _done_path(run_dir: Path, turn: int) -> Path:
     return Path(run_dir) / WORKERS_DIR / f"turn-{turn}.done"

@@ -22,6 +22,9 @@ from conftest import REPO, make_record
 from test_plugin import run_pytest
 
 SELECTION = ["suites/test_load.py", "suites/test_infer.py", "-k", "load or bs1 or bs2-low"]
+# These tests are about where cases run, not how fast: a baseline without timing checks keeps a
+# loaded 2-core machine (two shards at once) from failing them on a slow cold load.
+STRUCTURE_ONLY = REPO / "tests" / "data" / "structure-only.toml"
 
 
 # ---- the plan ---------------------------------------------------------------------------------
@@ -140,7 +143,7 @@ def _cases(run_dir):
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
-    result = run_pytest(*SELECTION, "-q", "--gpu", "cpu", "--benchmark-disable", "--report-dir", str(out),
+    result = run_pytest(*SELECTION, "--baseline", str(STRUCTURE_ONLY), "-q", "--gpu", "cpu", "--benchmark-disable", "--report-dir", str(out),
                         "--run-id", "single")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return _cases(out / "single")
@@ -148,7 +151,7 @@ def one_process(tmp_path_factory):
 
 @pytest.mark.slow
 def test_two_workers_on_one_device_give_one_run(one_process, tmp_path):
-    result = run_pytest(*SELECTION, "-q", "--gpu", "cpu", "--workers-per-gpu", "2", "--benchmark-disable",
+    result = run_pytest(*SELECTION, "--baseline", str(STRUCTURE_ONLY), "-q", "--gpu", "cpu", "--workers-per-gpu", "2", "--benchmark-disable",
                         "--report-dir", str(tmp_path), "--run-id", "workers")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     run_dir = tmp_path / "workers"
@@ -163,7 +166,7 @@ def test_two_workers_on_one_device_give_one_run(one_process, tmp_path):
 @pytest.mark.slow
 def test_bench_merge_of_two_shards_equals_one_run(one_process, tmp_path):
     for index in (0, 1):
-        result = run_pytest(*SELECTION, "-q", "--gpu", "cpu", "--shard", f"{index}/2", "--benchmark-disable",
+        result = run_pytest(*SELECTION, "--baseline", str(STRUCTURE_ONLY), "-q", "--gpu", "cpu", "--shard", f"{index}/2", "--benchmark-disable",
                             "--report-dir", str(tmp_path), "--run-id", f"shard-{index}")
         assert result.returncode == 0, result.stdout[-3000:]
     shards = [_cases(tmp_path / f"shard-{i}")[0] for i in (0, 1)]
@@ -180,7 +183,8 @@ def test_ray_runs_the_suites_on_two_fake_gpus_into_one_run(one_process, tmp_path
     pytest.importorskip("ray", reason="pip install -e '.[test]' installs Ray for this test")
     env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "RAY_AUTH_MODE": "disabled"}
     result = subprocess.run([sys.executable, "-m", "bench.cli", "cluster", "run", "--local-gpus", "2",
-                             "--report-dir", str(tmp_path), "--run-id", "ray", "--", *SELECTION, "--benchmark-disable"],
+                             "--report-dir", str(tmp_path), "--run-id", "ray", "--", *SELECTION, "--baseline", str(STRUCTURE_ONLY),
+                             "--benchmark-disable"],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 shards on a Ray cluster with 2 GPUs" in result.stdout
