@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,13 +38,9 @@ class RunData:
         per-GPU workers); one lane for an ordinary run."""
         return sorted({lane_of(r, self._lane_by) for r in self.records}, key=self._lane_order)
 
-    @property
+    @functools.cached_property
     def _lane_by(self) -> str | None:
-        if len({r.backend for r in self.records}) > 1:
-            return "backend"
-        if len({r.gpu_uuid for r in self.records if r.gpu_uuid}) > 1:
-            return "gpu"
-        return None
+        return lane_by(self.records)
 
     def _lane_order(self, lane: str) -> tuple:
         order = self.manifest.backend.split(",")  # hf,unsloth: the first engine named is the reference
@@ -71,6 +68,15 @@ def load_run(run_dir: Path) -> RunData:
             baseline = None  # deleted since the run: the report shows no checks
     checked = [(r, o) for r in records for o in evaluate(baseline, r.__dict__)]
     return RunData(run_dir, manifest, records, baseline, checked)
+
+
+def lane_by(records: list[Measurement]) -> str | None:
+    """What tells a run's lanes apart: the engine where there are several, else the GPU."""
+    if len({r.backend for r in records}) > 1:
+        return "backend"
+    if len({r.gpu_uuid for r in records if r.gpu_uuid}) > 1:
+        return "gpu"
+    return None
 
 
 def lane_of(r: Measurement, by: str | None) -> str:

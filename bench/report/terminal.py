@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report.data import describe_params
+from bench.report.data import describe_params, lane_by, lane_of
 from bench.session import BenchSession
 
 
@@ -19,6 +19,7 @@ def summary_lines(session: BenchSession) -> list[str]:
     checked = {}
     for o in session.outcomes:
         checked.setdefault((o.test_id, o.check.metric), []).append(o)
+    by = lane_by(session.records)
     for r in session.records:
         outcomes = checked.get((r.test_id, r.metric), [])
         if r.status != "ok":
@@ -28,6 +29,8 @@ def summary_lines(session: BenchSession) -> list[str]:
             limit = "; ".join(o.check.describe().removeprefix(r.metric + " ") for o in outcomes)
             result = ("FAIL" if any(not o.passed for o in outcomes) else "pass") if outcomes else ""
         case = describe_params(r.params) or r.test_id.rsplit("::", 1)[-1]
+        if by:
+            case = f"{lane_of(r, by)}: {case}"
         rows.append((r.suite, case, r.metric, value, limit, result))
     lines = text_table(rows, 48)
     if session.compare_records is not None:
