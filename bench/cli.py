@@ -1,4 +1,5 @@
-"""`bench report | compare | doctor | baseline | merge`: working with runs outside a test session."""
+"""`bench report | compare | doctor | baseline | export | merge | cluster`: working with runs outside a
+test session, and running the suites sharded over a cluster."""
 
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
     taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED_BY_CLUSTER]
     if taken:
         raise BenchError(f"{taken[0]}: set by bench cluster for each shard; leave it out of the pytest arguments")
+    if args.shards is not None and args.shards < 1:
+        raise BenchError(f"--shards {args.shards}: give 1 or more")
     if not pytest_args:
         raise BenchError("give the pytest arguments to run, e.g. bench cluster run -- suites/ --profile standard")
     run_dir, outcomes = cluster_run(pytest_args, Path(args.report_dir), args.run_id, args.address, args.shards,
