@@ -226,6 +226,10 @@ class BenchSession:
             self.manifest.notes.append(f"{self.source.spec}: {self.source.why_no_loss}")
         if self.plan is not None:
             self.manifest.notes.extend(workers.describe(self.plan))
+            names = sorted({g["name"] for g in self.manifest.gpus})
+            if self.plan.dist == "loadgroup" and len(names) > 1:
+                self.manifest.notes.append(f"the GPUs differ ({', '.join(names)}) and the cases were spread over them, "
+                                           "so no case ran on both: run with --each-gpu to compare them case by case")
         self.manifest.calibration = self._calibrate()
         self.manifest.write(self.run_dir)
         self._writer = ResultsWriter(self.run_dir / "results.jsonl")
