@@ -11,9 +11,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.results import RESULTS_FILE, Measurement, read_results
+from bench.errors import BenchError
+from bench.results import RESULTS_FILE, Measurement, RunManifest, read_results
 
 CLOSING_METRICS = frozenset({"peak_vram_gb", "peak_rss_gb", "nvml_peak_used_gb", "case"})
+
+
+def check_resume(spec: str, settings: dict[str, str]) -> Path:
+    """The run directory to continue, refused when it was made with other settings (option: value)."""
+    path = Path(spec)
+    try:
+        manifest = RunManifest.read(path)
+    except BenchError as exc:
+        raise BenchError(f"--resume {spec}: {exc}") from None
+    theirs = {"--model": manifest.model, "--profile": manifest.profile, "--backend": manifest.backend}
+    for option, mine in settings.items():
+        if mine != theirs[option]:
+            raise BenchError(f"--resume {spec}: that run used {option} {theirs[option]}, this one {mine}; "
+                             f"pass {option} {theirs[option]} to resume it")
+    return path.resolve()
 
 
 def finished_cases(records: list[Measurement]) -> set[str]:

@@ -23,6 +23,7 @@ from bench.matrix import TINY_LEARNING_RATE, get_profile, grid
 from bench.metrics import METRICS, SUITES
 from bench.models import resolve_model
 from bench.prices import price_per_hour
+from bench.resume import check_resume, keep_finished
 from bench.results import Measurement, ResultsWriter, RunManifest, read_results
 
 
@@ -85,7 +86,8 @@ class BenchSession:
         self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
         self.report_root = _writable_dir(Path(options.report_dir))
         self.compare_records = _read_compare(options.compare) if options.compare else None
-        self.resume_dir = self._check_resume(options.resume) if options.resume else None
+        self.resume_dir = check_resume(options.resume, {"--model": self.source.spec, "--profile": self.profile.name,
+                                                        "--backend": self.backend_name}) if options.resume else None
         self.finished: set[str] = set()  # cases of a resumed run that need not run again
         self.run_dir: Path | None = None
         self._planned_dir: Path | None = None
@@ -133,20 +135,6 @@ class BenchSession:
                 raise BenchError(f"baseline {baseline.path}: check '{loose[0].describe()}' matches no case of "
                                  f"profile {self.profile.name}; fix its 'where' or choose another --profile")
         return baseline, matches
-
-    def _check_resume(self, spec: str) -> Path:
-        path = Path(spec)
-        try:
-            manifest = RunManifest.read(path)
-        except BenchError as exc:
-            raise BenchError(f"--resume {spec}: {exc}") from None
-        for what, mine, theirs in (("--model", self.source.spec, manifest.model),
-                                   ("--profile", self.profile.name, manifest.profile),
-                                   ("--backend", self.backend_name, manifest.backend)):
-            if mine != theirs:
-                raise BenchError(f"--resume {spec}: that run used {what} {theirs}, this one {mine}; "
-                                 f"pass {what} {theirs} to resume it")
-        return path.resolve()
 
     # ---- what the suites run -------------------------------------------------------------------
     @property
@@ -244,8 +232,6 @@ class BenchSession:
 
     def _reopen(self) -> Path:
         """Continue a killed run in its own directory: same manifest, finished cases kept."""
-        from bench.resume import keep_finished
-
         self.run_dir = self.resume_dir
         self.manifest = RunManifest.read(self.run_dir)
         self.finished = keep_finished(self.run_dir)
