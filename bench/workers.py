@@ -78,7 +78,8 @@ def describe(plan_: Plan) -> list[str]:
     how = {"each": "every case on every worker", "loadgroup": "cases spread over the workers"}[plan_.dist]
     notes = [f"{len(plan_.slots)} pytest-xdist workers, {how}: {where}"]
     if any(s.turn is not None for s in plan_.slots):
-        notes.append("the engines took turns on the device: each one's timings are its own")
+        notes.append("the engines took turns on the device: each one's timings are its own; NVML figures are "
+                     "whole-device, and the workers table says what a finished engine's process still held")
     if plan_.shares_device:
         notes.append("several workers shared a device at the same time: their timings and NVML figures "
                      "include each other's load (torch's allocator figures are per process)")
