@@ -7,6 +7,7 @@ suite cases are actually collected (`start`), so `pytest tests/` leaves nothing 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -321,7 +322,7 @@ class BenchSession:
         self.changes.extend(result.changes)
         return result.regressions
 
-    @property
+    @functools.cached_property
     def _by_variant(self) -> bool:
         """Whether --compare matches like with like: this run or the base measured several variants."""
         from bench.compare import mixes_variants

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+
+from markupsafe import Markup
 
 from bench.compare import Comparison, MetricChange
+from bench.metrics import METRICS
+from bench.report import charts
 from bench.report.data import describe_params
 from bench.report.render import environment
 from bench.report.terminal import text_table
 
 MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "", "inconclusive": "inconclusive"}
+
+
+def ratio_figures(changes: list[MetricChange], metrics: tuple[str, ...], threshold: float,
+                  title: Callable[[str], str]) -> list[tuple[str, Markup]]:
+    """One chart per metric: each case's new/base ratio with its interval; `title(metric)` names it."""
+    figures = []
+    for metric in metrics:
+        picked = [c for c in changes if c.metric == metric]
+        svg = charts.ratio_chart([f"{c.suite}: {describe_params(c.params)}" for c in picked],
+                                 [c.estimate.ratio for c in picked], [c.estimate.low for c in picked],
+                                 [c.estimate.high for c in picked], threshold, METRICS[metric].better)
+        if svg:
+            figures.append((title(metric), Markup(svg)))  # matplotlib's SVG of numbers
+    return figures
 
 
 def change_row(c: MetricChange) -> dict:

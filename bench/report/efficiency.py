@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.efficiency import Shape, mbu, mfu, roofline_point
 from bench.matrix import get_profile
-from bench.report.data import RunData, describe_params
+from bench.report.data import RunData
 
 
 def model_shape(model: str) -> Shape | None:
@@ -63,8 +63,10 @@ def efficiency_rows(run: RunData, price_per_hour: float | None = None) -> tuple[
     precision = {lane: precision_of(records) for lane, records in lanes.items()}
     by_case: dict[tuple, dict] = {}
     for r in run.ok:
-        by_case.setdefault((run.lane(r), r.test_id), {"params": r.params, "label": run.label(r), "lane": run.lane(r),
-                                                       "ceilings": ceilings_of(run, r)})[r.metric] = r
+        key = (run.lane(r), r.test_id)
+        if key not in by_case:
+            by_case[key] = {"params": r.params, "label": run.label(r), "lane": key[0], "ceilings": ceilings_of(run, r)}
+        by_case[key][r.metric] = r
     rows, points = [], []
     for case in by_case.values():
         params, label, ceilings, bits = case["params"], case["label"], case["ceilings"], precision[case["lane"]]

@@ -5,12 +5,9 @@ publishes, measured here."""
 
 from __future__ import annotations
 
-from markupsafe import Markup
-
 from bench.compare import compare
-from bench.metrics import METRICS
-from bench.report import charts
-from bench.report.comparison import change_row
+from bench.metrics import SUITES
+from bench.report.comparison import change_row, ratio_figures
 from bench.report.data import RunData, describe_params
 
 LANE_METRICS = ("load_s", "s_per_step", "train_tokens_per_s", "decode_tok_s", "ttft_s", "peak_vram_gb",
@@ -28,9 +25,8 @@ def lane_sections(run: RunData) -> list[dict]:
     sections = []
     for lane in lanes[1:]:
         result = compare(reference, [r for r in run.records if run.lane(r) == lane], THRESHOLD, by_variant=False)
-        order = {name: i for i, name in enumerate(("load", "train", "infer", "adapter", "concurrency"))}
         changes = sorted((c for c in result.changes if c.metric in LANE_METRICS),
-                         key=lambda c: (order.get(c.suite, 9), LANE_METRICS.index(c.metric), describe_params(c.params)))
+                         key=lambda c: (SUITES.index(c.suite), LANE_METRICS.index(c.metric), describe_params(c.params)))
         rows = []
         for c in changes:
             est, lower = c.estimate, c.better == "lower"
@@ -38,14 +34,7 @@ def lane_sections(run: RunData) -> list[dict]:
             rows.append({**change_row(c), "verdict": READING[c.verdict], "better_x": 1 / est.ratio if lower else est.ratio,
                          "better_low": 1 / est.high if lower else est.low,
                          "better_high": 1 / est.low if lower else est.high})
-        figures = []
-        for metric in CHART_METRICS:
-            picked = [c for c in changes if c.metric == metric]
-            svg = charts.ratio_chart([f"{c.suite}: {describe_params(c.params)}" for c in picked],
-                                     [c.estimate.ratio for c in picked], [c.estimate.low for c in picked],
-                                     [c.estimate.high for c in picked], THRESHOLD, METRICS[metric].better)
-            if svg:
-                figures.append((f"{metric}: {lane} / {lanes[0]}", Markup(svg)))
+        figures = ratio_figures(changes, CHART_METRICS, THRESHOLD, lambda metric: f"{metric}: {lane} / {lanes[0]}")
         if rows:  # lanes that shared no case (GPUs that split the cases between them) have nothing to compare
             sections.append({"lane": lane, "reference": lanes[0], "rows": rows, "figures": figures})
     return sections

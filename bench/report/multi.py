@@ -12,7 +12,7 @@ from bench.compare import compare
 from bench.errors import BenchError
 from bench.metrics import METRICS
 from bench.report import charts
-from bench.report.comparison import change_row
+from bench.report.comparison import change_row, ratio_figures
 from bench.report.data import RunData, checks_table, describe_params, load_run
 from bench.report.render import CSP, environment
 from bench.stats import change_points
@@ -44,15 +44,9 @@ def comparison_context(run_dirs: list[Path], threshold: float) -> dict:
     runs = [load_run(Path(d)) for d in run_dirs]
     first = runs[0]
     comparisons = [(run, compare(first.records, run.records, threshold)) for run in runs[1:]]
-    figures = []
-    for run, cmp in comparisons:
-        for metric in KEY_METRICS:
-            changes = [c for c in cmp.changes if c.metric == metric]
-            svg = charts.ratio_chart([f"{c.suite}: {describe_params(c.params)}" for c in changes],
-                                     [c.estimate.ratio for c in changes], [c.estimate.low for c in changes],
-                                     [c.estimate.high for c in changes], threshold, METRICS[metric].better)
-            if svg:
-                figures.append((f"{metric}: {run.manifest.run_id} / {first.manifest.run_id}", Markup(svg)))
+    figures = [figure for run, cmp in comparisons
+               for figure in ratio_figures(cmp.changes, KEY_METRICS, threshold,
+                                           lambda metric: f"{metric}: {run.manifest.run_id} / {first.manifest.run_id}")]
     return {"csp": CSP, "runs": runs, "env": _environment_rows(runs), "threshold": threshold,
             "checks": [(run, checks_table(run)) for run in runs], "figures": figures,
             "comparisons": [(run, cmp, [change_row(c) for c in cmp.changes]) for run, cmp in comparisons]}
