@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from bench.concurrency import MAX_TOGETHER_STEPS, Pair, Side
-from bench.stats import ratio_interval
+from bench.harness.concurrency import MAX_TOGETHER_STEPS, Pair, Side
+from bench.analysis.stats import ratio_interval
 
 pytestmark = pytest.mark.suite("concurrency")
 

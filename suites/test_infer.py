@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bench.data import inference_prompts
-from bench.harmony import channel_token_counts
+from bench.analysis.channels import channel_token_counts
 from bench.telemetry import Timer
-from bench.timing import run_rounds
+from bench.telemetry.rounds import run_rounds
 from bench.telemetry.energy import EnergyCounter
 from bench.telemetry.tokens import GenerationTiming, TokenClock
 

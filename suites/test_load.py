@@ -3,7 +3,7 @@
 import pytest
 
 from bench.telemetry import Timer
-from bench.timing import run_rounds
+from bench.telemetry.rounds import run_rounds
 from bench.telemetry.memory import resident_gb
 
 pytestmark = pytest.mark.suite("load")

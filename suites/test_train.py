@@ -6,9 +6,9 @@ import pytest
 from bench.backends import LoraSettings
 from bench.telemetry import Timer
 from bench.telemetry.energy import EnergyCounter
-from bench.timing import run_rounds
-from bench.training import SteppedTraining, StepGate, loss_curve
-from bench.train_metrics import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
+from bench.telemetry.rounds import run_rounds
+from bench.telemetry.steps import SteppedTraining, StepGate, loss_curve
+from bench.analysis.loss import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
 
 pytestmark = pytest.mark.suite("train")
 

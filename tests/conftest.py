@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import Measurement, ResultsWriter, RunManifest
+from bench.records.results import Measurement, ResultsWriter, RunManifest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def _model_cache(tmp_path_factory):
 
 def make_record(metric: str, value: float | None, samples=None, run_id="run-a", suite=None, status="ok",
                 extra=None, error=None, **params) -> Measurement:
-    from bench.metrics import METRICS
+    from bench.records.metrics import METRICS
 
     spec = METRICS[metric]
     suite = suite or spec.suites[0]

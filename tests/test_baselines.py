@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.baselines import (BASELINE_DIR, evaluate, find_default, load_baseline, matches, parse_baseline,
+from bench.analysis.baselines import (SHIPPED_DIR, evaluate, find_default, load_baseline, matches, parse_baseline,
                              unmatched_checks)
 from bench.errors import BenchError
-from bench.matrix import PROFILES, grid
+from bench.records.profiles import PROFILES, grid
 
 from conftest import make_record
 
@@ -93,7 +93,7 @@ def test_unmatched_check_is_found_before_running(tmp_path):
                        tmp_path / "x.toml")
     [loose] = unmatched_checks(b, grid(PROFILES["quick"], "tiny-gpt-oss", "hf"))
     assert loose.metric == "decode_tok_s"
-    seed = load_baseline(BASELINE_DIR / "gpt-oss-20b-rtx3090.toml")
+    seed = load_baseline(SHIPPED_DIR / "gpt-oss-20b-rtx3090.toml")
     assert unmatched_checks(seed, grid(PROFILES["standard"], "replica:gpt-oss-20b", "unsloth")) == []
 
 

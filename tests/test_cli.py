@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from bench.baselines import load_baseline
-from bench.cli import main
-from bench.results import RunManifest, read_results
+from bench.analysis.baselines import load_baseline
+from bench.commands.cli import main
+from bench.records.results import RunManifest, read_results
 
 from conftest import make_record
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.compare import compare, describe
-from bench.stats import INCONCLUSIVE, REGRESSION, UNCHANGED, ratio_interval
+from bench.analysis.compare import compare, describe
+from bench.analysis.stats import INCONCLUSIVE, REGRESSION, UNCHANGED, ratio_interval
 
 from conftest import make_record
 
@@ -38,7 +38,7 @@ def test_small_samples_get_a_wider_t_interval_than_the_bootstrap():
     base, new = [1.0, 1.02, 0.99], [1.04, 1.06, 1.05]
     t = ratio_interval(base, new)
     assert t.method.startswith("Welch")
-    from bench.stats import ratio_of_medians
+    from bench.analysis.stats import ratio_of_medians
 
     assert t.high - t.low > ratio_of_medians(base, new).high - ratio_of_medians(base, new).low
 

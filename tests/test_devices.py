@@ -1,6 +1,6 @@
 import pytest
 
-from bench.devices import GpuInfo, parse_gpu_option, pin
+from bench.telemetry.devices import GpuInfo, parse_gpu_option, pin
 from bench.errors import BenchError
 
 TWO = [GpuInfo(0, "NVIDIA H100 80GB HBM3", "GPU-a", 85.0, "580"), GpuInfo(1, "NVIDIA H100 80GB HBM3", "GPU-b", 85.0, "580")]

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from bench.compare import compare
+from bench.analysis.compare import compare
 from bench.errors import BenchError
-from bench.results import ResultsWriter, RunManifest, read_results
-from bench.shard import assign, parse_shard
-from bench.workers import Plan, Slot, finish_turn, plan, strip_group, wait_for_turn, write_part
+from bench.records.results import ResultsWriter, RunManifest, read_results
+from bench.harness.shard import assign, parse_shard
+from bench.harness.workers import Plan, Slot, finish_turn, plan, strip_group, wait_for_turn, write_part
 
 from conftest import REPO, make_record
 from test_plugin import run_pytest
@@ -171,7 +171,7 @@ def test_bench_merge_of_two_shards_equals_one_run(one_process, tmp_path):
         assert result.returncode == 0, result.stdout[-3000:]
     shards = [_cases(tmp_path / f"shard-{i}")[0] for i in (0, 1)]
     assert shards[0] and shards[1] and not shards[0] & shards[1]
-    merged = subprocess.run([sys.executable, "-m", "bench.cli", "merge", str(tmp_path / "shard-0"),
+    merged = subprocess.run([sys.executable, "-m", "bench.commands.cli", "merge", str(tmp_path / "shard-0"),
                              str(tmp_path / "shard-1"), "-o", str(tmp_path / "merged")],
                             capture_output=True, text=True, cwd=REPO)
     assert merged.returncode == 0, merged.stderr
@@ -182,7 +182,7 @@ def test_bench_merge_of_two_shards_equals_one_run(one_process, tmp_path):
 def test_ray_runs_the_suites_on_two_fake_gpus_into_one_run(one_process, tmp_path):
     pytest.importorskip("ray", reason="pip install -e '.[test]' installs Ray for this test")
     env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "RAY_AUTH_MODE": "disabled"}
-    result = subprocess.run([sys.executable, "-m", "bench.cli", "cluster", "run", "--local-gpus", "2",
+    result = subprocess.run([sys.executable, "-m", "bench.commands.cli", "cluster", "run", "--local-gpus", "2",
                              "--report-dir", str(tmp_path), "--run-id", "ray", "--", *SELECTION, "--baseline", str(STRUCTURE_ONLY),
                              "--benchmark-disable"],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.efficiency import BYTES_PER_PARAM, Shape, mbu, mfu
+from bench.analysis.roofline import BYTES_PER_PARAM, Shape, mbu, mfu
 from bench.models.replica import model_config
 
 
@@ -65,7 +65,7 @@ def test_utilization_fractions():
 
 
 def test_price_table_takes_the_longest_matching_gpu_name(tmp_path):
-    from bench.prices import price_per_hour
+    from bench.analysis.prices import price_per_hour
 
     table = tmp_path / "prices.toml"
     table.write_text('[prices]\n"A100" = 2.0\n"A100-SXM4-80GB" = 3.0\n"RTX 3090" = 0.021\n')

@@ -1,4 +1,4 @@
-from bench import environment
+from bench.telemetry import environment
 
 
 def test_secrets_never_pass_the_allow_list(monkeypatch):

@@ -60,7 +60,7 @@ CASES = [
 ]
 
 
-@pytest.mark.skipif(bool(__import__("bench.devices", fromlist=["nvml_gpus"]).nvml_gpus()),
+@pytest.mark.skipif(bool(__import__("bench.telemetry.devices", fromlist=["nvml_gpus"]).nvml_gpus()),
                     reason="these expectations are for a machine without GPUs")
 @pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_input_is_one_line_and_exit_4(bad_files, args, message):

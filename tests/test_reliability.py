@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.doctor import check_hub_cache, check_local_path
-from bench.results import RunManifest, read_results
+from bench.models.cache_check import check_hub_cache, check_local_path
+from bench.records.results import RunManifest, read_results
 
 from conftest import REPO
 from test_plugin import run_pytest

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from bench.errors import BenchError
-from bench.results import Measurement, ResultsWriter, RunManifest, read_results
+from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
 
 from conftest import make_record, read_jsonl
 

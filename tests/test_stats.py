@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench import stats
+from bench.analysis import stats
 
 
 def test_summarize_keeps_order_statistics():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.results import RunManifest, read_results
+from bench.records.results import RunManifest, read_results
 
 from test_plugin import run_pytest
 

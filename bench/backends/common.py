@@ -6,7 +6,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from bench import faults
+from bench.telemetry import failpoints
 from bench.backends import Loaded, TrainSettings
 from bench.models import ModelSource, local_weights
 
@@ -42,7 +42,7 @@ class TransformersBackend:
         if source.kind in ("hub", "path"):
             import os
 
-            from bench.doctor import require_loadable
+            from bench.models.cache_check import require_loadable
 
             require_loadable(source.spec)
             os.environ["HF_HUB_OFFLINE"] = "1"
@@ -100,7 +100,7 @@ class TransformersBackend:
         import torch
         from transformers import LogitsProcessorList
 
-        faults.maybe_out_of_memory(len(prompts))
+        failpoints.before_generate(len(prompts))
         tok = loaded.tokenizer
         tok.padding_side = "left"
         inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.backends import SEVEN_TARGETS, Loaded, LoraSettings
 from bench.backends.common import TransformersBackend
 from bench.models import ModelSource, local_weights, replica
-from bench.models.tiny import cache_root
+from bench.models.store import cache_root
 
 
 class UnslothBackend(TransformersBackend):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.models import replica, tiny
+from bench.models.store import cache_root
 
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -52,9 +53,9 @@ def local_weights(source: ModelSource, device: str) -> str:
     here, on first use, never at import or collection time.
     """
     if source.kind == "tiny":
-        return str(tiny.ensure_built(tiny.cache_root()))
+        return str(tiny.ensure_built(cache_root()))
     if source.kind == "replica":
         if not device.startswith("cuda"):
             raise BenchError(f"--model {source.spec} is built on a GPU (tens of GB in bf16); pass --gpu N")
-        return str(replica.ensure_built(source.spec.split(":", 1)[1], tiny.cache_root(), device))
+        return str(replica.ensure_built(source.spec.split(":", 1)[1], cache_root(), device))
     return source.spec

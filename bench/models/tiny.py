@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from bench.data.synthetic import make_rows, pretraining_text
+from bench.models.store import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,9 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|startoftext|>", "<|start|>", "<|end|>", "<
 TEMPLATE = Path(__file__).with_name("chat_template.jinja")
 
 
-def cache_root() -> Path:
-    """Where built models live: $BENCH_CACHE_DIR, else the user's cache directory."""
-    if os.environ.get("BENCH_CACHE_DIR"):
-        return Path(os.environ["BENCH_CACHE_DIR"])
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gpt-oss-bench"))
+def built_dir(root: Path | None = None) -> Path:
+    """Where this build version of the tiny model lives (built or not)."""
+    return (root or cache_root()) / f"{NAME}-v{BUILD_VERSION}"
 
 
 def model_config(vocab_size: int = VOCAB_SIZE, pad_id: int = 0, eos_id: int = 6, bos_id: int = 1):
@@ -64,7 +60,7 @@ def ensure_built(root: Path | None = None) -> Path:
     from filelock import FileLock
 
     root = root or cache_root()
-    target = root / f"{NAME}-v{BUILD_VERSION}"
+    target = built_dir(root)
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{NAME}.lock")):
         if _is_complete(target):

@@ -1,6 +1,6 @@
 """Reports: an HTML page and a markdown summary per run, and a comparison page for several runs.
 
-Python prepares the data (`bench.report.data`), matplotlib draws the charts as inline SVG
+Python prepares the data (`bench.analysis.runs`), matplotlib draws the charts as inline SVG
 (`bench.report.charts`), jinja2 templates lay them out with autoescaping on.
 """
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from markupsafe import Markup
 
-from bench.compare import Comparison, MetricChange
-from bench.metrics import METRICS
+from bench.analysis.compare import Comparison, MetricChange
+from bench.records.metrics import METRICS
 from bench.report import charts
-from bench.report.data import describe_params
-from bench.report.render import environment
+from bench.analysis.runs import describe_params
+from bench.report.page import environment
 from bench.report.terminal import text_table
 
 MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "", "inconclusive": "inconclusive"}

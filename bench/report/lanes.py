@@ -5,10 +5,10 @@ publishes, measured here."""
 
 from __future__ import annotations
 
-from bench.compare import compare
-from bench.metrics import SUITES
+from bench.analysis.compare import compare
+from bench.records.metrics import SUITES
 from bench.report.comparison import change_row, ratio_figures
-from bench.report.data import RunData, describe_params
+from bench.analysis.runs import RunData, describe_params
 
 LANE_METRICS = ("load_s", "s_per_step", "train_tokens_per_s", "decode_tok_s", "ttft_s", "peak_vram_gb",
                 "nvml_peak_used_gb", "energy_j_per_token")

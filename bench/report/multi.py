@@ -8,14 +8,14 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from bench.compare import compare
+from bench.analysis.compare import compare
 from bench.errors import BenchError
-from bench.metrics import METRICS
+from bench.records.metrics import METRICS
 from bench.report import charts
 from bench.report.comparison import change_row, ratio_figures
-from bench.report.data import RunData, checks_table, describe_params, load_run
-from bench.report.render import CSP, environment
-from bench.stats import change_points
+from bench.analysis.runs import RunData, checks_table, describe_params, load_run
+from bench.report.page import CSP, environment
+from bench.analysis.stats import change_points
 
 # Metrics drawn as charts; every compared metric is still in the table.
 KEY_METRICS = ("decode_tok_s", "ttft_s", "itl_p50_ms", "s_per_step", "train_tokens_per_s", "load_s",

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-import jinja2
 from markupsafe import Markup
 
-from bench.matrix import get_profile
-from bench.metrics import METRICS
+from bench.records.profiles import get_profile
+from bench.records.metrics import METRICS
 from bench.report import charts
-from bench.report.data import RunData, checks_table, load_run, loss_curves, results_frame
-
-TEMPLATES = Path(__file__).with_name("templates")
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-
-
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                             autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters["num"] = _num
-    env.filters["when"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
-    return env
-
-
-def _num(value, digits: int = 4) -> str:
-    if value is None or value != value:  # None or NaN
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
+from bench.report.page import CSP, environment
+from bench.analysis.runs import RunData, checks_table, load_run, loss_curves, results_frame
 
 def _references(run: RunData, metric: str, x: str, suite: str) -> dict[float, float] | None:
     if run.baseline is None:
@@ -84,7 +62,7 @@ def problem_rows(run: RunData) -> list[dict]:
 
 
 def context(run: RunData) -> dict:
-    from bench.report.efficiency import efficiency_rows, run_energy
+    from bench.report.efficiency_table import efficiency_rows, run_energy
     from bench.report.lanes import gpu_rows, lane_sections
 
     frame = results_frame(run)

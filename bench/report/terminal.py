@@ -1,9 +1,6 @@
-"""The table printed at the end of a pytest session."""
+"""Plain-text tables for the terminal: the session summary and `bench compare`."""
 
 from __future__ import annotations
-
-from bench.report.data import describe_params, lane_by, lane_of
-from bench.session import BenchSession
 
 
 def text_table(rows: list[tuple[str, ...]], max_width: int) -> list[str]:
@@ -11,43 +8,4 @@ def text_table(rows: list[tuple[str, ...]], max_width: int) -> list[str]:
     widths = [min(max(len(row[i]) for row in rows), max_width) for i in range(len(rows[0]))]
     lines = ["  ".join(cell[:max_width].ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
-def summary_lines(session: BenchSession) -> list[str]:
-    rows = [("suite", "case", "metric", "value", "baseline", "result")]
-    checked = {}
-    for o in session.outcomes:
-        checked.setdefault((o.test_id, o.check.metric), []).append(o)
-    by = lane_by(session.records)
-    for r in session.records:
-        outcomes = checked.get((r.test_id, r.metric), [])
-        if r.status != "ok":
-            value, limit, result = "", "", r.status
-        else:
-            value = f"{r.value:.4g} {r.unit}".strip()
-            limit = "; ".join(o.check.describe().removeprefix(r.metric + " ") for o in outcomes)
-            result = ("FAIL" if any(not o.passed for o in outcomes) else "pass") if outcomes else ""
-        case = describe_params(r.params) or r.test_id.rsplit("::", 1)[-1]
-        if by:
-            case = f"{lane_of(r, by)}: {case}"
-        rows.append((r.suite, case, r.metric, value, limit, result))
-    lines = text_table(rows, 48)
-    if session.compare_records is not None:
-        from bench.compare import describe
-
-        comparison = session.comparison()
-        counts = comparison.counts()
-        lines.append("")
-        lines.append(f"compared with {session.options.compare}: "
-                     + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no case in common"))
-        lines += [f"  REGRESSION {describe(c)}" for c in comparison.regressions]
-        lines += [f"  improvement {describe(c)}" for c in comparison.improvements]
-    if session.run_dir is not None:
-        lines.append(f"results: {session.run_dir / 'results.jsonl'}")
-        if session.report_error:
-            lines.append(f"report:  NOT RENDERED ({session.report_error}); the results are complete: "
-                         f"`bench report {session.run_dir}` retries it")
-        else:
-            lines.append(f"report:  {session.run_dir / 'report.html'}")
     return lines

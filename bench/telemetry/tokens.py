@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench.telemetry import slowdown
+from bench.telemetry import failpoints
 from bench.telemetry.timer import synchronize
 
 
@@ -31,7 +31,7 @@ class TokenClock:
     def __call__(self, input_ids, scores):
         synchronize(self.device)
         now = time.perf_counter()
-        slowdown.stretch(now - (self.stamps[-1] if self.stamps else self.started))
+        failpoints.stretch(now - (self.stamps[-1] if self.stamps else self.started))
         self.stamps.append(time.perf_counter())
         return scores
 

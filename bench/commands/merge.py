@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.report import render_run
-from bench.results import ResultsWriter, RunManifest, read_results
+from bench.records.results import ResultsWriter, RunManifest, read_results
 
 
 def merge(run_dirs: list[Path], output: Path, notes: list[str] | None = None) -> Path:

@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from bench.case import Case, case_params
-from bench.cli import parse_threshold
-from bench.compare import describe
+from bench.harness.case import Case, case_params
+from bench.analysis.options import parse_threshold
+from bench.analysis.compare import describe
 from bench.errors import BenchError
-from bench.matrix import axes
-from bench.session import BenchOptions, BenchSession
-from bench.shard import assign, parse_shard
-from bench.workers import configure_xdist, finish_turn, group_of, strip_group, wait_for_turn, worker_index
+from bench.records.profiles import axes
+from bench.harness.session import BenchOptions, BenchSession
+from bench.harness.shard import assign, parse_shard
+from bench.harness.workers import configure_xdist, finish_turn, group_of, strip_group, wait_for_turn, worker_index
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
@@ -209,7 +209,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     bench = item.config.stash.get(SESSION_KEY, None)
     if bench is None or not bench.options.isolate or _suite_of(item) is None:
         return None
-    from bench.isolate import death_reason, run_case
+    from bench.harness.isolate import death_reason, run_case
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     result = run_case(item.nodeid, bench.start(), bench.options, item.config.getoption("timeout", None))
@@ -312,7 +312,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     item_case = item.stash.get(CASE_KEY, None) if report.passed else _case_of(item)
     if item_case is not None:
-        from bench.outcomes import record_outcome
+        from bench.harness.outcomes import record_outcome
 
         record_outcome(item_case, report, call)
     return report
@@ -322,7 +322,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     bench = config.stash.get(SESSION_KEY, None)
     if bench is None or bench.run_dir is None:
         return
-    from bench.report.terminal import summary_lines
+    from bench.harness.summary import summary_lines
 
     terminalreporter.section("gpt-oss bench")
     for line in summary_lines(bench):

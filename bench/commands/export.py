@@ -11,8 +11,8 @@ import datetime as dt
 from pathlib import Path
 
 from bench import __version__
-from bench.report.data import describe_params, load_run
-from bench.stats import summarize
+from bench.analysis.runs import describe_params, load_run
+from bench.analysis.stats import summarize
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3}
 

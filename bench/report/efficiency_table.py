@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.efficiency import Shape, mbu, mfu, roofline_point
-from bench.matrix import get_profile
-from bench.report.data import RunData
+from bench.analysis.roofline import Shape, mbu, mfu, roofline_point
+from bench.records.profiles import get_profile
+from bench.analysis.runs import RunData
 
 
 def model_shape(model: str) -> Shape | None:
@@ -21,7 +21,7 @@ def model_shape(model: str) -> Shape | None:
         if model == "tiny-gpt-oss":
             from bench.models import tiny
 
-            path = tiny.cache_root() / f"{tiny.NAME}-v{tiny.BUILD_VERSION}" / "config.json"
+            path = tiny.built_dir() / "config.json"
             return Shape.from_config(json.loads(path.read_text())) if path.is_file() else None
         if Path(model).is_dir():
             return Shape.from_config(json.loads((Path(model) / "config.json").read_text()))

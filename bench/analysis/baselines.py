@@ -13,14 +13,35 @@ parameter grid is refused before any case runs (see `unmatched_checks`).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.metrics import METRICS, PARAM_KEYS
+from bench.records.metrics import METRICS, PARAM_KEYS
 
-BASELINE_DIR = Path(__file__).resolve().parent.parent / "baselines"
+# The documented baselines ship inside the package; a user's own live in their project.
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "documented"
+USER_DIR_ENV = "BENCH_BASELINE_DIR"
+
+
+def user_dir(explicit: str | Path | None = None) -> Path:
+    """Where a user's baselines live and `bench baseline save` writes: --baseline-dir, else
+    $BENCH_BASELINE_DIR, else ./baselines of the current directory (asv and pytest-benchmark keep
+    their results in the user's project the same way)."""
+    return Path(explicit or os.environ.get(USER_DIR_ENV) or "baselines")
+
+
+def search_path(explicit: str | Path | None = None) -> list[Path]:
+    """The user's directory first, then the shipped documented baselines."""
+    return [user_dir(explicit), SHIPPED_DIR]
+
+
+def _dirs(search: Path | list[Path] | None) -> list[Path]:
+    if search is None:
+        return search_path()
+    return [search] if isinstance(search, Path) else list(search)
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,7 @@ class Baseline:
     checks: tuple[Check, ...] = ()
     references: tuple[Reference, ...] = ()
     thresholds: dict = field(default_factory=dict)
+    profile: str | None = None  # set when frozen from a run: its checks are that profile's cases
 
     def checks_for(self, record_fields: dict) -> list[Check]:
         return [c for c in self.checks if c.metric == record_fields["metric"] and matches(c.where, record_fields)]
@@ -97,14 +119,16 @@ def _same(have, want) -> bool:
     return str(have) == str(want)
 
 
-def load_baseline(spec: str | Path, search_dir: Path = BASELINE_DIR) -> Baseline:
-    """A baseline by file path or by name (file stem or meta.name) in `search_dir`."""
+def load_baseline(spec: str | Path, search: Path | list[Path] | None = None) -> Baseline:
+    """A baseline by file path, or by name (file stem) in the search path: the user's first."""
     path = Path(spec)
     if not path.is_file():
-        candidates = [p for p in sorted(search_dir.glob("*.toml")) if p.stem == str(spec)]
+        dirs = _dirs(search)
+        candidates = [p for d in dirs for p in sorted(d.glob("*.toml")) if p.stem == str(spec)]
         if not candidates:
-            names = ", ".join(p.stem for p in sorted(search_dir.glob("*.toml"))) or "none"
-            raise BenchError(f"--baseline {spec}: no such file or baseline name (available: {names})")
+            names = ", ".join(sorted({p.stem for d in dirs for p in d.glob("*.toml")})) or "none"
+            raise BenchError(f"--baseline {spec}: no such file or baseline name (available: {names}; "
+                             f"searched {', '.join(str(d) for d in dirs)})")
         path = candidates[0]
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -148,7 +172,11 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
     for metric_name, value in data.get("thresholds", {}).items():
         _known_metric(metric_name, fail)
         thresholds[metric_name] = _number(value, f"threshold {metric_name}", fail)
-    return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds)
+    profile = meta.get("profile")
+    if profile is not None and not isinstance(profile, str):
+        raise fail(f"meta.profile must be a profile name, not {profile!r}")
+    return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds,
+                    profile)
 
 
 def _known_metric(name: str, fail) -> None:
@@ -171,14 +199,17 @@ def _where(where, metric_name: str, fail) -> dict:
     return dict(where)
 
 
-def find_default(model: str, hardware: str, search_dir: Path = BASELINE_DIR) -> tuple[Baseline | None, bool]:
+def find_default(model: str, hardware: str, search: Path | list[Path] | None = None,
+                 profile: str | None = None) -> tuple[Baseline | None, bool]:
     """The baseline for this model on this hardware; else one for the model on other hardware.
+    The user's directory is searched before the shipped baselines; a baseline frozen from a run
+    names its profile and is a candidate for runs of that profile only.
 
     Returns (baseline, hardware_matches). A file that does not parse here is skipped silently only
     when it is not a candidate; a candidate that is malformed is an error.
     """
     model_only = None
-    for path in sorted(search_dir.glob("*.toml")):
+    for path in (p for d in _dirs(search) for p in sorted(d.glob("*.toml"))):
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError:
@@ -186,9 +217,9 @@ def find_default(model: str, hardware: str, search_dir: Path = BASELINE_DIR) -> 
         meta = raw.get("meta", {})
         models = meta.get("model", [])
         models = [models] if isinstance(models, str) else list(models)
-        if model not in models:
+        if model not in models or (profile and meta.get("profile", profile) != profile):
             continue
-        baseline = load_baseline(path, search_dir)
+        baseline = load_baseline(path)
         if baseline.gpu.lower() == hardware.lower():
             return baseline, True
         model_only = model_only or baseline

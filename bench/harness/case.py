@@ -11,8 +11,8 @@ import contextlib
 import statistics
 from collections.abc import Iterator
 
-from bench.baselines import CheckOutcome
-from bench.session import BenchSession
+from bench.analysis.baselines import CheckOutcome
+from bench.harness.session import BenchSession
 from bench.telemetry import MemoryTracker, sampler_for
 from bench.telemetry.memory import release_garbage
 

@@ -16,8 +16,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench.environment import redact
-from bench.results import Measurement, read_results
+from bench.telemetry.environment import redact
+from bench.records.results import Measurement, read_results
 
 TAIL_CHARS = 3000
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.baselines import Baseline, CheckOutcome, evaluate, load_baseline
+from bench.analysis.baselines import Baseline, CheckOutcome, evaluate, load_baseline
 from bench.errors import BenchError
-from bench.results import Measurement, RunManifest, read_results
-from bench.stats import summarize
+from bench.records.results import Measurement, RunManifest, read_results
+from bench.analysis.stats import summarize
 
 PARAM_ORDER = ("cache", "lora_r", "batch_size", "grad_accum", "effort")
 

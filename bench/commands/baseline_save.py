@@ -11,10 +11,10 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bench.baselines import load_baseline
+from bench.analysis.baselines import load_baseline
 from bench.errors import BenchError
-from bench.metrics import PARAM_KEYS
-from bench.report.data import load_run
+from bench.records.metrics import PARAM_KEYS
+from bench.analysis.runs import load_run
 
 FROZEN = ("load_s", "s_per_step", "train_tokens_per_s", "final_loss", "peak_vram_gb", "peak_rss_gb", "ttft_s",
           "decode_tok_s", "itl_p50_ms", "adapter_mb", "energy_j_per_token")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 
-from bench.devices import nvml_gpus
+from bench.telemetry.devices import nvml_gpus
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "unsloth", "unsloth_zoo",
             "bitsandbytes", "pytest", "pytest-benchmark", "nvidia-ml-py", "gpt-oss-bench")

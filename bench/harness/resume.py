@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, Measurement, RunManifest, read_results
+from bench.records.results import RESULTS_FILE, Measurement, RunManifest, read_results
 
 CLOSING_METRICS = frozenset({"peak_vram_gb", "peak_rss_gb", "nvml_peak_used_gb", "case"})
 

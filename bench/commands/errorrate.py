@@ -1,6 +1,6 @@
 """How often `bench compare` is wrong on this machine, measured.
 
-    python -m bench.errorrate --runs 6 --slowdowns 0.1,0.25 --per-slowdown 2 --out errorrate/
+    python -m bench.commands.errorrate --runs 6 --slowdowns 0.1,0.25 --per-slowdown 2 --out errorrate/
 
 Runs the quick CPU profile `--runs` times unchanged and `--per-slowdown` times at each injected
 slowdown (BENCH_TEST_SLOWDOWN stretches every timed step and token by that fraction), then
@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.compare import compare, run_thresholds
-from bench.results import read_results
+from bench.analysis.compare import compare, run_thresholds
+from bench.records.results import read_results
 
 SLOWED = ("s_per_step", "train_tokens_per_s", "decode_tok_s", "itl_p50_ms")
 
@@ -56,7 +56,7 @@ def measure(out: Path, runs: int, slowdowns: list[float], per_slowdown: int, thr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.errorrate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.commands.errorrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--slowdowns", default="0.1,0.25")

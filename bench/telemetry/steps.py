@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from bench.telemetry import slowdown
+from bench.telemetry import failpoints
 from bench.telemetry.timer import synchronize
 
 STEP_TIMEOUT_S = 3600.0
@@ -43,7 +43,7 @@ class StepGate(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.device)
-        slowdown.stretch(time.perf_counter() - self._started)
+        failpoints.stretch(time.perf_counter() - self._started)
         self.tokens_per_step.append(state.num_input_tokens_seen - self._tokens_before)
         if self.stopping:
             control.should_training_stop = True

@@ -81,7 +81,7 @@ def _side_main(side: Side, conn, stop) -> None:
 
 class _Runner:
     def __init__(self, side: Side) -> None:
-        from bench.devices import pin
+        from bench.telemetry.devices import pin
 
         self.device = pin(side.gpu)
         if side.backend == "unsloth":
@@ -103,7 +103,7 @@ class _Runner:
         rows = load_training_dataset(side.dataset)
         self.backend = backend
         if side.role == "train":
-            from bench.training import SteppedTraining, StepGate
+            from bench.telemetry.steps import SteppedTraining, StepGate
 
             self.loaded = backend.add_lora(backend.load(source), LoraSettings(side.lora_r))
             self.gate = StepGate(self.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.case import Case
+from bench.harness.case import Case
 
 MAX_ERROR_CHARS = 2000
 

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.analysis.options import parse_threshold
 from bench.errors import BenchError
 
 
@@ -32,9 +33,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:
-    from bench.freeze import freeze
+    from bench.commands.baseline_save import freeze
 
-    path = freeze(Path(args.run), args.name, Path(args.dir), parse_threshold(args.tolerance), args.force)
+    from bench.analysis.baselines import user_dir
+
+    path = freeze(Path(args.run), args.name, user_dir(args.dir), parse_threshold(args.tolerance), args.force)
     print(path)
     return 0
 
@@ -42,7 +45,7 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import json
 
-    from bench.interop import to_pytest_benchmark
+    from bench.commands.export import to_pytest_benchmark
 
     data = json.dumps(to_pytest_benchmark(Path(args.run)), indent=2)
     if args.output:
@@ -54,9 +57,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bench import environment
-    from bench.devices import nvml_gpus
-    from bench.doctor import check_model
+    from bench.telemetry import environment
+    from bench.telemetry.devices import nvml_gpus
+    from bench.models.cache_check import check_model
 
     gpus = nvml_gpus()
     print("GPUs:" if gpus else "GPUs: none visible (no NVIDIA driver or NVML): the suites run on the CPU")
@@ -70,7 +73,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from bench.merge import merge
+    from bench.commands.merge import merge
 
     print(merge([Path(r) for r in args.runs], Path(args.output)))
     return 0
@@ -81,7 +84,7 @@ RESERVED_BY_CLUSTER = ("--gpu", "--shard", "--report-dir", "--run-id", "-n", "--
 
 
 def cmd_cluster_run(args: argparse.Namespace) -> int:
-    from bench.cluster import cluster_run
+    from bench.commands.cluster import cluster_run
 
     pytest_args = [a for a in args.pytest_args if a != "--"]
     taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED_BY_CLUSTER]
@@ -102,26 +105,15 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
     return 0 if all(o.returncode in (0, NO_TESTS_COLLECTED) for o in outcomes) else 1
 
 
-def parse_threshold(text: str) -> float:
-    """'5%' or '0.05' -> 0.05."""
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise BenchError(f"--threshold {text}: give a percentage like 5% or a fraction like 0.05") from None
-    if not 0 <= value < 10:
-        raise BenchError(f"--threshold {text}: out of range")
-    return value
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     import os
 
-    from bench.baselines import load_baseline
-    from bench.compare import compare
+    from bench.analysis.baselines import load_baseline
+    from bench.analysis.compare import compare
     from bench.report.comparison import to_json, to_markdown, to_table
-    from bench.results import read_results
+    from bench.records.results import read_results
 
-    from bench.compare import run_thresholds
+    from bench.analysis.compare import run_thresholds
 
     base, new = read_results(Path(args.base)), read_results(Path(args.new))
     overrides = load_baseline(args.baseline).thresholds if args.baseline else run_thresholds(Path(args.base))
@@ -151,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bsub.add_parser("save", help="freeze a run's medians and noise into a baseline file")
     p.add_argument("run")
     p.add_argument("--name", required=True, help="the baseline's name (file baselines/NAME.toml)")
-    p.add_argument("--dir", default=str(Path(__file__).resolve().parent.parent / "baselines"))
+    p.add_argument("--dir", default=None, help="where to write it (default: $BENCH_BASELINE_DIR, else ./baselines)")
     p.add_argument("--tolerance", default="5%", help="least slack around each median (noise may widen it)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_baseline_save)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.results import Measurement
-from bench.stats import IMPROVEMENT, REGRESSION, RatioEstimate, ratio_interval, threshold_for, verdict
+from bench.records.results import Measurement
+from bench.analysis.stats import IMPROVEMENT, REGRESSION, RatioEstimate, ratio_interval, threshold_for, verdict
 
 # Metrics that describe the configuration rather than its performance: equal by construction.
 NOT_COMPARED = frozenset({"new_tokens", "case"})
@@ -108,9 +108,9 @@ def describe(change: MetricChange) -> str:
 
 def run_thresholds(run: Path) -> dict[str, float] | None:
     """The per-metric thresholds of the baseline a run was checked against, if it can be found."""
-    from bench.baselines import load_baseline
+    from bench.analysis.baselines import load_baseline
     from bench.errors import BenchError
-    from bench.results import RunManifest
+    from bench.records.results import RunManifest
 
     run = Path(run)
     try:

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.environment import redact
+from bench.telemetry.environment import redact
 from bench.errors import BenchError
-from bench.results import Measurement, ResultsWriter
+from bench.records.results import Measurement, ResultsWriter
 
 POLL_S = 0.5
 TAIL_CHARS = 4000
@@ -50,7 +50,7 @@ def run_shard(index: int, count: int, pytest_args: list[str], cwd: str):
     """The body of one Ray task (a generator: Ray streams what it yields back to the driver)."""
     import ray
 
-    from bench.devices import nvml_gpus
+    from bench.telemetry.devices import nvml_gpus
 
     gpu_ids = ray.get_gpu_ids()
     # Ray pins the task with CUDA_VISIBLE_DEVICES; the harness pins by nvidia-smi index, so it is
@@ -148,7 +148,7 @@ def cluster_run(pytest_args: list[str], report_dir: Path, run_id: str | None = N
     if not shard_dirs:
         tail = next((o.output for o in outcomes if o.output), "")
         raise BenchError(f"no shard produced a run; the first shard's output ends:\n{tail[-1500:]}")
-    from bench.merge import merge
+    from bench.commands.merge import merge
 
     merge(shard_dirs, output, notes=[f"run by `bench cluster run` as {count} shards on a Ray cluster "
                                      f"({'at ' + address if address else 'started locally'})"])

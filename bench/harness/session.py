@@ -15,17 +15,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import environment, workers
+from bench.harness import workers
+from bench.telemetry import environment
 from bench.backends import TrainSettings, resolve_backend_name
-from bench.baselines import Baseline, CheckOutcome, evaluate, find_default, load_baseline, unmatched_checks
-from bench.devices import nvml_gpus, parse_gpu_option, pin
+from bench.analysis.baselines import Baseline, CheckOutcome, evaluate, find_default, load_baseline, unmatched_checks
+from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
 from bench.errors import BenchError
-from bench.matrix import TINY_LEARNING_RATE, get_profile, grid
-from bench.metrics import METRICS, SUITES
+from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
+from bench.records.metrics import METRICS, SUITES
 from bench.models import resolve_model
-from bench.prices import price_per_hour
-from bench.resume import check_resume, keep_finished
-from bench.results import Measurement, ResultsWriter, RunManifest, read_results
+from bench.analysis.prices import price_per_hour
+from bench.harness.resume import check_resume, keep_finished
+from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class BenchSession:
         in a controller, which never touches CUDA."""
         if self.gpu is None or self.plan is not None:
             return {}
-        from bench.models.tiny import cache_root
+        from bench.models.store import cache_root
         from bench.telemetry.calibration import cached
 
         return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device)
@@ -264,7 +265,7 @@ class BenchSession:
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say
         what NVML still counts against the process (the next engine's NVML figures include it)."""
-        from bench.devices import process_memory_gb
+        from bench.telemetry.devices import process_memory_gb
         from bench.telemetry.memory import release_garbage
 
         # pytest keeps the last failure's traceback for post-mortem debugging: its frames can hold a model
@@ -312,7 +313,7 @@ class BenchSession:
         """This case's records against the same case of the --compare run: its regressions."""
         if self.compare_records is None or not records:
             return []
-        from bench.compare import compare
+        from bench.analysis.compare import compare
 
         keys = {r.case_key() for r in records}
         self._compared_keys |= {r.case_key() + (r.variant,) if self._by_variant else r.case_key() for r in records}
@@ -325,14 +326,14 @@ class BenchSession:
     @functools.cached_property
     def _by_variant(self) -> bool:
         """Whether --compare matches like with like: this run or the base measured several variants."""
-        from bench.compare import mixes_variants
+        from bench.analysis.compare import mixes_variants
 
         several = len(self.backend_names) > 1 or self.options.turn is not None or self.options.each_gpu
         return several or mixes_variants(self.compare_records or [])
 
     def comparison(self):
         """Everything --compare found so far, with the base run's measurements this run lacks."""
-        from bench.compare import Comparison, comparable_keys
+        from bench.analysis.compare import Comparison, comparable_keys
 
         missing = comparable_keys(self.compare_records or [], self._by_variant) - self._compared_keys
         return Comparison(self.changes, only_base=sorted(missing, key=str))
