@@ -10,7 +10,7 @@ import os
 import pytest
 
 from bench.harness.concurrency import MAX_TOGETHER_STEPS, Pair, Side
-from bench.analysis.stats import ratio_interval
+from bench.analysis.stats import welch_log
 
 pytestmark = pytest.mark.suite("concurrency")
 
@@ -57,6 +57,7 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
         case.timed(name, [u.tok_s for u in units], extra=where)
     for name, alone, together in (("train_retained", result.train_solo, result.train_together),
                                   ("serve_retained", result.serve_solo, result.serve_together)):
-        estimate = ratio_interval([u.tok_s for u in alone], [u.tok_s for u in together])
-        case(name, estimate.ratio, extra={"low": estimate.low, "high": estimate.high, "method": estimate.method,
+        estimate = welch_log([u.tok_s for u in alone], [u.tok_s for u in together])
+        low, high = estimate.interval(0.025)
+        case(name, estimate.ratio, extra={"low": low, "high": high, "method": f"95% interval, {estimate.method}",
                                           **where})

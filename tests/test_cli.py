@@ -48,7 +48,7 @@ def test_compare_json_and_markdown_and_step_summary(runs, capsys, tmp_path, monk
     assert data["counts"]["regression"] == 2
     main(["compare", str(runs["base"]), str(runs["slow"]), "--format", "markdown"])
     md = capsys.readouterr().out
-    assert "| **REGRESSION** | infer | batch_size=1, effort=low | decode_tok_s |" in md
+    assert "| **REGRESSION** | infer | `batch_size=1, effort=low` | decode_tok_s |" in md
     assert "**2 regressions**" in summary.read_text()
 
 
@@ -62,14 +62,31 @@ def test_report_of_several_runs_and_history(runs, tmp_path):
 
 
 def test_baseline_save_freezes_medians_that_later_runs_check_against(runs, tmp_path):
-    assert main(["baseline", "save", str(runs["base"]), "--name", "frozen", "--dir", str(tmp_path)]) == 0
+    assert main(["baseline", "save", str(runs["base"]), "--name", "frozen", "--dir", str(tmp_path),
+                 "--tolerance", "5%"]) == 0
     b = load_baseline(tmp_path / "frozen.toml")
+    assert b.profile == "quick"
     checks = {c.metric: c for c in b.checks}
     assert checks["decode_tok_s"].min == pytest.approx(100.0 / 1.05, rel=1e-3)
     assert checks["s_per_step"].max == pytest.approx(1.05, rel=1e-3)
+    assert "peak_rss_gb" not in checks  # a diagnostic: never frozen into a check
     slow = {r.metric: r for r in read_results(runs["slow"])}
     assert not checks["decode_tok_s"].passes(slow["decode_tok_s"].value)
     assert main(["baseline", "save", str(runs["base"]), "--name", "frozen", "--dir", str(tmp_path)]) == 2
+
+
+def test_baseline_save_takes_limits_from_the_spread_of_several_runs(runs, tmp_path):
+    assert main(["baseline", "save", str(runs["base"]), str(runs["same"]), "--name", "two", "--dir", str(tmp_path)]) == 0
+    text = (tmp_path / "two.toml").read_text()
+    assert "2 runs: limits are each case's worst run" in text and "[thresholds]" in text
+    checks = {c.metric: c for c in load_baseline(tmp_path / "two.toml").checks}
+    assert checks["s_per_step"].max >= 1.01 * 1.05  # the worse of the two runs, widened
+
+
+def test_baseline_save_refuses_a_run_made_with_a_test_hook(run_factory, tmp_path, capsys):
+    hooked = run_factory("hooked", _records(100, 1.0, "hooked"), test_hooks={"BENCH_TEST_SLOWDOWN": "0.25"})
+    assert main(["baseline", "save", str(hooked), "--name", "x", "--dir", str(tmp_path)]) == 2
+    assert "test-only hooks" in capsys.readouterr().err and not (tmp_path / "x.toml").exists()
 
 
 def test_export_is_pytest_benchmark_json(runs, tmp_path):

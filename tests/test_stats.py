@@ -21,24 +21,55 @@ def test_summarize_refuses_empty():
         stats.summarize([])
 
 
-def test_ratio_interval_contains_one_for_same_distribution():
+def test_welch_log_contains_one_for_the_same_distribution_and_reports_geometric_means():
     rng = np.random.default_rng(1)
-    base, new = rng.normal(10, 0.3, 15), rng.normal(10, 0.3, 15)
-    est = stats.ratio_of_medians(list(base), list(new))
-    assert est.low < 1.0 < est.high
-    assert est.low < est.ratio < est.high
+    base, new = list(rng.normal(10, 0.3, 15)), list(rng.normal(10, 0.3, 15))
+    est = stats.welch_log(base, new)
+    low, high = est.interval(0.025)
+    assert low < 1.0 < high and low < est.ratio < high
+    assert est.base == pytest.approx(stats.geometric_mean(base)) and est.new == pytest.approx(stats.geometric_mean(new))
+    assert est.ratio == pytest.approx(est.new / est.base)  # the columns and the change never disagree
 
 
-def test_ratio_interval_excludes_one_for_a_25_percent_slowdown():
+def test_welch_log_excludes_one_for_a_25_percent_slowdown():
     rng = np.random.default_rng(2)
-    base, new = rng.normal(10, 0.3, 10), rng.normal(12.5, 0.3, 10)
-    est = stats.ratio_of_medians(list(base), list(new))
-    assert est.low > 1.15 and est.ratio == pytest.approx(np.median(new) / np.median(base))
+    est = stats.welch_log(list(rng.normal(10, 0.3, 10)), list(rng.normal(12.5, 0.3, 10)))
+    assert est.interval(0.025)[0] > 1.15
 
 
-def test_ratio_single_values_collapse_to_point():
-    est = stats.ratio_of_medians([2.0], [3.0])
-    assert est.low == est.high == est.ratio == 1.5 and est.method == "single value"
+def test_fewer_samples_give_a_wider_interval():
+    base, new = [1.0, 1.02, 0.99, 1.01, 1.0, 0.98], [1.04, 1.06, 1.05, 1.05, 1.03, 1.07]
+    three = stats.welch_log(base[:3], new[:3]).interval(0.025)
+    six = stats.welch_log(base, new).interval(0.025)
+    assert three[1] - three[0] > six[1] - six[0]
+
+
+def test_a_single_reading_has_no_interval():
+    est = stats.single_reading(2.0, 3.0)
+    assert est.single and est.interval(0.025) == (1.5, 1.5) and est.method == "single reading"
+    assert stats.single_reading(0.0, 0.3).ratio == pytest.approx(1.3)  # a side at zero: 1 + difference
+    assert stats.single_verdict(1.04, "lower", 0.03) == stats.REGRESSION
+    assert stats.single_verdict(1.04, "lower", None) == stats.INCONCLUSIVE  # no stated tolerance: not judged
+
+
+def test_own_intervals_are_combined_on_the_log_scale():
+    est = stats.from_intervals((1.0, 0.8, 1.25), (0.9, 0.72, 1.125))
+    low, high = est.interval(0.025)
+    assert est.ratio == pytest.approx(0.9) and low < 0.9 < high and high / low > 1.25 ** 2 * 0.9
+
+
+def test_paired_rounds_cancel_drift_that_moves_both_versions():
+    rng = np.random.default_rng(4)
+    drift = [1.0, 1.2, 0.85, 1.1]  # whole rounds slower or faster: both versions alike
+    base = [list(d * rng.normal(1.0, 0.01, 5)) for d in drift]
+    new = [list(d * 1.1 * rng.normal(1.0, 0.01, 5)) for d in drift]
+    est = stats.paired_rounds(base, new)
+    low, high = est.interval(0.025)
+    assert est.n_base == 4 and 1.05 < low < 1.1 < high < 1.15
+    unpaired = stats.welch_log([v for r in base for v in r], [v for r in new for v in r]).interval(0.025)
+    assert unpaired[1] - unpaired[0] > 0  # the unpaired interval is what a drifting machine would give
+    pooled = stats.pooled_round_variance([[0.1, 0.12, 0.08], [0.0, 0.02]])
+    assert pooled[1] == 3
 
 
 @pytest.mark.parametrize("low, high, better, expected", [
@@ -50,19 +81,33 @@ def test_ratio_single_values_collapse_to_point():
     (1.10, 1.20, "higher", stats.IMPROVEMENT),
 ])
 def test_verdict_needs_the_whole_interval_beyond_threshold(low, high, better, expected):
-    est = stats.RatioEstimate((low + high) / 2, low, high, "test", 5, 5)
-    assert stats.verdict(est, better, 0.05) == expected
+    assert stats.verdict(low, high, better, 0.05) == expected
 
 
 def test_verdict_rejects_unknown_direction():
     with pytest.raises(ValueError):
-        stats.verdict(stats.RatioEstimate(1, 1, 1, "", 1, 1), "sideways", 0.05)
+        stats.verdict(1, 1, "sideways", 0.05)
 
 
-def test_threshold_for_single_value_metrics_and_overrides():
-    assert stats.threshold_for("final_loss", 1, 1, 0.05) == stats.SINGLE_VALUE_TOLERANCE["final_loss"]
-    assert stats.threshold_for("final_loss", 5, 5, 0.05) == 0.05
-    assert stats.threshold_for("s_per_step", 5, 5, 0.05, {"s_per_step": 0.1}) == 0.1
+def test_holm_levels_step_down_and_stop():
+    tails = stats.holm_tails([0.0001, 0.5, 0.001, 0.9], alpha=0.05)
+    assert tails[0] == pytest.approx(0.05 / 4) and tails[2] == pytest.approx(0.05 / 3)
+    assert tails[1] == tails[3] == pytest.approx(0.05 / 2)  # the first not rejected sets the rest's level
+
+
+def test_holm_keeps_a_whole_runs_false_alarms_under_alpha():
+    """A/A families of 30 pairs of three samples each, threshold 0 (the hardest case): the share
+    of families with any regression stays under 5%; testing each pair at 95% would not."""
+    rng = np.random.default_rng(5)
+    families, any_holm, any_plain = 300, 0, 0
+    for _ in range(families):
+        ests = [stats.welch_log(list(np.exp(rng.normal(0, 0.05, 3))), list(np.exp(rng.normal(0, 0.05, 3))))
+                for _ in range(30)]
+        pvalues = [stats.p_worse(e, "lower", 0.0) for e in ests]
+        tails = stats.holm_tails(pvalues)
+        any_holm += any(stats.verdict(*e.interval(tl), "lower", 0.0) == stats.REGRESSION for e, tl in zip(ests, tails))
+        any_plain += any(stats.verdict(*e.interval(0.025), "lower", 0.0) == stats.REGRESSION for e in ests)
+    assert any_holm / families <= 0.06 and any_plain / families > 0.3
 
 
 def test_change_points_find_a_step_and_ignore_noise():

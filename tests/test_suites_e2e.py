@@ -1,11 +1,15 @@
 """The whole loop as a new user runs it: `pytest suites/` on the built-in tiny model, on the CPU."""
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 
 from bench.records.results import RunManifest, read_results
 
+from conftest import REPO
 from test_plugin import run_pytest
 
 pytestmark = pytest.mark.slow
@@ -83,6 +87,66 @@ def test_a_missed_check_fails_the_case_naming_value_limit_and_source(tmp_path):
     assert any(r.metric == "decode_tok_s" and r.status == "ok" for r in read_results(run_dir))  # measured, kept
 
 
+@pytest.fixture(scope="module")
+def compared_run(quick_run, tmp_path_factory):
+    """A second run of some cases, compared with the quick run during the session (JUnit XML too)."""
+    _, base_dir, _ = quick_run
+    out = tmp_path_factory.mktemp("compared")
+    result = run_pytest("suites/test_infer.py", "suites/test_train.py::test_train", "-q", "--gpu", "cpu",
+                        "--benchmark-disable", "--compare", str(base_dir), "--report-dir", str(out), "--run-id", "again",
+                        "--junitxml", str(out / "junit.xml"))
+    return result, base_dir, out / "again", out
+
+
+def _counts_in(text: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+) regressions\**, (\d+) improvements, (\d+) inconclusive, (\d+) unchanged", text)
+    assert match, text[-2000:]
+    return tuple(int(g) for g in match.groups())
+
+
+def test_every_view_of_one_comparison_gives_the_same_counts(compared_run, tmp_path):
+    result, base_dir, run_dir, out = compared_run
+    assert result.returncode == 0, result.stdout[-3000:]  # without --fail-on-regression a regression only reports
+    data = json.loads((run_dir / "comparison.json").read_text())
+    expected = tuple(data["counts"][v] for v in ("regression", "improvement", "inconclusive", "unchanged"))
+    assert sum(expected) == len([c for c in data["changes"] if c["gates"]]) > 10
+    assert _counts_in(result.stdout.split("compared with", 1)[1]) == expected  # the terminal
+    assert _counts_in((run_dir / "comparison.md").read_text()) == expected
+    props = dict(re.findall(r'<property name="(comparison_\w+)" value="(\d+)"', (out / "junit.xml").read_text()))
+    assert tuple(int(props[f"comparison_{v}"]) for v in ("regression", "improvement", "inconclusive", "unchanged")) \
+        == expected
+    cli = subprocess.run([sys.executable, "-m", "bench", "compare", str(base_dir), str(run_dir)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert _counts_in(cli.stdout) == expected and cli.returncode == (1 if data["failed"] else 0)
+    md = subprocess.run([sys.executable, "-m", "bench", "compare", str(base_dir), str(run_dir), "--format", "markdown"],
+                        capture_output=True, text=True, cwd=REPO)
+    assert _counts_in(md.stdout) == expected and "&lt;" not in md.stdout
+    page = tmp_path / "page.html"
+    subprocess.run([sys.executable, "-m", "bench", "report", str(base_dir), str(run_dir), "-o", str(page)],
+                   check=True, capture_output=True, cwd=REPO)
+    assert _counts_in(page.read_text()) == expected
+    for change in data["changes"]:  # the change shown is the estimator's: its sign never contradicts the columns
+        assert (change["new"] - change["base"]) * change["change_pct"] >= 0
+        assert change["ci_low"] <= change["ratio"] <= change["ci_high"]
+
+
+def test_a_saved_baseline_is_picked_up_and_passed_by_the_next_run(quick_run, tmp_path):
+    _, base_dir, _ = quick_run
+    mine = tmp_path / "my-baselines"
+    saved = subprocess.run([sys.executable, "-m", "bench", "baseline", "save", str(base_dir), "--name", "my-cpu",
+                            "--dir", str(mine)], capture_output=True, text=True, cwd=REPO)
+    assert saved.returncode == 0, saved.stderr
+    text = (mine / "my-cpu.toml").read_text()
+    assert 'profile = "quick"' in text and "one run" in text
+    result = run_pytest("suites/test_infer.py", "suites/test_train.py::test_train", "-q", "--gpu", "cpu",
+                        "--benchmark-disable", "--baseline-dir", str(mine), "--report-dir", str(tmp_path / "r"),
+                        "--run-id", "after")
+    assert result.returncode == 0, result.stdout[-3000:]
+    manifest = RunManifest.read(tmp_path / "r" / "after")
+    assert manifest.baseline.endswith("my-cpu.toml")  # the user's directory comes before the shipped baselines
+    assert re.search(r"checks: (\d+) passed, 0 failed", result.stdout)
+
+
 def test_compare_during_a_run_names_only_what_this_run_lacks(quick_run, tmp_path):
     _, base_dir, _ = quick_run
     result = run_pytest("suites/test_infer.py", "-q", "--gpu", "cpu", "-k", "bs1-low", "--benchmark-disable",
@@ -91,6 +155,6 @@ def test_compare_during_a_run_names_only_what_this_run_lacks(quick_run, tmp_path
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"compared with {base_dir}:" in result.stdout
     md = (tmp_path / "again" / "comparison.md").read_text()
-    lacking = md.split("Measured in the base run only:", 1)[1]
+    lacking = md.split("Measured in the base run only:", 1)[1].split("\n\n", 1)[0]
     assert "decode_tok_s [batch_size=2, effort=low]" in lacking  # not run this time
     assert "decode_tok_s [batch_size=1, effort=low]" not in lacking  # run, and compared

@@ -1,7 +1,8 @@
 """Baseline files: load, validate and evaluate.
 
 A baseline is a TOML file per (model, hardware). `[checks]` are gates, `[reference]` documented
-figures shown beside the measured ones, `[thresholds]` per-metric comparison thresholds. A check
+figures shown beside the measured ones, `[thresholds]` per-metric comparison thresholds, `[gates]`
+metric = true/false to opt a diagnostic into gating (or a gating metric out). A check
 entry is an inline table or an array of them:
 
     load_s = { max = 5.0 }
@@ -85,6 +86,7 @@ class Baseline:
     references: tuple[Reference, ...] = ()
     thresholds: dict = field(default_factory=dict)
     profile: str | None = None  # set when frozen from a run: its checks are that profile's cases
+    gates: dict = field(default_factory=dict)  # metric -> bool: opts a diagnostic into gating, or a metric out
 
     def checks_for(self, record_fields: dict) -> list[Check]:
         return [c for c in self.checks if c.metric == record_fields["metric"] and matches(c.where, record_fields)]
@@ -146,9 +148,9 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
         raise fail("needs a [meta] table with a name")
     models = meta.get("model", [])
     models = (models,) if isinstance(models, str) else tuple(models)
-    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds"}
+    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds", "gates"}
     if unknown_tables:
-        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds")
+        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds, gates")
     checks = []
     for metric_name, entries in data.get("checks", {}).items():
         _known_metric(metric_name, fail)
@@ -172,11 +174,17 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
     for metric_name, value in data.get("thresholds", {}).items():
         _known_metric(metric_name, fail)
         thresholds[metric_name] = _number(value, f"threshold {metric_name}", fail)
+    gates = {}
+    for metric_name, value in data.get("gates", {}).items():
+        _known_metric(metric_name, fail)
+        if not isinstance(value, bool):
+            raise fail(f"gates.{metric_name} must be true or false, not {value!r}")
+        gates[metric_name] = value
     profile = meta.get("profile")
     if profile is not None and not isinstance(profile, str):
         raise fail(f"meta.profile must be a profile name, not {profile!r}")
     return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds,
-                    profile)
+                    profile, gates)
 
 
 def _known_metric(name: str, fail) -> None:

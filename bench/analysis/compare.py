@@ -1,17 +1,33 @@
-"""Comparing two runs: per metric and parameter set, the ratio of medians with a bootstrap
-confidence interval, and a verdict that calls a regression only when the whole interval lies
-beyond the threshold. Pure: records in, a `Comparison` out; rendering lives in bench.report."""
+"""The one comparison engine: two runs (or two sets of runs measured in rounds, `bench ab`) in,
+one verdict per (case, metric) out. Every view (the CLI's table, markdown and JSON, the HTML
+comparison page, `--compare` during a session, the engine/GPU sections, the history page and the
+JUnit properties) renders a `Comparison` made here, so they cannot disagree.
+
+How a verdict is reached, per (case, metric) measured on both sides:
+1. one estimate of new/base (`stats`): geometric means with Welch's t, paired rounds, a metric's
+   own interval, or a single reading;
+2. the gating pairs (the registry's gating metrics, or what a baseline's [gates] opts in) form
+   one family, and Holm's step-down over their one-sided p-values of "worse by more than the
+   threshold" sets the level each is judged at, so that the chance of any false regression in a
+   whole run is at most 5%, however many pairs it has;
+3. a regression (or improvement) only when the interval at that level lies wholly beyond the
+   threshold; unchanged when it lies within; inconclusive otherwise. Diagnostics get plain 95%
+   intervals and never fail a run. Single readings are judged by their stated tolerance.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.analysis import stats
+from bench.analysis.stats import ALPHA, IMPROVEMENT, REGRESSION, Estimate
+from bench.records.metrics import METRICS, gates
 from bench.records.results import Measurement
-from bench.analysis.stats import IMPROVEMENT, REGRESSION, RatioEstimate, ratio_interval, threshold_for, verdict
 
-# Metrics that describe the configuration rather than its performance: equal by construction.
-NOT_COMPARED = frozenset({"new_tokens", "case"})
+DIAGNOSTIC_TAIL = 0.025  # diagnostics: plain two-sided 95% intervals
 
 
 @dataclass(frozen=True)
@@ -21,15 +37,35 @@ class MetricChange:
     params: dict
     unit: str
     better: str
-    base: float
-    new: float
-    estimate: RatioEstimate
-    threshold: float
+    estimate: Estimate
+    threshold: float  # the threshold, or for a single reading its tolerance (None: not judged)
+    gates: bool
+    tail: float  # probability left in each tail of the interval shown (0.025: a 95% interval)
+    low: float
+    high: float
     verdict: str
+    note: str = ""  # e.g. what a confirming re-measurement found
+
+    @property
+    def base(self) -> float:
+        return self.estimate.base
+
+    @property
+    def new(self) -> float:
+        return self.estimate.new
 
     @property
     def change_pct(self) -> float:
         return (self.estimate.ratio - 1) * 100
+
+    @property
+    def confidence(self) -> float | None:
+        """The two-sided confidence of the interval shown; None for a single reading."""
+        return None if self.estimate.single else 1 - 2 * self.tail
+
+    @property
+    def failing(self) -> bool:
+        return self.gates and self.verdict == REGRESSION
 
 
 @dataclass
@@ -37,34 +73,76 @@ class Comparison:
     changes: list[MetricChange] = field(default_factory=list)
     only_base: list[tuple] = field(default_factory=list)  # case keys measured in BASE only
     only_new: list[tuple] = field(default_factory=list)
+    alpha: float = ALPHA
+    method: str = "two runs"
+
+    @property
+    def gating(self) -> list[MetricChange]:
+        return [c for c in self.changes if c.gates]
+
+    @property
+    def diagnostics(self) -> list[MetricChange]:
+        return [c for c in self.changes if not c.gates]
 
     @property
     def regressions(self) -> list[MetricChange]:
-        return [c for c in self.changes if c.verdict == REGRESSION]
+        """The regressions that fail the comparison: gating ones."""
+        return [c for c in self.changes if c.failing]
 
     @property
     def improvements(self) -> list[MetricChange]:
-        return [c for c in self.changes if c.verdict == IMPROVEMENT]
+        return [c for c in self.gating if c.verdict == IMPROVEMENT]
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.changes:
-            out[c.verdict] = out.get(c.verdict, 0) + 1
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions)
+
+    def counts(self, gating: bool = True) -> dict[str, int]:
+        """Verdicts of the gating pairs (or of the diagnostics), every verdict named even at 0."""
+        out = {v: 0 for v in (stats.REGRESSION, stats.IMPROVEMENT, stats.INCONCLUSIVE, stats.UNCHANGED)}
+        for c in (self.gating if gating else self.diagnostics):
+            out[c.verdict] += 1
         return out
+
+    @property
+    def interval_pairs(self) -> int:
+        """Gating pairs judged by an interval: the family Holm controls."""
+        return sum(1 for c in self.gating if not c.estimate.single)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a comparison applies beyond the registry: the default threshold, per-metric
+    thresholds and gating choices of a baseline, and the run-level false-alarm rate."""
+
+    threshold: float = stats.DEFAULT_THRESHOLD
+    thresholds: dict = field(default_factory=dict)
+    gates: dict = field(default_factory=dict)  # metric -> bool, a baseline's [gates]
+    alpha: float = ALPHA
+
+    @classmethod
+    def of(cls, threshold: float, baseline=None, alpha: float = ALPHA) -> "Rules":
+        if baseline is None:
+            return cls(threshold, alpha=alpha)
+        return cls(threshold, dict(baseline.thresholds), dict(baseline.gates), alpha)
+
+    def gating(self, metric: str, params: dict) -> bool:
+        return self.gates[metric] if metric in self.gates else gates(metric, params)
+
+    def threshold_for(self, metric: str, single: bool) -> float | None:
+        if metric in self.thresholds:
+            return self.thresholds[metric]
+        return METRICS[metric].tolerance if single else self.threshold
 
 
 def _values(r: Measurement) -> list[float]:
     return list(r.samples) if len(r.samples) >= 2 else [float(r.value)]
 
 
-def _comparable(records: list[Measurement], by_variant: bool = False) -> dict[tuple, Measurement]:
+def comparable(records: list[Measurement], by_variant: bool = False) -> dict[tuple, Measurement]:
+    """The measurements a comparison uses, by case key (and variant, when like is matched with like)."""
     return {(r.case_key() + (r.variant,) if by_variant else r.case_key()): r for r in records
-            if r.status == "ok" and r.value is not None and r.metric not in NOT_COMPARED}
-
-
-def comparable_keys(records: list[Measurement], by_variant: bool = False) -> set[tuple]:
-    """Case keys of the measurements a comparison would use."""
-    return set(_comparable(records, by_variant))
+            if r.status == "ok" and r.value is not None and r.metric in METRICS and METRICS[r.metric].compared}
 
 
 def mixes_variants(*runs: list[Measurement]) -> bool:
@@ -74,40 +152,136 @@ def mixes_variants(*runs: list[Measurement]) -> bool:
     return any(len({r.variant for r in run}) > 1 for run in runs)
 
 
-def compare(base: list[Measurement], new: list[Measurement], threshold: float = 0.05,
-            overrides: dict[str, float] | None = None, seed: int = 0, by_variant: bool | None = None) -> Comparison:
+def estimate(rb: Measurement, rn: Measurement) -> Estimate:
+    """The one estimator for two runs' measurements of one (case, metric)."""
+    if METRICS[rn.metric].own_interval and {"low", "high"} <= set(rb.extra) & set(rn.extra):
+        return stats.from_intervals((rb.value, rb.extra["low"], rb.extra["high"]),
+                                    (rn.value, rn.extra["low"], rn.extra["high"]))
+    vb, vn = _values(rb), _values(rn)
+    if min(len(vb), len(vn)) >= 2 and min(vb) > 0 and min(vn) > 0:
+        return stats.welch_log(vb, vn)
+    return stats.single_reading(float(rb.value), float(rn.value))
+
+
+ALL_CASES = "cases"  # the parameter naming an across-cases pair: {"cases": "all 9"}
+
+
+def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
+                 between_run_noise: bool) -> list[tuple[Measurement, Estimate]]:
+    """The pairs with, per gating metric of three or more cases, one more pair for all its cases
+    together; with `between_run_noise` (two separate runs), each case's interval also carries the
+    between-run variance its metric's cases show (`stats.between_case_variance`)."""
+    by_metric: dict[tuple, list[int]] = {}
+    for i, (r, est) in enumerate(pairs):
+        if not est.single and est.se is not None and rules.gating(r.metric, r.params):
+            by_metric.setdefault((r.suite, r.metric, r.backend, r.gpu_name), []).append(i)
+    out = list(pairs)
+    for members in by_metric.values():
+        ests = [pairs[i][1] for i in members]
+        if len(ests) < 3:
+            continue
+        noise = stats.between_case_variance(ests) if between_run_noise else None
+        if noise is not None:
+            for i in members:
+                out[i] = (pairs[i][0], stats.with_between_run_noise(pairs[i][1], *noise, len(members)))
+        first = pairs[members[0]][0]
+        aggregate = dataclasses.replace(first, params={ALL_CASES: f"all {len(members)}"},
+                                        test_id=f"{first.suite}::{first.metric}[all cases]")
+        out.append((aggregate, stats.across_cases(ests)))
+    return out
+
+
+def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules) -> list[MetricChange]:
+    """Verdicts for estimated pairs (`Measurement` gives the case, suite, metric and unit):
+    Holm over the gating pairs that have an interval, tolerances for single readings."""
+    gating = [rules.gating(r.metric, r.params) for r, _ in pairs]
+    thresholds = [rules.threshold_for(r.metric, est.single) for r, est in pairs]
+    family = [i for i, (r, est) in enumerate(pairs) if gating[i] and not est.single]
+    tails = dict(zip(family, stats.holm_tails(
+        [stats.p_worse(pairs[i][1], pairs[i][0].better, thresholds[i]) for i in family], rules.alpha)))
+    changes = []
+    for i, (r, est) in enumerate(pairs):
+        tail = tails.get(i, DIAGNOSTIC_TAIL)
+        low, high = est.interval(tail)
+        if est.single:
+            verdict = stats.single_verdict(est.ratio, r.better, thresholds[i])
+        else:
+            verdict = stats.verdict(low, high, r.better, thresholds[i])
+        changes.append(MetricChange(r.suite, r.metric, r.params, r.unit, r.better, est, thresholds[i], gating[i],
+                                    tail, low, high, verdict))
+    return changes
+
+
+def compare(base: list[Measurement], new: list[Measurement], rules: Rules | None = None,
+            by_variant: bool | None = None) -> Comparison:
+    """Two runs, case by case."""
+    rules = rules or Rules()
     if by_variant is None:
         by_variant = mixes_variants(base, new)
-    b, n = _comparable(base, by_variant), _comparable(new, by_variant)
-    result = Comparison(only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str))
-    for key in sorted(set(b) & set(n), key=str):
-        rb, rn = b[key], n[key]
-        vb, vn = _values(rb), _values(rn)
-        if min(vb) <= 0 or min(vn) <= 0:  # a ratio needs positive values (e.g. a zero resume delta)
-            est = _difference_as_ratio(rb.value, rn.value)
+    b, n = comparable(base, by_variant), comparable(new, by_variant)
+    keys = sorted(set(b) & set(n), key=str)
+    changes = judge(across_cases([(n[k], estimate(b[k], n[k])) for k in keys], rules, between_run_noise=True), rules)
+    return Comparison(changes, only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str),
+                      alpha=rules.alpha, method="two runs")
+
+
+def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measurement]],
+                   rules: Rules | None = None) -> Comparison:
+    """Runs of two versions measured in alternating rounds (`bench ab`): round i of each side is
+    paired; a metric's paired variance is pooled over its cases. Cases measured in every run of
+    both sides are compared; the rest are listed as missing."""
+    rules = rules or Rules()
+    if len(base_runs) != len(new_runs) or not base_runs:
+        raise ValueError("rounds need the same number of runs on each side, at least one")
+    by_run_b = [comparable(run) for run in base_runs]
+    by_run_n = [comparable(run) for run in new_runs]
+    keys_b = set.intersection(*(set(r) for r in by_run_b))
+    keys_n = set.intersection(*(set(r) for r in by_run_n))
+    keys = sorted(keys_b & keys_n, key=str)
+    series = {k: ([_values(run[k]) for run in by_run_b], [_values(run[k]) for run in by_run_n]) for k in keys}
+    pooled: dict[str, tuple[float, float] | None] = {}
+    for metric in {k[1] for k in keys}:
+        pooled[metric] = stats.pooled_round_variance([_round_differences(*series[k]) for k in keys if k[1] == metric
+                                                      and min(min(v) for v in series[k][0] + series[k][1]) > 0])
+    pairs = []
+    for k in keys:
+        base_runs, new_runs = series[k]
+        if min(min(v) for v in base_runs + new_runs) <= 0:  # a zero (a loss delta, a failed equality): no logs
+            est = stats.single_reading(sum(v[0] for v in base_runs) / len(base_runs),
+                                       sum(v[0] for v in new_runs) / len(new_runs))
         else:
-            est = ratio_interval(vb, vn, seed=seed)
-        t = threshold_for(rn.metric, len(vb), len(vn), threshold, overrides)
-        result.changes.append(MetricChange(rn.suite, rn.metric, rn.params, rn.unit, rn.better, rb.value, rn.value,
-                                           est, t, verdict(est, rn.better, t)))
-    return result
+            est = stats.paired_rounds(base_runs, new_runs, *(pooled[k[1]] or (None, None)))
+        pairs.append((by_run_n[-1][k], est))
+    # paired rounds hold the between-run noise already: only the across-cases pairs are added
+    return Comparison(judge(across_cases(pairs, rules, between_run_noise=False), rules),
+                      only_base=sorted(keys_b - keys_n, key=str),
+                      only_new=sorted(keys_n - keys_b, key=str), alpha=rules.alpha,
+                      method=f"{len(base_runs)} alternating rounds a side, paired")
 
 
-def _difference_as_ratio(base: float, new: float) -> RatioEstimate:
-    """Where a side is zero (a loss delta, a boolean), compare on a 1 + difference scale."""
-    ratio = 1 + (new - base)
-    return RatioEstimate(ratio, ratio, ratio, "1 + difference (a side is zero)", 1, 1)
+def _round_differences(base_runs: list[list[float]], new_runs: list[list[float]]) -> list[float]:
+    import math
+
+    return [math.log(stats.geometric_mean(n)) - math.log(stats.geometric_mean(b)) for b, n in zip(base_runs, new_runs)]
 
 
-def describe(change: MetricChange) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in sorted(change.params.items()))
-    return (f"{change.suite} {change.metric}[{params}]: {change.base:.4g} -> {change.new:.4g} {change.unit} "
-            f"({change.change_pct:+.1f}%, {change.estimate.method} {change.estimate.low:.3f}-{change.estimate.high:.3f}, "
-            f"threshold {change.threshold:.0%})").replace("  ", " ")
+def describe(change: MetricChange, params: Callable[[dict], str] | None = None) -> str:
+    """One line for a terminal or a JUnit property; the same figures as every other view."""
+    shown = params(change.params) if params else ", ".join(f"{k}={v}" for k, v in sorted(change.params.items()))
+    est = change.estimate
+    if est.single:
+        how = (f"single reading, tolerance {change.threshold:.0%}" if change.threshold is not None
+               else "single reading, not judged")
+    else:
+        how = (f"{change.confidence:.2%} interval {change.low:.3f}-{change.high:.3f} of the ratio ({est.method}), "
+               f"threshold {change.threshold:.0%}")
+    return (f"{change.suite} {change.metric}[{shown}]: {est.base:.4g} -> {est.new:.4g} {change.unit} "
+            f"({change.change_pct:+.1f}%; {how})").replace("  ", " ")
 
 
-def run_thresholds(run: Path) -> dict[str, float] | None:
-    """The per-metric thresholds of the baseline a run was checked against, if it can be found."""
+def baseline_of_run(run: Path):
+    """The baseline a run was checked against, if it can still be found (its thresholds and
+    gates then apply to comparisons with that run)."""
     from bench.analysis.baselines import load_baseline
     from bench.errors import BenchError
     from bench.records.results import RunManifest
@@ -117,6 +291,6 @@ def run_thresholds(run: Path) -> dict[str, float] | None:
         name = RunManifest.read(run if run.is_dir() else run.parent).baseline
         if not name:
             return None
-        return load_baseline(name if Path(name).is_file() else Path(name).stem).thresholds
+        return load_baseline(name if Path(name).is_file() else Path(name).stem)
     except BenchError:
         return None

@@ -1,9 +1,16 @@
-"""`bench baseline save`: a run's medians, with room for their noise, frozen into a baseline file.
+"""`bench baseline save RUN [RUN ...] --name NAME`: runs frozen into a baseline file that a later
+run of the same profile on the same machine passes unless it really got slower or worse.
 
-Each timed or measured case becomes a check on its own parameters: max = median x (1 + slack) for
-lower-is-better metrics, min = median / (1 + slack) for higher-is-better ones, where the slack is
-the larger of the tolerance and three coefficients of variation of the run's own samples. The
-medians are kept as [reference] values too, and the noise as a comment beside each.
+A limit is only as good as the noise estimate behind it. Within one run, samples cannot see
+between-run drift (whole runs of the tiny model move 10-20% on a 2-core machine), so:
+- from several runs, each case's limit is its worst run's value widened by WIDEN times the
+  between-run coefficient of variation (at least the tolerance), and the file also carries
+  per-metric comparison thresholds from that spread;
+- from one run, the limit is its value widened by WIDEN times the run's own sample CV, and by at
+  least the single-run tolerance (default 30%), which stands in for the drift one run cannot show.
+Only metrics the registry marks `frozen` become checks; every check names its case exactly and the
+file names its profile, so a run of another profile never picks it up by default. A run made with
+a test-only fault or slowdown hook set is refused.
 """
 
 from __future__ import annotations
@@ -12,53 +19,115 @@ import statistics
 from pathlib import Path
 
 from bench.analysis.baselines import load_baseline
+from bench.analysis.runs import RunData, load_run
+from bench.analysis.stats import geometric_mean
 from bench.errors import BenchError
-from bench.records.metrics import PARAM_KEYS
-from bench.analysis.runs import load_run
+from bench.records.metrics import METRICS, PARAM_KEYS, named
 
-FROZEN = ("load_s", "s_per_step", "train_tokens_per_s", "final_loss", "peak_vram_gb", "peak_rss_gb", "ttft_s",
-          "decode_tok_s", "itl_p50_ms", "adapter_mb", "energy_j_per_token")
-NOISE_MULTIPLE = 3
+WIDEN = 3.0  # limits sit this many coefficients of variation beyond the worst value seen
+SINGLE_RUN_TOLERANCE = 0.30
+SEVERAL_RUNS_TOLERANCE = 0.05
 
 
 def _toml_value(v) -> str:
     return f'"{v}"' if isinstance(v, str) else repr(v)
 
 
-def _where(suite: str, params: dict) -> str:
-    items = {"suite": suite, **{k: v for k, v in params.items() if k in PARAM_KEYS}}
+def _where(suite: str, params: dict, backend: str | None) -> str:
+    items = {"suite": suite, **({"backend": backend} if backend else {}),
+             **{k: v for k, v in params.items() if k in PARAM_KEYS}}
     return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in items.items()) + " }"
 
 
-def freeze(run_dir: Path, name: str, directory: Path, tolerance: float = 0.05, force: bool = False) -> Path:
+def _cv(values: list[float]) -> float:
+    mean = statistics.mean(values)
+    return statistics.stdev(values) / mean if len(values) > 1 and mean else 0.0
+
+
+def _runs(run_dirs: list[Path]) -> list[RunData]:
+    runs = [load_run(d) for d in run_dirs]
+    for run in runs:
+        if run.manifest.test_hooks:
+            raise BenchError(f"{run.run_dir}: made with test-only hooks set "
+                             f"({', '.join(run.manifest.test_hooks)}); its figures are not a real measurement")
+    first = runs[0].manifest
+    for run in runs[1:]:
+        m = run.manifest
+        if (m.model, m.profile, m.backend, _gpu(m)) != (first.model, first.profile, first.backend, _gpu(first)):
+            raise BenchError(f"{run.run_dir}: {m.model}/{m.profile}/{m.backend} on {_gpu(m)} differs from "
+                             f"{runs[0].run_dir}'s {first.model}/{first.profile}/{first.backend} on {_gpu(first)}; "
+                             "freeze runs of one configuration on one kind of machine")
+    return runs
+
+
+def _gpu(manifest) -> str:
+    return manifest.gpus[0]["name"] if manifest.gpus else "cpu"
+
+
+def freeze(run_dirs: list[Path], name: str, directory: Path, tolerance: float | None = None,
+           force: bool = False) -> Path:
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise BenchError(f"--name {name}: use letters, digits, '-', '_' and '.' only")
     path = directory / f"{name}.toml"
     if path.exists() and not force:
         raise BenchError(f"{path} exists; pass --force to overwrite it or choose another --name")
-    run = load_run(run_dir)
-    m = run.manifest
-    gpu = m.gpus[0]["name"] if m.gpus else "cpu"
-    lines = [f"# Frozen from run {m.run_id} ({m.model}, {m.backend}, {gpu}) by `bench baseline save`.",
-             "[meta]", f'name = "{name}"', f'model = "{m.model}"', f'gpu = "{gpu}"', "", "[checks]"]
-    refs = ["", "[reference]"]
-    by_metric: dict[str, list[str]] = {}
-    ref_metric: dict[str, list[str]] = {}
-    for r in run.ok:
-        if r.metric not in FROZEN:
-            continue
-        cv = statistics.stdev(r.samples) / statistics.mean(r.samples) if len(r.samples) > 1 and statistics.mean(r.samples) else 0.0
-        slack = max(tolerance, NOISE_MULTIPLE * cv)
-        bound = (f"max = {r.value * (1 + slack):.6g}" if r.better == "lower" else f"min = {r.value / (1 + slack):.6g}")
-        by_metric.setdefault(r.metric, []).append(f"  {{ {bound}, where = {_where(r.suite, r.params)} }},  # median {r.value:.6g}, cv {cv:.1%}")
-        ref_metric.setdefault(r.metric, []).append(f"  {{ value = {r.value:.6g}, where = {_where(r.suite, r.params)} }},")
-    if not by_metric:
-        raise BenchError(f"{run_dir}: no measurement to freeze (the run has no ok records of {', '.join(FROZEN)})")
-    for metric, entries in by_metric.items():
+    runs = _runs(run_dirs)
+    several = len(runs) > 1
+    tolerance = tolerance if tolerance is not None else (SEVERAL_RUNS_TOLERANCE if several else SINGLE_RUN_TOLERANCE)
+    m = runs[0].manifest
+    backends = m.backend.split(",")
+    frozen = named("frozen")
+    values: dict[tuple, list] = {}
+    for run in runs:
+        for r in run.ok:
+            if r.metric in frozen:
+                key = (r.metric, r.suite, r.backend if len(backends) > 1 else None,
+                       tuple(sorted((k, str(v)) for k, v in r.params.items())))
+                values.setdefault(key, []).append(r)
+    if not values:
+        raise BenchError(f"{run_dirs[0]}: no measurement to freeze (no ok records of {', '.join(frozen)})")
+    how = (f"{len(runs)} runs: limits are each case's worst run widened by {WIDEN:g} between-run CVs, at least "
+           f"{tolerance:.0%}" if several else
+           f"one run: limits are its value widened by {WIDEN:g} of its own sample CVs, at least {tolerance:.0%} "
+           "(one run cannot show between-run drift: freeze several for limits from their spread)")
+    lines = [f"# Frozen by `bench baseline save` from {', '.join(r.manifest.run_id for r in runs)} "
+             f"({m.model}, {m.backend}, {_gpu(m)}, profile {m.profile}).", f"# {how}.",
+             "[meta]", f'name = "{name}"', f'model = "{m.model}"', f'gpu = "{_gpu(m)}"', f'profile = "{m.profile}"',
+             "", "[checks]"]
+    checks: dict[str, list[str]] = {}
+    refs: dict[str, list[str]] = {}
+    spread: dict[str, float] = {}
+    for (metric, suite, backend, _), records in sorted(values.items(), key=lambda kv: str(kv[0])):
+        if several and len(records) < len(runs):
+            continue  # measured in some runs only: no spread to set a limit from
+        spec, params = METRICS[metric], records[0].params
+        run_values = [r.value for r in records]
+        if several:
+            cv = _cv(run_values)
+            if len(records[0].samples) > 1:  # thresholds are for metrics judged by intervals
+                spread[metric] = max(spread.get(metric, 0.0), cv)
+        else:
+            samples = records[0].samples
+            cv = _cv(samples) if len(samples) > 1 else 0.0
+        slack = max(tolerance, WIDEN * cv, spec.tolerance or 0.0)
+        center = geometric_mean(run_values) if min(run_values) > 0 else statistics.mean(run_values)
+        if spec.better == "lower":
+            bound = f"max = {max(run_values) * (1 + slack):.6g}"
+        else:
+            bound = f"min = {min(run_values) / (1 + slack):.6g}"
+        where = _where(suite, params, backend)
+        checks.setdefault(metric, []).append(f"  {{ {bound}, where = {where} }},  # {center:.6g}, cv {cv:.1%}")
+        refs.setdefault(metric, []).append(f"  {{ value = {center:.6g}, where = {where} }},")
+    for metric, entries in checks.items():
         lines += [f"{metric} = [", *entries, "]"]
-    for metric, entries in ref_metric.items():
-        refs += [f"{metric} = [", *entries, "]"]
+    lines += ["", "[reference]"]
+    for metric, entries in refs.items():
+        lines += [f"{metric} = [", *entries, "]"]
+    if several:
+        lines += ["", f"# comparison thresholds: twice each metric's largest between-run CV, at least "
+                      f"{SEVERAL_RUNS_TOLERANCE:.0%}", "[thresholds]"]
+        lines += [f"{metric} = {max(SEVERAL_RUNS_TOLERANCE, 2 * cv):.3g}" for metric, cv in spread.items()]
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines + refs) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     load_baseline(path)  # what was written must read back: fail here, not in the next run
     return path

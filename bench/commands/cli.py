@@ -1,5 +1,6 @@
-"""`bench report | compare | doctor | baseline | export | merge | cluster`: working with runs outside a
-test session, and running the suites sharded over a cluster."""
+"""`bench compare | ab | errorrate | report | baseline | export | merge | doctor | cluster`: judging and
+publishing runs outside a test session, measuring two versions in alternating rounds, and running the
+suites sharded over a cluster."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.history:
         if len(args.runs) != 1:
             raise BenchError("--history takes one directory holding many runs, e.g. bench report reports/ --history")
-        out = render_history(Path(args.runs[0]), Path(args.output or Path(args.runs[0]) / "history.html"))
+        out = render_history(Path(args.runs[0]), Path(args.output or Path(args.runs[0]) / "history.html"),
+                             parse_threshold(args.threshold))
     elif len(args.runs) == 1:
         html, _ = render_run(Path(args.runs[0]))
         out = html
@@ -37,7 +39,8 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
     from bench.analysis.baselines import user_dir
 
-    path = freeze(Path(args.run), args.name, user_dir(args.dir), parse_threshold(args.tolerance), args.force)
+    tolerance = parse_threshold(args.tolerance) if args.tolerance else None
+    path = freeze([Path(r) for r in args.runs], args.name, user_dir(args.dir), tolerance, args.force)
     print(path)
     return 0
 
@@ -86,7 +89,7 @@ RESERVED_BY_CLUSTER = ("--gpu", "--shard", "--report-dir", "--run-id", "-n", "--
 def cmd_cluster_run(args: argparse.Namespace) -> int:
     from bench.commands.cluster import cluster_run
 
-    pytest_args = [a for a in args.pytest_args if a != "--"]
+    pytest_args = args.pytest_args
     taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED_BY_CLUSTER]
     if taken:
         raise BenchError(f"{taken[0]}: set by bench cluster for each shard; leave it out of the pytest arguments")
@@ -106,30 +109,65 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import os
-
     from bench.analysis.baselines import load_baseline
-    from bench.analysis.compare import compare
-    from bench.report.comparison import to_json, to_markdown, to_table
+    from bench.analysis.compare import Rules, baseline_of_run, compare
     from bench.records.results import read_results
 
-    from bench.analysis.compare import run_thresholds
-
     base, new = read_results(Path(args.base)), read_results(Path(args.new))
-    overrides = load_baseline(args.baseline).thresholds if args.baseline else run_thresholds(Path(args.base))
-    result = compare(base, new, parse_threshold(args.threshold), overrides)
-    render = {"table": lambda: to_table(result, args.base, args.new, args.all),
-              "markdown": lambda: to_markdown(result, args.base, args.new),
-              "json": lambda: to_json(result, args.base, args.new)}[args.format]
+    baseline = load_baseline(args.baseline) if args.baseline else baseline_of_run(Path(args.base))
+    result = compare(base, new, Rules.of(parse_threshold(args.threshold), baseline))
+    _emit(result, args.base, args.new, args.format, args.all)
+    return 1 if result.failed else 0
+
+
+def _emit(result, base: str, new: str, fmt: str, all_rows: bool = False) -> None:
+    """Print a comparison in the chosen format, and append its markdown to a CI job summary."""
+    import os
+
+    from bench.report.comparison import to_json, to_markdown, to_table
+
+    render = {"table": lambda: to_table(result, base, new, all_rows), "markdown": lambda: to_markdown(result, base, new),
+              "json": lambda: to_json(result, base, new)}[fmt]
     print(render())
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(to_markdown(result, args.base, args.new) + "\n")
-    return 1 if result.regressions else 0
+            fh.write(to_markdown(result, base, new) + "\n")
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    import time
+
+    from bench.analysis.baselines import load_baseline
+    from bench.analysis.compare import Rules, compare_rounds
+    from bench.commands.ab import remove_worktrees, run_ab
+    from bench.report.comparison import to_json, to_markdown
+
+    pytest_args = args.pytest_args or ["suites/"]
+    out = Path(args.report_dir) / (args.run_id or time.strftime("%Y%m%d-%H%M%S-ab"))
+    if out.exists() and any(out.iterdir()):
+        raise BenchError(f"{out} exists and is not empty; choose another --run-id")
+    try:
+        a, b = run_ab((args.ref_a, args.ref_b), pytest_args, out, args.rounds,
+                      echo=lambda line: print(line, file=sys.stderr))
+    finally:
+        if not args.keep_worktrees:
+            remove_worktrees(out)
+    # A baseline's [thresholds] absorb the drift between two separate runs; paired rounds measure that
+    # drift instead, so they apply here only when a baseline is named.
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    result = compare_rounds(a, b, Rules.of(parse_threshold(args.threshold), baseline))
+    (out / "ab.md").write_text(to_markdown(result, args.ref_a, args.ref_b), encoding="utf-8")
+    (out / "ab.json").write_text(to_json(result, args.ref_a, args.ref_b), encoding="utf-8")
+    _emit(result, args.ref_a, args.ref_b, args.format, args.all)
+    print(out, file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
+
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gpt-oss-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="render a run's report.html, a comparison page of several runs, or a history")
     p.add_argument("runs", nargs="+", help="run directories (one: its report; several: side by side)")
@@ -140,11 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("baseline", help="baseline files")
     bsub = p.add_subparsers(dest="baseline_command", required=True)
-    p = bsub.add_parser("save", help="freeze a run's medians and noise into a baseline file")
-    p.add_argument("run")
+    p = bsub.add_parser("save", help="freeze runs (their values and between-run spread) into a baseline file")
+    p.add_argument("runs", nargs="+", help="run directories of one configuration; several give limits from their spread")
     p.add_argument("--name", required=True, help="the baseline's name (file baselines/NAME.toml)")
     p.add_argument("--dir", default=None, help="where to write it (default: $BENCH_BASELINE_DIR, else ./baselines)")
-    p.add_argument("--tolerance", default="5%", help="least slack around each median (noise may widen it)")
+    p.add_argument("--tolerance", default=None,
+                   help="least slack of each limit (default: 30%% from one run, 5%% from several; noise may widen it)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_baseline_save)
 
@@ -173,8 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send this directory to the workers (Ray working_dir) instead of using the same path there")
     p.add_argument("--report-dir", default="reports")
     p.add_argument("--run-id", help="name of the merged run directory")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then the pytest arguments, e.g. -- suites/")
-    p.set_defaults(func=cmd_cluster_run)
+    p.set_defaults(func=cmd_cluster_run, takes_pytest_args=True)
 
     p = sub.add_parser("compare", help="compare two runs; exit 1 when a metric regressed beyond noise")
     p.add_argument("base", help="the reference run directory or results.jsonl")
@@ -183,17 +221,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--baseline", help="a baseline whose [thresholds] set per-metric thresholds "
                                       "(default: the one the base run was checked against)")
-    p.add_argument("--all", action="store_true", help="list unchanged metrics too (table format)")
+    p.add_argument("--all", action="store_true", help="list unchanged metrics and diagnostics too (table format)")
     p.set_defaults(func=cmd_compare)
+
+    from bench.commands.ab import DEFAULT_ROUNDS
+
+    p = sub.add_parser("ab", help="run two git refs' suites in alternating rounds here and compare them paired; "
+                                  "exit 1 on a regression (the recommended CI gate)")
+    p.add_argument("ref_a", help="the reference version: a branch, tag or commit (. is the working tree)")
+    p.add_argument("ref_b", help="the version to judge")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds of A and B (default {DEFAULT_ROUNDS})")
+    p.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
+    p.add_argument("--baseline", help="a baseline whose [thresholds] and [gates] apply (default: none; --threshold for all)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--all", action="store_true", help="list unchanged metrics and diagnostics too (table format)")
+    p.add_argument("--report-dir", default="reports", help="where the rounds' runs go (default reports/)")
+    p.add_argument("--run-id", help="name of the directory holding the rounds (default: time-ab)")
+    p.add_argument("--keep-worktrees", action="store_true", help="leave the refs' worktrees in the run directory")
+    p.set_defaults(func=cmd_ab, takes_pytest_args=True)
+
+    from bench.commands.errorrate import add_arguments
+
+    p = sub.add_parser("errorrate", help="measure how often the gate is wrong here: A/A false alarms and "
+                                         "detection of injected slowdowns, for bench compare and bench ab")
+    add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` is pytest's (bench ab, errorrate, cluster run), options of ours go before it.
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, pytest_args = argv[:split], argv[split + 1:]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse's usage errors exit 2, as bad input should
         return int(exc.code or 0)
+    if pytest_args and not getattr(args, "takes_pytest_args", False):
+        print(f"bench {args.command}: takes no pytest arguments (after --)", file=sys.stderr)
+        return 2
+    args.pytest_args = pytest_args
     try:
         return args.func(args)
     except BenchError as exc:

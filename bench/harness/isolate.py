@@ -31,20 +31,25 @@ class ChildResult:
     records: list[Measurement]
 
 
-def child_command(nodeid: str, run_dir: str, options, case_timeout: float | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", nodeid, "-q", "-rfEs", "-p", "no:cacheprovider",
-           "--bench-worker-run", run_dir, "--model", options.model, "--backend", options.backend,
-           "--profile", options.profile, "--dataset", options.dataset, "--precision", options.precision]
+def pytest_command(nodeids: list[str], options) -> list[str]:
+    """A child pytest running some cases of this session with its settings (isolated cases, a
+    confirming re-measurement). The parent compares and judges; the child only measures."""
+    cmd = [sys.executable, "-m", "pytest", *nodeids, "-q", "-rfEs", "-p", "no:cacheprovider",
+           "--model", options.model, "--backend", options.backend, "--profile", options.profile,
+           "--dataset", options.dataset, "--precision", options.precision]
     if options.gpu:
         cmd += ["--gpu", options.gpu]
-    if case_timeout:
-        cmd += ["--timeout", str(case_timeout)]
     if options.baseline:
         cmd += ["--baseline", options.baseline]
-    if options.compare:
-        cmd += ["--compare", options.compare, "--threshold", str(options.threshold)]
-        if options.fail_on_regression:
-            cmd.append("--fail-on-regression")
+    if options.baseline_dir:
+        cmd += ["--baseline-dir", options.baseline_dir]
+    return cmd
+
+
+def child_command(nodeid: str, run_dir: str, options, case_timeout: float | None = None) -> list[str]:
+    cmd = pytest_command([nodeid], options) + ["--bench-worker-run", run_dir]
+    if case_timeout:
+        cmd += ["--timeout", str(case_timeout)]
     return cmd
 
 

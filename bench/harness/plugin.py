@@ -12,10 +12,10 @@ import os
 import time
 
 import pytest
+from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml, for suite-level properties
 
 from bench.harness.case import Case, case_params
 from bench.analysis.options import parse_threshold
-from bench.analysis.compare import describe
 from bench.errors import BenchError
 from bench.records.profiles import axes
 from bench.harness.session import BenchOptions, BenchSession
@@ -36,8 +36,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default="quick", help="quick | standard | full (default: quick)")
     group.addoption("--baseline", default=None, help="baseline name in baselines/ or a TOML file (default: by model and GPU)")
     group.addoption("--compare", default=None, help="a run directory or results.jsonl to compare this run with")
-    group.addoption("--fail-on-regression", action="store_true", help="fail the session when --compare finds a regression")
+    group.addoption("--fail-on-regression", action="store_true",
+                    help="exit 1 when --compare finds a regression in a gating metric (after --confirm, if given)")
+    group.addoption("--confirm", action="store_true",
+                    help="re-measure the cases --compare suspects, in a fresh process; only a regression found again fails")
     group.addoption("--threshold", default="5%", help="smallest change --compare calls a regression (default 5%%)")
+    group.addoption("--require-checks", action="store_true",
+                    help="fail when no baseline check applies to this run (a silent green is not a pass)")
+    group.addoption("--baseline-dir", default=None,
+                    help="your baselines: searched before the shipped ones (default: $BENCH_BASELINE_DIR, else ./baselines)")
     group.addoption("--report-dir", default="reports", help="where run directories are written (default: reports/)")
     group.addoption("--dataset", default="builtin", help="training data: builtin | a local .json/.jsonl/.csv/.parquet | a hub name")
     group.addoption("--precision", default="auto",
@@ -69,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
         gpu=config.getoption("--gpu"), model=config.getoption("--model"), backend=config.getoption("--backend"),
         profile=config.getoption("--profile"), baseline=config.getoption("--baseline"),
         compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
+        confirm=config.getoption("--confirm"), baseline_dir=config.getoption("--baseline-dir"),
+        require_checks=config.getoption("--require-checks"),
         report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
         run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold,
         resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
@@ -214,7 +223,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     result = run_case(item.nodeid, bench.start(), bench.options, item.config.getoption("timeout", None))
     bench.adopt(result.records)
-    bench.compare_case(result.records)  # for the session's summary; the child judged the case itself
     if result.returncode not in (0, 1) and not any(r.metric == "case" for r in result.records):
         # the process died without a word: one `case` record saying how
         _case_of(item)("case", None, status="failed", error=f"{death_reason(result.returncode)}\n{result.output}")
@@ -296,13 +304,8 @@ def pytest_runtest_call(item: pytest.Item):
     finally:
         item_case.record_usage()  # an out-of-memory case keeps the peak it reached
     problems = [f"baseline check failed: {message}" for message in item_case.failures]
-    bench = item.config.stash[SESSION_KEY]
-    for change in bench.compare_case(item_case.records):
-        item.user_properties.append(("regression", describe(change)))
-        if bench.options.fail_on_regression:
-            problems.append(f"regression against {bench.options.compare}: {describe(change)}")
     if problems:
-        item_case.judged = True  # measured, then failed on its checks or a regression
+        item_case.judged = True  # measured, then failed on its checks
         pytest.fail("\n".join(problems), pytrace=False)
     return result
 
@@ -329,7 +332,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: the comparison's properties go in it
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
-    if bench is not None:
-        bench.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if bench is None:
+        return
+    bench.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if bench.options.require_checks and bench.run_dir is not None and not bench.outcomes \
+            and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # --require-checks: nothing was checked
+    if bench.comparison is None:
+        return
+    from bench.harness.verdicts import junit_properties
+
+    xml = session.config.stash.get(junitxml_key, None)
+    if xml is not None:
+        for name, value in junit_properties(bench.comparison):
+            xml.add_global_property(name, value)
+    if bench.options.fail_on_regression and bench.comparison.failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -7,7 +7,6 @@ suite cases are actually collected (`start`), so `pytest tests/` leaves nothing 
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import sys
@@ -16,9 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.harness import workers
-from bench.telemetry import environment
+from bench.telemetry import environment, failpoints
 from bench.backends import TrainSettings, resolve_backend_name
-from bench.analysis.baselines import Baseline, CheckOutcome, evaluate, find_default, load_baseline, unmatched_checks
+from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
+                                      unmatched_checks)
 from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
 from bench.errors import BenchError
 from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
@@ -44,6 +44,9 @@ class BenchOptions:
     precision: str = "auto"
     threshold: float = 0.05
     resume: str | None = None
+    confirm: bool = False  # re-measure suspected regressions before they fail the run
+    baseline_dir: str | None = None
+    require_checks: bool = False  # no baseline check applying is a failure, not a silent green
     gpu_price_per_hour: str | None = None  # a number, or a TOML price table by GPU name
     isolate: bool = False
     worker_run: str | None = None  # set in a worker's process: the controller's run directory
@@ -83,6 +86,9 @@ class BenchSession:
         self.gpu = next((g for g in available if self.device != "cpu" and g.index == self.gpu_indices[0]), None)
         self.hardware = self.gpu.name if self.gpu else ("cuda" if self.device != "cpu" else "cpu")
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
+        if options.require_checks and self.baseline is None and not options.worker_run:
+            raise BenchError(f"--require-checks: {self.no_checks_reason}; pass --baseline NAME_OR_FILE, or freeze "
+                             "a run with `bench baseline save RUN --name NAME`")
         if options.precision not in PRECISIONS:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
         self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
@@ -102,8 +108,7 @@ class BenchSession:
         self.report_error: str | None = None  # why report.html could not be rendered, if it could not
         self.left_on_device_gb: float | None = None  # NVML's count for this worker when its turn ended
         self.collected_suites: set[str] = set()
-        self.changes: list = []  # MetricChange of every case compared with --compare
-        self._compared_keys: set[tuple] = set()  # case keys this run measured, for what it lacks
+        self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
     # ---- validation -------------------------------------------------------------------------
     def _pick_device(self, explicit: bool) -> str:
@@ -126,10 +131,14 @@ class BenchSession:
         return device
 
     def _pick_baseline(self) -> tuple[Baseline | None, bool]:
+        search = search_path(self.options.baseline_dir)
         if self.options.baseline:
-            baseline, matches = load_baseline(self.options.baseline), True
+            baseline, matches = load_baseline(self.options.baseline, search), True
+            if baseline.profile and baseline.profile != self.profile.name:
+                raise BenchError(f"baseline {baseline.path} was frozen from a --profile {baseline.profile} run; "
+                                 f"run that profile or pass another --baseline")
         else:
-            baseline, matches = find_default(self.source.spec, self.hardware)
+            baseline, matches = find_default(self.source.spec, self.hardware, search, self.profile.name)
         if baseline is not None:
             cases = [c for name in self.backend_names for c in grid(self.profile, self.source.spec, name)]
             loose = unmatched_checks(baseline, cases)
@@ -137,6 +146,14 @@ class BenchSession:
                 raise BenchError(f"baseline {baseline.path}: check '{loose[0].describe()}' matches no case of "
                                  f"profile {self.profile.name}; fix its 'where' or choose another --profile")
         return baseline, matches
+
+    @property
+    def no_checks_reason(self) -> str:
+        """Why nothing was checked, in the words the terminal, summary and report use."""
+        where = "this CPU" if self.hardware == "cpu" else self.hardware
+        if self.baseline is None:
+            return f"no baseline matched {self.source.spec} on {where}: nothing was checked"
+        return f"baseline '{self.baseline.name}' has no check for what this run measured: nothing was checked"
 
     # ---- what the suites run -------------------------------------------------------------------
     @property
@@ -206,9 +223,13 @@ class BenchSession:
             git_commit=environment.git_commit(), hostname_sha256=environment.hostname_sha256(),
             gpus=environment.gpus(self.gpu_indices), versions=environment.versions(),
             environment={**environment.allowed_environment(), "host": environment.host()},
-            baseline=str(self.baseline.path) if self.baseline else None, timings=self.timings,
-            gpu_price_per_hour=self.price_per_hour,
+            baseline=str(self.baseline.path.resolve()) if self.baseline else None, timings=self.timings,
+            gpu_price_per_hour=self.price_per_hour, test_hooks=failpoints.active(),
         )
+        if self.manifest.test_hooks:
+            self.manifest.notes.append("made with test-only hooks set ("
+                                       + ", ".join(f"{k}={v}" for k, v in self.manifest.test_hooks.items())
+                                       + "): its figures are not a real measurement")
         if self.baseline and not self.baseline_hardware_matches:
             self.manifest.notes.append(f"baseline '{self.baseline.name}' was measured on {self.baseline.gpu}, "
                                        f"not on {self.hardware}: its checks are applied as documented targets")
@@ -309,34 +330,22 @@ class BenchSession:
             gpu_uuid=self.gpu.uuid if self.gpu else None, status=status,
             error=environment.redact(error) if error else None, extra=extra or {})
 
-    def compare_case(self, records: list[Measurement]) -> list:
-        """This case's records against the same case of the --compare run: its regressions."""
-        if self.compare_records is None or not records:
-            return []
-        from bench.analysis.compare import compare
+    def compare(self) -> None:
+        """This run against the --compare run: one comparison of the whole run, so that its
+        false alarms are controlled over every gating pair at once (`bench.analysis.compare`)."""
+        if self.compare_records is None:
+            return
+        from bench.analysis.compare import Rules, compare, mixes_variants
 
-        keys = {r.case_key() for r in records}
-        self._compared_keys |= {r.case_key() + (r.variant,) if self._by_variant else r.case_key() for r in records}
-        base = [r for r in self.compare_records if r.case_key() in keys]
-        overrides = self.baseline.thresholds if self.baseline else None
-        result = compare(base, records, self.options.threshold, overrides, by_variant=self._by_variant)
-        self.changes.extend(result.changes)
-        return result.regressions
+        several = len(self.backend_names) > 1 or self.options.each_gpu
+        by_variant = several or mixes_variants(self.compare_records)
+        rules = Rules.of(self.options.threshold, self.baseline)
+        self.comparison = compare(self.compare_records, self.records, rules, by_variant)
+        if self.options.confirm and self.comparison.failed and self.run_dir is not None:
+            from bench.harness import confirm
 
-    @functools.cached_property
-    def _by_variant(self) -> bool:
-        """Whether --compare matches like with like: this run or the base measured several variants."""
-        from bench.analysis.compare import mixes_variants
-
-        several = len(self.backend_names) > 1 or self.options.turn is not None or self.options.each_gpu
-        return several or mixes_variants(self.compare_records or [])
-
-    def comparison(self):
-        """Everything --compare found so far, with the base run's measurements this run lacks."""
-        from bench.analysis.compare import Comparison, comparable_keys
-
-        missing = comparable_keys(self.compare_records or [], self._by_variant) - self._compared_keys
-        return Comparison(self.changes, only_base=sorted(missing, key=str))
+            again = confirm.remeasure(confirm.suspects(self.comparison, self.records), self.options, self.run_dir)
+            self.comparison = confirm.confirmed(self.comparison, self.compare_records, again, rules, by_variant)
 
     def adopt(self, records: list[Measurement]) -> None:
         """Records an isolated case's process wrote: counted here as if written here."""
@@ -350,11 +359,6 @@ class BenchSession:
         self.timings = self.manifest.timings
         records = read_results(self.run_dir) if (self.run_dir / "results.jsonl").is_file() else []
         self.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
-        by_test: dict[str, list[Measurement]] = {}
-        for record in records:
-            by_test.setdefault(record.test_id, []).append(record)
-        for case_records in by_test.values():
-            self.compare_case(case_records)
 
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
@@ -366,6 +370,9 @@ class BenchSession:
             return  # the controller owns the manifest and the report
         if self.plan is not None:
             self._gather_workers()
+        if not self.outcomes and self.records:
+            self.manifest.notes.append(self.no_checks_reason)
+        self.compare()
         self.manifest.status = "incomplete" if interrupted else "complete"
         self.manifest.finished = time.time()
         self.manifest.write(self.run_dir)
@@ -375,11 +382,13 @@ class BenchSession:
             render_run(self.run_dir)
         except Exception as exc:  # the measurements are on disk already; a report bug must not cost them
             self.report_error = f"{type(exc).__name__}: {exc}"
-        if self.compare_records is not None:
-            from bench.report.comparison import to_markdown
+        if self.comparison is not None:
+            from bench.report.comparison import to_json, to_markdown
 
             (self.run_dir / "comparison.md").write_text(
-                to_markdown(self.comparison(), self.options.compare, str(self.run_dir)), encoding="utf-8")
+                to_markdown(self.comparison, self.options.compare, str(self.run_dir)), encoding="utf-8")
+            (self.run_dir / "comparison.json").write_text(
+                to_json(self.comparison, self.options.compare, str(self.run_dir)), encoding="utf-8")
 
 
 def _backend_names(spec: str) -> list[str]:

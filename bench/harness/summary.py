@@ -26,16 +26,21 @@ def summary_lines(session: BenchSession) -> list[str]:
             case = f"{lane_of(r, by)}: {case}"
         rows.append((r.suite, case, r.metric, value, limit, result))
     lines = text_table(rows, 48)
-    if session.compare_records is not None:
+    failed = sum(1 for o in session.outcomes if not o.passed)
+    lines.append("")
+    lines.append(f"checks: {len(session.outcomes) - failed} passed, {failed} failed"
+                 + (f" (baseline {session.baseline.path})" if session.baseline else "")
+                 if session.outcomes else f"checks: NONE: {session.no_checks_reason}")
+    if session.comparison is not None:
         from bench.analysis.compare import describe
+        from bench.report.comparison import headline
 
-        comparison = session.comparison()
-        counts = comparison.counts()
+        comparison = session.comparison
         lines.append("")
-        lines.append(f"compared with {session.options.compare}: "
-                     + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no case in common"))
-        lines += [f"  REGRESSION {describe(c)}" for c in comparison.regressions]
-        lines += [f"  improvement {describe(c)}" for c in comparison.improvements]
+        lines += [f"  REGRESSION {describe(c, describe_params)}{(' ' + c.note) if c.note else ''}"
+                  for c in comparison.regressions]
+        lines += [f"  improvement {describe(c, describe_params)}" for c in comparison.improvements]
+        lines.append(f"compared with {session.options.compare}: {headline(comparison)}")
     if session.run_dir is not None:
         lines.append(f"results: {session.run_dir / 'results.jsonl'}")
         if session.report_error:

@@ -1,69 +1,117 @@
-"""Every metric the suites emit: unit, which direction is better, and what it means.
+"""Every metric the suites emit, with every rule about it: unit, which direction is better, the
+suites that measure it, whether a comparison gates on it, the tolerance of a single reading,
+whether it is charted and frozen into baselines.
 
-Baseline files and comparisons are validated against this table, so a typo in a metric name is an
-error before anything runs instead of a check that silently matches nothing.
+This table is the one home of per-metric rules: baseline files, comparisons, resuming, freezing and
+the report's charts read it, so a typo in a metric name is an error before anything runs and a
+rule is changed in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+SUITES = ("load", "train", "infer", "adapter", "concurrency")
 
 
 @dataclass(frozen=True)
 class Metric:
     unit: str
-    better: str
+    better: str  # "lower" | "higher"
     suites: tuple[str, ...]
     doc: str
+    # A gating metric can fail a comparison (exit 1); the others are diagnostics, reported and
+    # never failing unless a baseline's [gates] opts them in. `gate_where` narrows gating to some
+    # cases (the warm load: the cold one is a one-off cost).
+    gates: bool = False
+    gate_where: dict = field(default_factory=dict)
+    # A value measured once (no samples) has no interval: a change beyond this relative tolerance
+    # counts. None: such a reading is shown, never judged.
+    tolerance: float | None = None
+    compared: bool = True  # False: describes the configuration (equal by construction)
+    charted: bool = False  # drawn on comparison, engine/GPU and history pages
+    frozen: bool = False  # written as a check by `bench baseline save`
+    closes_case: bool = False  # written when a case ends (also when it raised): resuming knows it finished
+    own_interval: bool = False  # the record's extra holds its own 95% interval (low, high)
 
 
+M = Metric
 METRICS: dict[str, Metric] = {
-    "load_s": Metric("s", "lower", ("load",), "model load time; params.cache says cold (first in process) or warm"),
-    "load_memory_gb": Metric("GB", "lower", ("load",), "torch allocated after load (CUDA) / RSS growth (CPU)"),
-    "peak_vram_gb": Metric("GB", "lower", ("load", "train", "infer"), "peak torch-allocated CUDA memory"),
-    "peak_reserved_gb": Metric("GB", "lower", ("load", "train", "infer"), "peak torch-reserved CUDA memory (caching allocator)"),
-    "nvml_peak_used_gb": Metric("GB", "lower", ("load", "train", "infer"), "peak device memory used as NVML (nvidia-smi) reports it"),
-    "peak_rss_gb": Metric("GB", "lower", ("load", "train", "infer"), "peak resident memory of the process (CPU runs)"),
-    "s_per_step": Metric("s", "lower", ("train",), "optimizer step time, warm-up step excluded"),
-    "train_tokens_per_s": Metric("tok/s", "higher", ("train",), "non-padding tokens trained per second"),
-    "initial_loss": Metric("", "lower", ("train",), "training loss at the first logged step"),
-    "final_loss": Metric("", "lower", ("train",), "training loss at the end: mean of the last 5 logged steps"),
-    "steps_to_target_loss": Metric("steps", "lower", ("train",), "first step whose loss is under the target (1.5)"),
-    "adapter_mb": Metric("MB", "lower", ("train",), "LoRA adapter size on disk"),
-    "trainable_params_m": Metric("M", "lower", ("train",), "trainable LoRA parameters, millions"),
-    "resume_loss_delta": Metric("", "lower", ("train",), "relative gap between resumed and uninterrupted loss"),
-    "ttft_s": Metric("s", "lower", ("infer",), "time to first token (prefill + first sample)"),
-    "decode_tok_s": Metric("tok/s", "higher", ("infer",), "decode tokens per second, all sequences of the batch"),
-    "decode_tok_s_per_seq": Metric("tok/s", "higher", ("infer",), "decode tokens per second per sequence"),
-    "itl_p50_ms": Metric("ms", "lower", ("infer",), "median inter-token latency"),
-    "itl_p99_ms": Metric("ms", "lower", ("infer",), "99th percentile inter-token latency"),
-    "first_generate_s": Metric("s", "lower", ("infer",), "first generate after loading (warm-up, compilation)"),
-    "energy_j_per_token": Metric("J/tok", "lower", ("infer", "train"), "GPU energy per generated or trained token"),
-    "energy_j_per_step": Metric("J", "lower", ("train",), "GPU energy per optimizer step (NVML counter)"),
-    "gpu_util_pct": Metric("%", "higher", ("infer", "train"), "mean GPU utilization (NVML)"),
-    "mbu": Metric("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
-    "mfu": Metric("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),
-    "adapter_roundtrip_equal": Metric("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs"),
-    "adapter_changes_output": Metric("", "higher", ("adapter",), "1 when the adapter's outputs differ from the base model's"),
-    "new_tokens": Metric("tok", "higher", ("infer",), "new tokens generated per sequence (the effort's budget)"),
-    "train_tok_s_alone": Metric("tok/s", "higher", ("concurrency",), "training tokens/s with nothing else running"),
-    "train_tok_s_together": Metric("tok/s", "higher", ("concurrency",), "training tokens/s while serving runs"),
-    "serve_tok_s_alone": Metric("tok/s", "higher", ("concurrency",), "generated tokens/s of batched serving alone"),
-    "serve_tok_s_together": Metric("tok/s", "higher", ("concurrency",), "generated tokens/s while training runs"),
-    "train_retained": Metric("", "higher", ("concurrency",),
-                             "training throughput together / alone (1: no interference); extra has its 95% CI"),
-    "serve_retained": Metric("", "higher", ("concurrency",),
-                             "serving throughput together / alone (1: no interference); extra has its 95% CI"),
-    "case": Metric("", "higher", ("load", "train", "infer", "adapter", "concurrency"),
-                   "one record per case that failed, was skipped, ran out of memory or timed out"),
+    "load_s": M("s", "lower", ("load",), "model load time; params.cache says cold (first in process) or warm",
+                gates=True, gate_where={"cache": "warm"}, tolerance=0.5, charted=True, frozen=True),
+    "load_memory_gb": M("GB", "lower", ("load",), "torch allocated after load (CUDA) / RSS growth (CPU)",
+                        tolerance=0.25),
+    "peak_vram_gb": M("GB", "lower", ("load", "train", "infer"), "peak torch-allocated CUDA memory",
+                      gates=True, tolerance=0.02, charted=True, frozen=True, closes_case=True),
+    "peak_reserved_gb": M("GB", "lower", ("load", "train", "infer"), "peak torch-reserved CUDA memory (caching allocator)",
+                          tolerance=0.05),
+    "nvml_peak_used_gb": M("GB", "lower", ("load", "train", "infer"),
+                           "peak device memory used as NVML (nvidia-smi) reports it", tolerance=0.05, charted=True,
+                           closes_case=True),
+    "peak_rss_gb": M("GB", "lower", ("load", "train", "infer"), "peak resident memory of the process (CPU runs)",
+                     tolerance=0.10, closes_case=True),
+    "s_per_step": M("s", "lower", ("train",), "optimizer step time, warm-up step excluded",
+                    gates=True, charted=True, frozen=True),
+    "train_tokens_per_s": M("tok/s", "higher", ("train",), "non-padding tokens trained per second",
+                            gates=True, charted=True, frozen=True),
+    "initial_loss": M("", "lower", ("train",), "training loss at the first logged step", tolerance=0.03),
+    "final_loss": M("", "lower", ("train",), "training loss at the end: mean of the last 5 logged steps",
+                    gates=True, tolerance=0.03, charted=True, frozen=True),
+    "steps_to_target_loss": M("steps", "lower", ("train",), "first step whose loss is under the target (1.5)",
+                              tolerance=0.25),
+    "adapter_mb": M("MB", "lower", ("train",), "LoRA adapter size on disk", tolerance=0.01, frozen=True),
+    "trainable_params_m": M("M", "lower", ("train",), "trainable LoRA parameters, millions", tolerance=0.0),
+    "resume_loss_delta": M("", "lower", ("train",), "relative gap between resumed and uninterrupted loss",
+                           tolerance=0.02),
+    "ttft_s": M("s", "lower", ("infer",), "time to first token (prefill + first sample)",
+                gates=True, charted=True, frozen=True),
+    "decode_tok_s": M("tok/s", "higher", ("infer",), "decode tokens per second, all sequences of the batch",
+                      gates=True, charted=True, frozen=True),
+    "decode_tok_s_per_seq": M("tok/s", "higher", ("infer",), "decode tokens per second per sequence"),
+    "itl_p50_ms": M("ms", "lower", ("infer",), "median inter-token latency", gates=True, frozen=True),
+    "itl_p99_ms": M("ms", "lower", ("infer",), "99th percentile inter-token latency"),
+    "first_generate_s": M("s", "lower", ("infer",), "first generate after loading (warm-up, compilation)",
+                          tolerance=0.5),
+    "energy_j_per_token": M("J/tok", "lower", ("infer", "train"), "GPU energy per generated or trained token",
+                            charted=True),
+    "energy_j_per_step": M("J", "lower", ("train",), "GPU energy per optimizer step (NVML counter)"),
+    "gpu_util_pct": M("%", "higher", ("infer", "train"),
+                      "mean GPU utilization (NVML): a diagnostic, lower is not worse", tolerance=None),
+    "mbu": M("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
+    "mfu": M("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),
+    "adapter_roundtrip_equal": M("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs",
+                                 gates=True, tolerance=0.0),
+    "adapter_changes_output": M("", "higher", ("adapter",), "1 when the adapter's outputs differ from the base model's",
+                                tolerance=0.0),
+    "new_tokens": M("tok", "higher", ("infer",), "new tokens generated per sequence (the effort's budget)",
+                    compared=False),
+    "train_tok_s_alone": M("tok/s", "higher", ("concurrency",), "training tokens/s with nothing else running"),
+    "train_tok_s_together": M("tok/s", "higher", ("concurrency",), "training tokens/s while serving runs"),
+    "serve_tok_s_alone": M("tok/s", "higher", ("concurrency",), "generated tokens/s of batched serving alone"),
+    "serve_tok_s_together": M("tok/s", "higher", ("concurrency",), "generated tokens/s while training runs"),
+    "train_retained": M("", "higher", ("concurrency",),
+                        "training throughput together / alone (1: no interference); extra has its 95% CI",
+                        own_interval=True),
+    "serve_retained": M("", "higher", ("concurrency",),
+                        "serving throughput together / alone (1: no interference); extra has its 95% CI",
+                        own_interval=True),
+    "case": M("", "higher", SUITES, "one record per case that failed, was skipped, ran out of memory or timed out",
+              compared=False, closes_case=True),
 }
+del M
 
 PARAM_KEYS = ("suite", "model", "backend", "lora_r", "batch_size", "grad_accum", "effort", "cache",
               "dtype", "gpu_index", "placement", "serve_batch")
 
 
-SUITES = ("load", "train", "infer", "adapter", "concurrency")
+def gates(metric: str, params: dict) -> bool:
+    """Whether a measurement of `metric` with `params` gates a comparison by default."""
+    spec = METRICS.get(metric)
+    if spec is None or not spec.gates:
+        return False
+    return all(str(params.get(k)) == str(v) for k, v in spec.gate_where.items())
 
 
-def metric(name: str) -> Metric:
-    return METRICS[name]
+def named(rule: str) -> tuple[str, ...]:
+    """The metrics for which a boolean rule of the registry is set, in registry order."""
+    return tuple(name for name, spec in METRICS.items() if getattr(spec, rule))

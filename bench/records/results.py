@@ -20,7 +20,6 @@ from bench.errors import BenchError
 SCHEMA = 1
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
-STATUSES = ("ok", "failed", "skipped", "oom", "timeout")
 
 
 @dataclass(frozen=True)
@@ -157,6 +156,7 @@ class RunManifest:
     calibration: dict = field(default_factory=dict)
     gpu_price_per_hour: float | None = None
     workers: list[dict] = field(default_factory=list)  # per-worker GPU, engine, timings (several devices)
+    test_hooks: dict = field(default_factory=dict)  # test-only fault or slowdown hooks that were set
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 

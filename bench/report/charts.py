@@ -65,22 +65,30 @@ def metric_by(frame: pd.DataFrame, metric: str, x: str, series: str | None, ylab
     return _svg(fig)
 
 
+VERDICT_COLORS = {"regression": "#cf222e", "improvement": "#1a7f37", "inconclusive": "#bf8700", "unchanged": "#57606a"}
+
+
 def ratio_chart(labels: list[str], ratios: list[float], lows: list[float], highs: list[float],
-                threshold: float, better: str) -> str | None:
-    """new/base ratios with their confidence intervals, one row per case; the band is +-threshold."""
+                thresholds: list[float | None], verdicts: list[str], better: str) -> str | None:
+    """new/base ratios with the interval each verdict was judged on, one row per case, coloured by
+    that verdict; the grey band is the threshold either side of 1."""
     if not labels:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(labels) + 1.0))
+    fig, ax = plt.subplots(figsize=(7.2, 0.34 * len(labels) + 1.3))
     ys = list(range(len(labels)))
-    worse = [(r > 1 + threshold) if better == "lower" else (r < 1 / (1 + threshold)) for r in ratios]
-    colors = ["tab:red" if w else "tab:blue" for w in worse]
-    ax.axvspan(1 / (1 + threshold), 1 + threshold, color="0.9", zorder=0)
+    threshold = max((t for t in thresholds if t is not None), default=0.0)
+    ax.axvspan(1 / (1 + threshold), 1 + threshold, color="0.92", zorder=0)
     ax.axvline(1.0, color="0.4", linewidth=0.8)
-    for y, r, lo, hi, c in zip(ys, ratios, lows, highs, colors):
-        ax.errorbar([r], [y], xerr=[[max(r - lo, 0)], [max(hi - r, 0)]], fmt="o", color=c, capsize=3)
-    ax.set_yticks(ys, labels, fontsize=7)
+    for y, r, lo, hi, v in zip(ys, ratios, lows, highs, verdicts):
+        ax.errorbar([r], [y], xerr=[[max(r - lo, 0)], [max(hi - r, 0)]], fmt="o", color=VERDICT_COLORS[v], capsize=3)
+    ax.set_yticks(ys, labels, fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlabel(f"ratio to the first run ({better} is better); grey: within the threshold")
+    shown = [v for v in VERDICT_COLORS if v in verdicts]
+    ax.legend(handles=[plt.Line2D([], [], marker="o", linestyle="", color=VERDICT_COLORS[v], label=v) for v in shown],
+              fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.3 / max(len(labels), 1)),
+              ncol=len(shown))
+    ax.set_xlabel(f"new / base ({better} is better); bars: the interval the verdict used; grey: within ±{threshold:.0%}",
+                  fontsize=9)
     return _svg(fig)
 
 

@@ -1,4 +1,6 @@
-"""A comparison of two runs as a terminal table, markdown (pull-request comments) or JSON."""
+"""A `Comparison` as every view shows it: a terminal table, markdown (pull-request comments and CI
+job summaries), JSON, JUnit properties, and the rows and ratio charts of the HTML pages. Each view
+renders the same rows with the same counts; none computes a verdict of its own."""
 
 from __future__ import annotations
 
@@ -7,66 +9,105 @@ from collections.abc import Callable
 
 from markupsafe import Markup
 
-from bench.analysis.compare import Comparison, MetricChange
+from bench.analysis.compare import Comparison, MetricChange, describe
+from bench.analysis.runs import describe_params
 from bench.records.metrics import METRICS
 from bench.report import charts
-from bench.analysis.runs import describe_params
 from bench.report.page import environment
 from bench.report.terminal import text_table
 
-MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "", "inconclusive": "inconclusive"}
+MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "unchanged", "inconclusive": "inconclusive"}
+VERDICTS = ("regression", "improvement", "inconclusive", "unchanged")
 
 
-def ratio_figures(changes: list[MetricChange], metrics: tuple[str, ...], threshold: float,
-                  title: Callable[[str], str]) -> list[tuple[str, Markup]]:
-    """One chart per metric: each case's new/base ratio with its interval; `title(metric)` names it."""
+def ratio_figures(changes: list[MetricChange], metrics: tuple[str, ...], title: Callable[[str], str],
+                  label: Callable[[MetricChange], str] | None = None) -> list[tuple[str, Markup]]:
+    """One chart per metric: each case's new/base ratio with the interval its verdict used."""
+    label = label or (lambda c: f"{c.suite}: {describe_params(c.params)}")
     figures = []
     for metric in metrics:
-        picked = [c for c in changes if c.metric == metric]
-        svg = charts.ratio_chart([f"{c.suite}: {describe_params(c.params)}" for c in picked],
-                                 [c.estimate.ratio for c in picked], [c.estimate.low for c in picked],
-                                 [c.estimate.high for c in picked], threshold, METRICS[metric].better)
+        picked = [c for c in changes if c.metric == metric and not c.estimate.single]
+        svg = charts.ratio_chart([label(c) for c in picked], [c.estimate.ratio for c in picked],
+                                 [c.low for c in picked], [c.high for c in picked],
+                                 [c.threshold for c in picked], [c.verdict for c in picked], METRICS[metric].better)
         if svg:
             figures.append((title(metric), Markup(svg)))  # matplotlib's SVG of numbers
     return figures
 
 
+def interval_text(c: MetricChange) -> str:
+    if c.estimate.single:
+        return "single reading" + (f", tolerance {c.threshold:.0%}" if c.threshold is not None else ", not judged")
+    return f"{c.low:.3f} to {c.high:.3f} ({c.confidence:.1%})"
+
+
 def change_row(c: MetricChange) -> dict:
+    """One (case, metric) as every view shows it: the estimator's base and new statistics, its
+    ratio and the interval the verdict was judged on."""
+    est = c.estimate
     return {"suite": c.suite, "case": describe_params(c.params), "metric": c.metric, "unit": c.unit,
-            "better": c.better, "base": c.base, "new": c.new, "ratio": c.estimate.ratio,
-            "ci_low": c.estimate.low, "ci_high": c.estimate.high, "method": c.estimate.method,
-            "n_base": c.estimate.n_base, "n_new": c.estimate.n_new, "threshold": c.threshold, "verdict": c.verdict}
+            "better": c.better, "gates": c.gates, "base": est.base, "new": est.new, "ratio": est.ratio,
+            "change_pct": c.change_pct, "ci_low": c.low, "ci_high": c.high, "confidence": c.confidence,
+            "interval": interval_text(c), "method": est.method, "n_base": est.n_base, "n_new": est.n_new,
+            "threshold": c.threshold, "verdict": c.verdict, "note": c.note}
 
 
 def _missing(keys: list[tuple]) -> list[str]:
-    return [f"{suite} {metric} [{', '.join(f'{k}={v}' for k, v in params)}]" for suite, metric, params in keys]
+    return [f"{key[0]} {key[1]} [{', '.join(f'{k}={v}' for k, v in key[2])}]" for key in keys]
+
+
+def headline(cmp: Comparison) -> str:
+    """The one sentence every view leads with."""
+    g, d = cmp.counts(), cmp.counts(gating=False)
+    verdict = "FAILED" if cmp.failed else "passed"
+    return (f"{verdict}: {g['regression']} regressions, {g['improvement']} improvements, "
+            f"{g['inconclusive']} inconclusive, {g['unchanged']} unchanged in {len(cmp.gating)} gating pairs; "
+            f"{len(cmp.diagnostics)} diagnostics ({d['regression']} worse, {d['improvement']} better, never gating)")
+
+
+def method_text(cmp: Comparison) -> str:
+    return (f"{cmp.method}; a gating change is called when its whole interval lies beyond the threshold, "
+            f"each interval at the level Holm's step-down gives it over the {cmp.interval_pairs} gating pairs "
+            f"with intervals, so a whole run raises a false regression at most {cmp.alpha:.0%} of the time; "
+            "single readings are judged by their stated tolerance")
 
 
 def to_json(cmp: Comparison, base: str, new: str) -> str:
-    return json.dumps({"schema": 1, "base": base, "new": new, "counts": cmp.counts(),
+    return json.dumps({"schema": 2, "base": base, "new": new, "failed": cmp.failed, "method": method_text(cmp),
+                       "counts": cmp.counts(), "diagnostic_counts": cmp.counts(gating=False),
                        "changes": [change_row(c) for c in cmp.changes],
                        "only_in_base": _missing(cmp.only_base), "only_in_new": _missing(cmp.only_new)}, indent=2)
 
 
 def to_markdown(cmp: Comparison, base: str, new: str) -> str:
+    rows = [change_row(c) for c in cmp.changes]
     return environment().get_template("compare.md.j2").render(
-        cmp=cmp, base=base, new=new, rows=[change_row(c) for c in cmp.changes], mark=MARK,
-        only_base=_missing(cmp.only_base), only_new=_missing(cmp.only_new))
+        cmp=cmp, base=base, new=new, headline=headline(cmp), method=method_text(cmp), counts=cmp.counts(),
+        gating=[r for r in rows if r["gates"] and r["verdict"] != "unchanged"],
+        diagnostics=[r for r in rows if not r["gates"] and r["verdict"] in ("regression", "improvement")],
+        mark=MARK, only_base=_missing(cmp.only_base), only_new=_missing(cmp.only_new))
 
 
 def to_table(cmp: Comparison, base: str, new: str, all_rows: bool = False) -> str:
-    """The changes that matter (all with `all_rows`), then the counts and what is missing."""
-    shown = [c for c in cmp.changes if all_rows or c.verdict != "unchanged"]
-    rows = [("verdict", "suite", "case", "metric", "base", "new", "change", "95% CI of ratio")]
+    """Gating changes that matter (every pair with `all_rows`), then the counts, the answer last."""
+    shown = [c for c in cmp.changes if all_rows or (c.gates and c.verdict != "unchanged")]
+    rows = [("verdict", "suite", "case", "metric", "base", "new", "change", "interval of the ratio")]
     for c in shown:
-        rows.append((MARK[c.verdict] or "unchanged", c.suite, describe_params(c.params), c.metric,
-                     f"{c.base:.4g}", f"{c.new:.4g} {c.unit}".strip(), f"{c.change_pct:+.1f}%",
-                     f"{c.estimate.low:.3f}-{c.estimate.high:.3f}"))
-    lines = [f"base: {base}", f"new:  {new}", "", *text_table(rows, 44)]
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(cmp.counts().items()))
-    lines += ["", f"{len(cmp.changes)} compared: {counts or 'nothing in common'}"]
+        verdict = MARK[c.verdict] + ("" if c.gates else " (diagnostic)")
+        rows.append((verdict, c.suite, describe_params(c.params), c.metric, f"{c.base:.4g}",
+                     f"{c.new:.4g} {c.unit}".strip(), f"{c.change_pct:+.1f}%", interval_text(c)))
+    lines = [f"base: {base}", f"new:  {new}", "", *(text_table(rows, 60) if len(rows) > 1 else []), ""]
     for label, keys in (("only in base", cmp.only_base), ("only in new", cmp.only_new)):
         if keys:
-            lines.append(f"{label} ({len(keys)}): " + "; ".join(_missing(keys)[:20])
-                         + (" ..." if len(keys) > 20 else ""))
+            lines.append(f"{label} ({len(keys)}): " + "; ".join(_missing(keys)[:20]) + (" ..." if len(keys) > 20 else ""))
+    lines += [method_text(cmp), headline(cmp)]
     return "\n".join(lines)
+
+
+def junit_properties(cmp: Comparison) -> list[tuple[str, str]]:
+    """Suite-level JUnit properties: the same counts as every other view, and each regression."""
+    counts = cmp.counts()
+    props = [("comparison", "failed" if cmp.failed else "passed")]
+    props += [(f"comparison_{v}", str(counts[v])) for v in VERDICTS]
+    props += [("regression", describe(c, describe_params)) for c in cmp.regressions]
+    return props

@@ -5,16 +5,14 @@ publishes, measured here."""
 
 from __future__ import annotations
 
-from bench.analysis.compare import compare
-from bench.records.metrics import SUITES
+from bench.analysis.compare import Rules, compare
+from bench.analysis.stats import DEFAULT_THRESHOLD
+from bench.records.metrics import SUITES, named
 from bench.report.comparison import change_row, ratio_figures
 from bench.analysis.runs import RunData, describe_params
 
-LANE_METRICS = ("load_s", "s_per_step", "train_tokens_per_s", "decode_tok_s", "ttft_s", "peak_vram_gb",
-                "nvml_peak_used_gb", "energy_j_per_token")
-CHART_METRICS = ("s_per_step", "decode_tok_s", "peak_vram_gb")
-THRESHOLD = 0.05
-READING = {"regression": "worse", "improvement": "better", "unchanged": "same within 5%", "inconclusive": "inconclusive"}
+READING = {"regression": "worse", "improvement": "better", "unchanged": "the same within the threshold",
+           "inconclusive": "inconclusive"}
 
 
 def lane_sections(run: RunData) -> list[dict]:
@@ -23,18 +21,20 @@ def lane_sections(run: RunData) -> list[dict]:
         return []
     reference = [r for r in run.records if run.lane(r) == lanes[0]]
     sections = []
+    shown = named("charted")
+    rules = Rules.of(DEFAULT_THRESHOLD, run.baseline)
     for lane in lanes[1:]:
-        result = compare(reference, [r for r in run.records if run.lane(r) == lane], THRESHOLD, by_variant=False)
-        changes = sorted((c for c in result.changes if c.metric in LANE_METRICS),
-                         key=lambda c: (SUITES.index(c.suite), LANE_METRICS.index(c.metric), describe_params(c.params)))
+        result = compare(reference, [r for r in run.records if run.lane(r) == lane], rules, by_variant=False)
+        changes = sorted((c for c in result.changes if c.metric in shown),
+                         key=lambda c: (SUITES.index(c.suite), shown.index(c.metric), describe_params(c.params)))
         rows = []
         for c in changes:
             est, lower = c.estimate, c.better == "lower"
             # times better: base/new where lower is better (a speedup, a memory saving), new/base where higher is
             rows.append({**change_row(c), "verdict": READING[c.verdict], "better_x": 1 / est.ratio if lower else est.ratio,
-                         "better_low": 1 / est.high if lower else est.low,
-                         "better_high": 1 / est.low if lower else est.high})
-        figures = ratio_figures(changes, CHART_METRICS, THRESHOLD, lambda metric: f"{metric}: {lane} / {lanes[0]}")
+                         "better_low": 1 / c.high if lower else c.low,
+                         "better_high": 1 / c.low if lower else c.high})
+        figures = ratio_figures(changes, shown, lambda metric: f"{metric}: {lane} / {lanes[0]}")
         if rows:  # lanes that shared no case (GPUs that split the cases between them) have nothing to compare
             sections.append({"lane": lane, "reference": lanes[0], "rows": rows, "figures": figures})
     return sections

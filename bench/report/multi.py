@@ -8,18 +8,14 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from bench.analysis.compare import compare
-from bench.errors import BenchError
-from bench.records.metrics import METRICS
-from bench.report import charts
-from bench.report.comparison import change_row, ratio_figures
+from bench.analysis.compare import Rules, baseline_of_run, compare
 from bench.analysis.runs import RunData, checks_table, describe_params, load_run
-from bench.report.page import CSP, environment
 from bench.analysis.stats import change_points
-
-# Metrics drawn as charts; every compared metric is still in the table.
-KEY_METRICS = ("decode_tok_s", "ttft_s", "itl_p50_ms", "s_per_step", "train_tokens_per_s", "load_s",
-               "peak_vram_gb", "final_loss", "energy_j_per_token")
+from bench.errors import BenchError
+from bench.records.metrics import METRICS, named
+from bench.report import charts
+from bench.report.comparison import change_row, headline, method_text, ratio_figures
+from bench.report.page import CSP, environment
 
 
 def _environment_rows(runs: list[RunData]) -> list[dict]:
@@ -43,20 +39,24 @@ def comparison_context(run_dirs: list[Path], threshold: float) -> dict:
         raise BenchError("a comparison page needs two or more run directories")
     runs = [load_run(Path(d)) for d in run_dirs]
     first = runs[0]
-    comparisons = [(run, compare(first.records, run.records, threshold)) for run in runs[1:]]
+    rules = Rules.of(threshold, baseline_of_run(first.run_dir))  # as `bench compare FIRST RUN` applies them
+    comparisons = [(run, compare(first.records, run.records, rules)) for run in runs[1:]]
     figures = [figure for run, cmp in comparisons
-               for figure in ratio_figures(cmp.changes, KEY_METRICS, threshold,
+               for figure in ratio_figures(cmp.changes, named("charted"),
                                            lambda metric: f"{metric}: {run.manifest.run_id} / {first.manifest.run_id}")]
     return {"csp": CSP, "runs": runs, "env": _environment_rows(runs), "threshold": threshold,
             "checks": [(run, checks_table(run)) for run in runs], "figures": figures,
-            "comparisons": [(run, cmp, [change_row(c) for c in cmp.changes]) for run, cmp in comparisons]}
+            "comparisons": [(run, cmp, headline(cmp), method_text(cmp), [change_row(c) for c in cmp.changes])
+                            for run, cmp in comparisons]}
 
 
-def history_context(root: Path, metrics: tuple[str, ...] = KEY_METRICS) -> dict:
+def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), threshold: float = 0.05) -> dict:
     run_dirs = sorted(p.parent for p in Path(root).glob("*/manifest.json"))
-    runs = sorted((load_run(d) for d in run_dirs), key=lambda r: r.manifest.started)
+    runs = sorted((run for run in (load_run(d) for d in run_dirs) if run.ok), key=lambda r: r.manifest.started)
     if len(runs) < 2:
-        raise BenchError(f"{root}: a history needs two or more runs (directories with manifest.json)")
+        raise BenchError(f"{root}: a history needs two or more runs with results (directories with manifest.json)")
+    steps_between = [(run, compare(prev.records, run.records, Rules.of(threshold, baseline_of_run(prev.run_dir))))
+                     for prev, run in zip(runs, runs[1:])]
     xlabels = [(r.manifest.git_commit or r.manifest.run_id)[:10] for r in runs]
     figures, drifts = [], []
     for metric in metrics:
@@ -74,7 +74,8 @@ def history_context(root: Path, metrics: tuple[str, ...] = KEY_METRICS) -> dict:
         svg = charts.history_chart(xlabels, series, steps, f"{metric} ({METRICS[metric].unit})")
         if svg:
             figures.append((metric, Markup(svg)))
-    return {"csp": CSP, "runs": runs, "xlabels": xlabels, "figures": figures, "drifts": drifts}
+    return {"csp": CSP, "runs": runs, "xlabels": xlabels, "figures": figures, "drifts": drifts,
+            "verdicts": [(run, cmp.counts(), cmp.failed) for run, cmp in steps_between]}
 
 
 def render_comparison(run_dirs: list[Path], output: Path, threshold: float = 0.05) -> Path:
@@ -83,6 +84,7 @@ def render_comparison(run_dirs: list[Path], output: Path, threshold: float = 0.0
     return output
 
 
-def render_history(root: Path, output: Path) -> Path:
-    output.write_text(environment().get_template("history.html.j2").render(history_context(root)), encoding="utf-8")
+def render_history(root: Path, output: Path, threshold: float = 0.05) -> Path:
+    context = history_context(root, threshold=threshold)
+    output.write_text(environment().get_template("history.html.j2").render(context), encoding="utf-8")
     return output

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 
+from bench import __version__
 from bench.telemetry.devices import nvml_gpus
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "unsloth", "unsloth_zoo",
@@ -36,6 +37,7 @@ def versions() -> dict[str, str | None]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
+    out["gpt-oss-bench"] = __version__  # this code's own version, also when run from a checkout never installed
     if "torch" in sys.modules:
         import torch
 

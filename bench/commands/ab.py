@@ -1,0 +1,134 @@
+"""`bench ab REF_A REF_B [-- pytest args]`: both versions measured on this machine in the same time
+window, in alternating rounds, and compared with the rounds paired.
+
+Two runs made at different times differ by more than their own samples show: whole runs of the
+tiny model move 5-15% on a 2-core machine, a GPU's clocks and neighbours change by the hour. So,
+as `asv continuous` and Chromium's pinpoint do, both versions run here, one after the other, round
+after round (A B, B A, A B, ...: the order alternates so that a steady trend does not favour one
+side), and each round's A and B form a pair. The comparison engine then judges the paired rounds,
+pooling each metric's paired variance over its cases (`compare_rounds`).
+
+Each git ref is checked out once into a worktree (`.` is the working tree as it is, uncommitted
+changes included); nothing is installed twice: every run uses this environment, with the ref's own
+`bench` package imported from its worktree, and the built models' cache is shared.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.records.results import Measurement, read_results
+
+DEFAULT_ROUNDS = 3
+# With autoload off (the installed entry point names this checkout's plugin, not a ref's), the
+# plugins a suites run needs are named explicitly.
+PLUGINS = ("pytest_benchmark.plugin", "xdist.plugin", "pytest_timeout")
+RESERVED = ("--report-dir", "--run-id", "--compare", "--resume")
+
+
+@dataclass(frozen=True)
+class Side:
+    label: str  # "A" or "B"
+    ref: str
+    commit: str | None  # None: the working tree as it is
+    root: Path
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"git {' '.join(args)}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout.strip()
+
+
+def _resolve(ref: str, repo: Path) -> str | None:
+    if ref == ".":
+        return None
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo)
+    except BenchError:
+        raise BenchError(f"{ref}: not a commit of {repo}; give a branch, tag or commit (or . for the working tree)") from None
+
+
+def checkout(refs: tuple[str, str], repo: Path, into: Path) -> list[Side]:
+    """One worktree per distinct commit (an A/A of one commit shares it)."""
+    try:
+        top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
+    except BenchError:
+        raise BenchError(f"{repo}: not a git repository; run bench ab from the project's checkout") from None
+    sides, made = [], {}
+    for label, ref in zip("AB", refs):
+        commit = _resolve(ref, top)
+        if commit is None:
+            root = top
+        elif commit in made:
+            root = made[commit]
+        else:
+            root = into / f"worktree-{commit[:12]}"
+            if not root.exists():
+                _git("worktree", "add", "--detach", str(root), commit, cwd=top)
+            made[commit] = root
+        sides.append(Side(label, ref, commit, root))
+    return sides
+
+
+def plugin_module(root: Path) -> str:
+    """The harness plugin of a checkout, wherever that version keeps it."""
+    return "bench.harness.plugin" if (root / "bench" / "harness" / "plugin.py").is_file() else "bench.plugin"
+
+
+def run_side(side: Side, pytest_args: list[str], runs_dir: Path, run_id: str, env: dict) -> Path:
+    cmd = [sys.executable, "-m", "pytest", *pytest_args, "-p", plugin_module(side.root),
+           *[arg for p in PLUGINS for arg in ("-p", p)], "--report-dir", str(runs_dir), "--run-id", run_id,
+           "-q", "-p", "no:cacheprovider"]
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(side.root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run(cmd, cwd=side.root, env=env, capture_output=True, text=True)
+    run_dir = runs_dir / run_id
+    if proc.returncode not in (0, 1) or not (run_dir / "results.jsonl").is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        raise BenchError(f"round {run_id} ({side.ref}) exited {proc.returncode} without results; its output ends:\n{tail}")
+    return run_dir
+
+
+def order(rounds: int) -> list[tuple[int, str]]:
+    """A B, B A, A B, ...: each round's pair, alternating which side goes first."""
+    out = []
+    for i in range(rounds):
+        out += [(i, "A"), (i, "B")] if i % 2 == 0 else [(i, "B"), (i, "A")]
+    return out
+
+
+def run_ab(refs: tuple[str, str], pytest_args: list[str], out: Path, rounds: int = DEFAULT_ROUNDS,
+           env_for: dict[str, dict] | None = None, echo=print) -> tuple[list[list[Measurement]], list[list[Measurement]]]:
+    """Run both sides in alternating rounds; their records, round by round. `env_for` adds
+    environment variables per side (the error-rate measurement slows one side down with it)."""
+    if rounds < 2:
+        raise BenchError(f"--rounds {rounds}: give 2 or more (one round has no spread to judge by)")
+    taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED]
+    if taken:
+        raise BenchError(f"{taken[0]}: bench ab sets it for each run; leave it out of the pytest arguments")
+    out.mkdir(parents=True, exist_ok=True)
+    sides = {s.label: s for s in checkout(refs, Path.cwd(), out)}
+    records: dict[str, list[list[Measurement]]] = {"A": [], "B": []}
+    for i, label in order(rounds):
+        side = sides[label]
+        started = time.monotonic()
+        run_dir = run_side(side, pytest_args, out / "runs", f"{label}-{i}",
+                           {**os.environ, **(env_for or {}).get(label, {})})
+        records[label].append(read_results(run_dir))
+        echo(f"round {i + 1}/{rounds} {label} ({side.ref}): {time.monotonic() - started:.0f} s, {run_dir}")
+    return records["A"], records["B"]
+
+
+def remove_worktrees(out: Path) -> None:
+    for tree in out.glob("worktree-*"):
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(tree, ignore_errors=True)

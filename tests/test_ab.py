@@ -1,0 +1,69 @@
+"""`bench ab` and `bench errorrate`: the round order, the judging of a chain, and one real A/A run of
+two checkouts of this repository in alternating rounds."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench.commands.ab import checkout, order, plugin_module
+from bench.commands.errorrate import judge_chain
+from bench.analysis.compare import Rules
+
+from conftest import REPO, make_record
+
+RNG = np.random.default_rng(9)
+
+
+def test_rounds_alternate_which_side_goes_first():
+    assert order(3) == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
+
+
+def test_a_checkout_knows_where_its_plugin_lives(tmp_path):
+    assert plugin_module(REPO) == "bench.harness.plugin"
+    (tmp_path / "bench").mkdir()
+    assert plugin_module(tmp_path) == "bench.plugin"  # a version from before the layered packages
+
+
+def test_the_working_tree_is_used_as_it_is_and_bad_refs_are_one_line(tmp_path):
+    [a, b] = checkout((".", "."), REPO, tmp_path)
+    assert a.root == b.root == REPO and a.commit is None
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="no-such-ref: not a commit"):
+        checkout(("no-such-ref", "."), REPO, tmp_path)
+
+
+def _run(factor: float, drift: float):
+    return [make_record("s_per_step", 1.0, samples=list(drift * factor * RNG.normal(1, 0.02, 20)), lora_r=8),
+            make_record("decode_tok_s", 100.0, samples=list(100 / (drift * factor) * RNG.normal(1, 0.02, 3)),
+                        batch_size=1, effort="low")]
+
+
+def test_a_chain_is_judged_per_round_as_compare_and_per_window_as_ab():
+    drift = [1.0, 1.1, 0.95, 1.05, 0.9, 1.0]
+    aa = judge_chain([_run(1.0, d) for d in drift], [_run(1.0, d) for d in drift], 3, Rules(), Rules())
+    assert aa["compare"]["pairs"] == 6 and aa["ab"]["experiments"] == 2 and aa["ab"]["overlapping_experiments"] == 4
+    assert aa["ab"]["alarms"] == 0
+    slowed = judge_chain([_run(1.0, d) for d in drift], [_run(1.25, d) for d in drift], 3, Rules(), Rules())
+    assert slowed["ab"]["alarms"] == 2 and slowed["compare"]["alarms"] == 6
+    assert any("s_per_step" in name for name in slowed["ab"]["named"][0])
+
+
+@pytest.mark.slow
+def test_bench_ab_runs_two_checkouts_in_rounds_and_compares_them_paired(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", ".", "--rounds", "2", "--report-dir",
+                           str(tmp_path), "--run-id", "aa", "--format", "json", "--",
+                           "suites/test_load.py", "--gpu", "cpu", "--benchmark-disable"],
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    data = json.loads(proc.stdout)
+    assert "2 alternating rounds a side, paired" in data["method"]
+    assert {c["metric"] for c in data["changes"]} >= {"load_s"}
+    assert json.loads((tmp_path / "aa" / "ab.json").read_text())["counts"] == data["counts"]
+    runs = sorted(p.name for p in (tmp_path / "aa" / "runs").iterdir())
+    assert runs == ["A-0", "A-1", "B-0", "B-1"]
+    assert not list((tmp_path / "aa").glob("worktree-*"))  # the refs' checkouts are cleaned up
+    assert proc.returncode == (1 if data["failed"] else 0)
