@@ -38,7 +38,7 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     loaded, rows, first_generate_s = served
     budget = bench.profile.effort_tokens[effort]
     prompts = inference_prompts(rows, loaded.tokenizer, batch_size, effort)
-    clock, energy = TokenClock(bench.device), EnergyCounter(bench.device)
+    clock = TokenClock(bench.device)
     rounds: list[tuple[GenerationTiming, float | None]] = []
     outputs: list[list[list[int]]] = []
 
@@ -51,7 +51,8 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
                        None if joules is None else spent - joules))
 
     benchmark.group = f"infer-{effort}"
-    run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1)
+    with EnergyCounter(bench.device) as energy:
+        run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1)
     timed = rounds[1:]  # round 0 is pytest-benchmark's warm-up round
     timings = [t for t, _ in timed]
     itl = [ms for t in timings for ms in t.itl_ms]

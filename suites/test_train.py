@@ -20,7 +20,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     gate = StepGate(bench.device)
     trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
                               bench.train_settings(batch_size, grad_accum, steps, tmp_path / "out"), [gate])
-    run, timer, energy = SteppedTraining(trainer, gate), Timer(bench.device), EnergyCounter(bench.device)
+    run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
     step_joules: list[float] = []
 
     def one_step():
@@ -31,7 +31,8 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
             step_joules.append(energy.joules() - before)
 
     benchmark.group = "train"
-    run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
+    with EnergyCounter(bench.device) as energy:
+        run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
     run.finish()
 
     step_s = timer.samples[1:]  # the first step is the warm-up: compilation, allocator growth

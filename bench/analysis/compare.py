@@ -139,17 +139,17 @@ def _values(r: Measurement) -> list[float]:
     return list(r.samples) if len(r.samples) >= 2 else [float(r.value)]
 
 
-def comparable(records: list[Measurement], by_variant: bool = False) -> dict[tuple, Measurement]:
-    """The measurements a comparison uses, by case key (and variant, when like is matched with like)."""
-    return {(r.case_key() + (r.variant,) if by_variant else r.case_key()): r for r in records
+def comparable(records: list[Measurement], by_lane: bool = False) -> dict[tuple, Measurement]:
+    """The measurements a comparison uses, by case key (and lane, when like is matched with like)."""
+    return {(r.case_key() + (r.lane,) if by_lane else r.case_key()): r for r in records
             if r.status == "ok" and r.value is not None and r.metric in METRICS and METRICS[r.metric].compared}
 
 
-def mixes_variants(*runs: list[Measurement]) -> bool:
+def mixes_lanes(*runs: list[Measurement]) -> bool:
     """Whether a run measured its cases with several engines or GPU models: then like is compared
-    with like (hf with hf, H100 with H100); two single-variant runs are compared case by case
+    with like (hf with hf, H100 with H100); two single-lane runs are compared case by case
     whatever ran them, which is how one engine or GPU is compared with another."""
-    return any(len({r.variant for r in run}) > 1 for run in runs)
+    return any(len({r.lane for r in run}) > 1 for run in runs)
 
 
 def estimate(rb: Measurement, rn: Measurement) -> Estimate:
@@ -213,12 +213,12 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules) -> list[Metri
 
 
 def compare(base: list[Measurement], new: list[Measurement], rules: Rules | None = None,
-            by_variant: bool | None = None) -> Comparison:
+            by_lane: bool | None = None) -> Comparison:
     """Two runs, case by case."""
     rules = rules or Rules()
-    if by_variant is None:
-        by_variant = mixes_variants(base, new)
-    b, n = comparable(base, by_variant), comparable(new, by_variant)
+    if by_lane is None:
+        by_lane = mixes_lanes(base, new)
+    b, n = comparable(base, by_lane), comparable(new, by_lane)
     keys = sorted(set(b) & set(n), key=str)
     changes = judge(across_cases([(n[k], estimate(b[k], n[k])) for k in keys], rules, between_run_noise=True), rules)
     return Comparison(changes, only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str),

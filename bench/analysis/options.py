@@ -3,7 +3,10 @@ that neither imports the other."""
 
 from __future__ import annotations
 
+from bench.analysis.stats import DEFAULT_THRESHOLD
 from bench.errors import BenchError
+
+THRESHOLD_DEFAULT = f"{DEFAULT_THRESHOLD:.0%}"  # the --threshold default, as the user would type it
 
 
 def parse_threshold(text: str) -> float:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.records.results import Measurement, read_results
+from bench.records.results import RESULTS_FILE, Measurement, read_results
 
 DEFAULT_ROUNDS = 3
 # With autoload off (the installed entry point names this checkout's plugin, not a ref's), the
@@ -58,7 +58,9 @@ def _resolve(ref: str, repo: Path) -> str | None:
 
 
 def checkout(refs: tuple[str, str], repo: Path, into: Path) -> list[Side]:
-    """One worktree per distinct commit (an A/A of one commit shares it)."""
+    """One worktree per distinct commit (an A/A of one commit shares it); `.` needs no git."""
+    if set(refs) == {"."}:
+        return [Side(label, ".", None, repo.resolve()) for label in "AB"]
     try:
         top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
     except BenchError:
@@ -92,7 +94,7 @@ def run_side(side: Side, pytest_args: list[str], runs_dir: Path, run_id: str, en
            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.run(cmd, cwd=side.root, env=env, capture_output=True, text=True)
     run_dir = runs_dir / run_id
-    if proc.returncode not in (0, 1) or not (run_dir / "results.jsonl").is_file():
+    if proc.returncode not in (0, 1) or not (run_dir / RESULTS_FILE).is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
         raise BenchError(f"round {run_id} ({side.ref}) exited {proc.returncode} without results; its output ends:\n{tail}")
     return run_dir

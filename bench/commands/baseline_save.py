@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.analysis.baselines import load_baseline
 from bench.analysis.runs import RunData, load_run
-from bench.analysis.stats import geometric_mean
+from bench.analysis.stats import geometric_mean, summarize
 from bench.errors import BenchError
 from bench.records.metrics import METRICS, PARAM_KEYS, named
 
@@ -40,8 +40,7 @@ def _where(suite: str, params: dict, backend: str | None) -> str:
 
 
 def _cv(values: list[float]) -> float:
-    mean = statistics.mean(values)
-    return statistics.stdev(values) / mean if len(values) > 1 and mean else 0.0
+    return summarize(values).cv if len(values) > 1 and statistics.mean(values) else 0.0
 
 
 def _runs(run_dirs: list[Path]) -> list[RunData]:

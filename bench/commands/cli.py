@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.analysis.options import parse_threshold
+from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
 
 
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories (one: its report; several: side by side)")
     p.add_argument("-o", "--output", help="output HTML file")
     p.add_argument("--history", action="store_true", help="RUNS is one directory of many runs: metrics over time")
-    p.add_argument("--threshold", default="5%", help="smallest change that counts on a comparison page")
+    p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change that counts on a comparison page")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("baseline", help="baseline files")
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two runs; exit 1 when a metric regressed beyond noise")
     p.add_argument("base", help="the reference run directory or results.jsonl")
     p.add_argument("new", help="the run to judge")
-    p.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
+    p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change that counts (default %(default)s)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--baseline", help="a baseline whose [thresholds] set per-metric thresholds "
                                       "(default: the one the base run was checked against)")
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref_a", help="the reference version: a branch, tag or commit (. is the working tree)")
     p.add_argument("ref_b", help="the version to judge")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds of A and B (default {DEFAULT_ROUNDS})")
-    p.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
+    p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change that counts (default %(default)s)")
     p.add_argument("--baseline", help="a baseline whose [thresholds] and [gates] apply (default: none; --threshold for all)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--all", action="store_true", help="list unchanged metrics and diagnostics too (table format)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.telemetry.environment import redact
 from bench.errors import BenchError
-from bench.records.results import Measurement, ResultsWriter
+from bench.records.results import RESULTS_FILE, Measurement, ResultsWriter
 
 POLL_S = 0.5
 TAIL_CHARS = 4000
@@ -70,7 +70,7 @@ def run_shard(index: int, count: int, pytest_args: list[str], cwd: str):
                 if text != manifest:
                     manifest = text
                     yield ("manifest", manifest)
-            lines, offset = _read_new_lines(run_dir / "results.jsonl", offset)
+            lines, offset = _read_new_lines(run_dir / RESULTS_FILE, offset)
             for line in lines:
                 yield ("record", line)
             if done:
@@ -86,7 +86,7 @@ def _collect(generator, index: int, shard_dir: Path, outcomes: list, errors: lis
     import ray
 
     shard_dir.mkdir(parents=True, exist_ok=True)
-    writer = ResultsWriter(shard_dir / "results.jsonl")
+    writer = ResultsWriter(shard_dir / RESULTS_FILE)
     count, code, output = 0, None, ""
     try:
         for ref in generator:

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from bench.analysis.compare import Rules, baseline_of_run, compare, compare_rounds
-from bench.analysis.options import parse_threshold
+from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.commands.ab import DEFAULT_ROUNDS, run_ab
 from bench.telemetry.failpoints import SLOWDOWN_ENV
 
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds per bench ab experiment (default {DEFAULT_ROUNDS})")
     p.add_argument("--slowdowns", default="0,0.1,0.25",
                    help="slowdown levels of side B, fractions; 0 is the unchanged (A/A) chain (default 0,0.1,0.25)")
-    p.add_argument("--threshold", default="5%", help="the gate's threshold (default 5%%, per-metric ones from the baseline)")
+    p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="the gate's threshold (default %(default)s, per-metric ones from the baseline)")
     p.add_argument("--noise", choices=("none", "cpu", "gpu"), default="none", help="busy neighbours during the runs")
     p.add_argument("--out", default="errorrate", help="where the chains' runs and errorrate.json go")
     p.set_defaults(func=main, takes_pytest_args=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.report import render_run
-from bench.records.results import ResultsWriter, RunManifest, read_results
+from bench.records.results import RESULTS_FILE, ResultsWriter, RunManifest, read_results
 
 
 def merge(run_dirs: list[Path], output: Path, notes: list[str] | None = None) -> Path:
@@ -36,7 +36,7 @@ def merge(run_dirs: list[Path], output: Path, notes: list[str] | None = None) ->
         notes=[*first.notes, f"merged from {', '.join(m.run_id for m in manifests)}", *(notes or [])])
     output.mkdir(parents=True, exist_ok=True)
     merged.write(output)
-    writer = ResultsWriter(output / "results.jsonl")
+    writer = ResultsWriter(output / RESULTS_FILE)
     for r in records:
         writer.write(dataclasses.replace(r, run_id=output.name))
     writer.close()

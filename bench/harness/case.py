@@ -16,7 +16,8 @@ from bench.harness.session import BenchSession
 from bench.telemetry import MemoryTracker, sampler_for
 from bench.telemetry.memory import release_garbage
 
-SERIES_POINTS = 240  # time-series points kept per case for the report
+SERIES_POINTS = 240
+CASE_METRIC = "case"  # the record of a case that did not finish normally  # time-series points kept per case for the report
 
 
 def case_params(suite: str, callspec_params: dict) -> dict:
@@ -41,8 +42,8 @@ class Case:
         self.records: list = []
         self.usage = None
         self.memory: MemoryTracker | None = None
-        self._outcome_recorded = False
-        self.judged = False
+        self.closed = False  # a `case` record says how it ended (failed, skipped, oom, timeout)
+        self.judged = False  # measured, then failed on its checks: its records say it all
 
     def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
                  status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
@@ -56,6 +57,12 @@ class Case:
     def timed(self, metric: str, samples: list[float], extra: dict | None = None) -> None:
         """A repeated measurement: the value is the median, every sample is kept."""
         self(metric, statistics.median(samples), samples=samples, extra=extra)
+
+    def close(self, status: str, error: str) -> None:
+        """Record once how a case that did not finish normally ended."""
+        if not self.closed:
+            self.closed = True
+            self(CASE_METRIC, None, status=status, error=error)
 
     def skip_metric(self, metric: str, reason: str) -> None:
         """A metric this case cannot measure meaningfully: recorded as skipped, with why."""

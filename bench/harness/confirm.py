@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.analysis.compare import Comparison, Rules, compare
 from bench.analysis.stats import INCONCLUSIVE
 from bench.harness.isolate import pytest_command
-from bench.records.results import Measurement, read_results
+from bench.records.results import RESULTS_FILE, Measurement, read_results
 
 CONFIRM_RUN = "confirm"
 
@@ -35,13 +35,13 @@ def remeasure(test_ids: list[str], options, run_dir: Path) -> list[Measurement]:
     cmd = pytest_command(test_ids, options) + ["--report-dir", str(run_dir), "--run-id", CONFIRM_RUN]
     subprocess.run(cmd, capture_output=True, text=True)
     path = run_dir / CONFIRM_RUN
-    return read_results(path) if (path / "results.jsonl").is_file() else []
+    return read_results(path) if (path / RESULTS_FILE).is_file() else []
 
 
 def confirmed(first: Comparison, base: list[Measurement], again: list[Measurement], rules: Rules,
-              by_variant: bool) -> Comparison:
+              by_lane: bool) -> Comparison:
     """The first comparison, with each regression kept only if the re-measurement regresses too."""
-    second = compare(base, again, rules, by_variant)
+    second = compare(base, again, rules, by_lane)
     found = {_key(c.suite, c.metric, c.params): c for c in second.changes}
     changes = []
     for c in first.changes:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from bench.telemetry.environment import redact
-from bench.records.results import Measurement, read_results
+from bench.records.results import RESULTS_FILE, Measurement, read_results
 
 TAIL_CHARS = 3000
 
@@ -56,7 +56,7 @@ def child_command(nodeid: str, run_dir: str, options, case_timeout: float | None
 def run_case(nodeid: str, run_dir, options, case_timeout: float | None = None) -> ChildResult:
     """Run one case in a child; with a time limit the child enforces it (status timeout) and the
     parent kills a child that outlives it by a minute (a hang in a driver call, say)."""
-    before = {(r.test_id, r.metric) for r in read_results(run_dir)} if (run_dir / "results.jsonl").is_file() else set()
+    before = {(r.test_id, r.metric) for r in read_results(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
     started = time.perf_counter()
     try:
         proc = subprocess.run(child_command(nodeid, str(run_dir), options, case_timeout), capture_output=True,

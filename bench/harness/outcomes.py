@@ -27,7 +27,7 @@ def classify(excinfo: pytest.ExceptionInfo | None) -> str:
 
 
 def record_outcome(case: Case, report: pytest.TestReport, call: pytest.CallInfo) -> None:
-    if report.passed or getattr(case, "_outcome_recorded", False):
+    if report.passed or case.closed:
         return
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -37,5 +37,4 @@ def record_outcome(case: Case, report: pytest.TestReport, call: pytest.CallInfo)
     else:
         status = classify(call.excinfo)
         error = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)
-    case._outcome_recorded = True
-    case("case", None, status=status, error=error[:MAX_ERROR_CHARS])
+    case.close(status, error[:MAX_ERROR_CHARS])

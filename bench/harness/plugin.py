@@ -15,7 +15,7 @@ import pytest
 from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml, for suite-level properties
 
 from bench.harness.case import Case, case_params
-from bench.analysis.options import parse_threshold
+from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
 from bench.records.profiles import axes
 from bench.harness.session import BenchOptions, BenchSession
@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="exit 1 when --compare finds a regression in a gating metric (after --confirm, if given)")
     group.addoption("--confirm", action="store_true",
                     help="re-measure the cases --compare suspects, in a fresh process; only a regression found again fails")
-    group.addoption("--threshold", default="5%", help="smallest change --compare calls a regression (default 5%%)")
+    group.addoption("--threshold", default=THRESHOLD_DEFAULT, help="smallest change --compare calls a regression (default %(default)s)")
     group.addoption("--require-checks", action="store_true",
                     help="fail when no baseline check applies to this run (a silent green is not a pass)")
     group.addoption("--baseline-dir", default=None,

@@ -26,7 +26,7 @@ from bench.records.metrics import METRICS, SUITES
 from bench.models import resolve_model
 from bench.analysis.prices import price_per_hour
 from bench.harness.resume import check_resume, keep_finished
-from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
+from bench.records.results import RESULTS_FILE, Measurement, ResultsWriter, RunManifest, read_results
 
 
 @dataclass(frozen=True)
@@ -205,14 +205,14 @@ class BenchSession:
         if self.options.worker_id:  # an xdist worker: append to the controller's run, own nothing else
             self.run_dir = Path(self.options.worker_run)
             self.run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
-            self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+            self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
             self.calibration = self._calibrate()
             self._write_part(ready=True)
             return self.run_dir
         if self.options.worker_run:  # an isolated case: append to the parent's run, own nothing else
             self.run_dir = Path(self.options.worker_run)
             self.manifest = RunManifest.read(self.run_dir)
-            self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+            self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
             return self.run_dir
         self.run_dir = self.planned_dir
         run_id = self.run_dir.name
@@ -243,7 +243,7 @@ class BenchSession:
                                            "so no case ran on both: run with --each-gpu to compare them case by case")
         self.manifest.calibration = self._calibrate()
         self.manifest.write(self.run_dir)
-        self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+        self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
         return self.run_dir
 
     @property
@@ -264,7 +264,7 @@ class BenchSession:
         self.manifest.timings.update(self.timings)
         self.timings = self.manifest.timings
         self.manifest.write(self.run_dir)
-        self._writer = ResultsWriter(self.run_dir / "results.jsonl")
+        self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
         return self.run_dir
 
     def _calibrate(self) -> dict:
@@ -335,17 +335,17 @@ class BenchSession:
         false alarms are controlled over every gating pair at once (`bench.analysis.compare`)."""
         if self.compare_records is None:
             return
-        from bench.analysis.compare import Rules, compare, mixes_variants
+        from bench.analysis.compare import Rules, compare, mixes_lanes
 
         several = len(self.backend_names) > 1 or self.options.each_gpu
-        by_variant = several or mixes_variants(self.compare_records)
+        by_lane = several or mixes_lanes(self.compare_records)
         rules = Rules.of(self.options.threshold, self.baseline)
-        self.comparison = compare(self.compare_records, self.records, rules, by_variant)
+        self.comparison = compare(self.compare_records, self.records, rules, by_lane)
         if self.options.confirm and self.comparison.failed and self.run_dir is not None:
             from bench.harness import confirm
 
             again = confirm.remeasure(confirm.suspects(self.comparison, self.records), self.options, self.run_dir)
-            self.comparison = confirm.confirmed(self.comparison, self.compare_records, again, rules, by_variant)
+            self.comparison = confirm.confirmed(self.comparison, self.compare_records, again, rules, by_lane)
 
     def adopt(self, records: list[Measurement]) -> None:
         """Records an isolated case's process wrote: counted here as if written here."""
@@ -357,7 +357,7 @@ class BenchSession:
         calibration and their run-level timings, folded into the manifest."""
         workers.fold_parts(self.manifest, workers.read_parts(self.run_dir))
         self.timings = self.manifest.timings
-        records = read_results(self.run_dir) if (self.run_dir / "results.jsonl").is_file() else []
+        records = read_results(self.run_dir) if (self.run_dir / RESULTS_FILE).is_file() else []
         self.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
 
     def finish(self, interrupted: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.analysis.runs import describe_params, lane_by, lane_of
 from bench.harness.session import BenchSession
+from bench.records.results import RESULTS_FILE
 from bench.report.terminal import text_table
 
 
@@ -42,7 +43,7 @@ def summary_lines(session: BenchSession) -> list[str]:
         lines += [f"  improvement {describe(c, describe_params)}" for c in comparison.improvements]
         lines.append(f"compared with {session.options.compare}: {headline(comparison)}")
     if session.run_dir is not None:
-        lines.append(f"results: {session.run_dir / 'results.jsonl'}")
+        lines.append(f"results: {session.run_dir / RESULTS_FILE}")
         if session.report_error:
             lines.append(f"report:  NOT RENDERED ({session.report_error}); the results are complete: "
                          f"`bench report {session.run_dir}` retries it")

@@ -23,10 +23,6 @@ class ModelSource:
     why_no_loss: str = ""
 
     @property
-    def name(self) -> str:
-        return self.spec
-
-    @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9.-]+", "-", self.spec).strip("-")[:60]
 

@@ -57,9 +57,9 @@ class Measurement:
         return (self.suite, self.metric, tuple(sorted((k, str(v)) for k, v in self.params.items())))
 
     @property
-    def variant(self) -> tuple[str, str]:
+    def lane(self) -> tuple[str, str]:
         """What ran it: the engine and the GPU model. A run with several (--backend hf,unsloth,
-        --each-gpu) measures each case once per variant."""
+        --each-gpu) measures each case once per lane."""
         return (self.backend, self.gpu_name or "")
 
 

@@ -24,7 +24,7 @@ def lane_sections(run: RunData) -> list[dict]:
     shown = named("charted")
     rules = Rules.of(DEFAULT_THRESHOLD, run.baseline)
     for lane in lanes[1:]:
-        result = compare(reference, [r for r in run.records if run.lane(r) == lane], rules, by_variant=False)
+        result = compare(reference, [r for r in run.records if run.lane(r) == lane], rules, by_lane=False)
         changes = sorted((c for c in result.changes if c.metric in shown),
                          key=lambda c: (SUITES.index(c.suite), shown.index(c.metric), describe_params(c.params)))
         rows = []

@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from bench.analysis.compare import Rules, baseline_of_run, compare
 from bench.analysis.runs import RunData, checks_table, describe_params, load_run
-from bench.analysis.stats import change_points
+from bench.analysis.stats import DEFAULT_THRESHOLD, change_points
 from bench.errors import BenchError
 from bench.records.metrics import METRICS, named
 from bench.report import charts
@@ -50,7 +50,7 @@ def comparison_context(run_dirs: list[Path], threshold: float) -> dict:
                             for run, cmp in comparisons]}
 
 
-def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), threshold: float = 0.05) -> dict:
+def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), threshold: float = DEFAULT_THRESHOLD) -> dict:
     run_dirs = sorted(p.parent for p in Path(root).glob("*/manifest.json"))
     runs = sorted((run for run in (load_run(d) for d in run_dirs) if run.ok), key=lambda r: r.manifest.started)
     if len(runs) < 2:
@@ -78,13 +78,13 @@ def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), thr
             "verdicts": [(run, cmp.counts(), cmp.failed) for run, cmp in steps_between]}
 
 
-def render_comparison(run_dirs: list[Path], output: Path, threshold: float = 0.05) -> Path:
+def render_comparison(run_dirs: list[Path], output: Path, threshold: float = DEFAULT_THRESHOLD) -> Path:
     html = environment().get_template("multi.html.j2").render(comparison_context(run_dirs, threshold))
     output.write_text(html, encoding="utf-8")
     return output
 
 
-def render_history(root: Path, output: Path, threshold: float = 0.05) -> Path:
+def render_history(root: Path, output: Path, threshold: float = DEFAULT_THRESHOLD) -> Path:
     context = history_context(root, threshold=threshold)
     output.write_text(environment().get_template("history.html.j2").render(context), encoding="utf-8")
     return output

@@ -6,12 +6,32 @@ CUDA_VISIBLE_DEVICES pins the process, so inside it the chosen GPU is always cud
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from bench.errors import BenchError
 
-GB = 1e9
+GB = 1e9  # bytes in a gigabyte, as nvidia-smi and the seed count memory
+
+
+@contextlib.contextmanager
+def nvml() -> Iterator[Any]:
+    """pynvml, initialized for the block and shut down after it; None where there is no NVIDIA
+    driver or no nvidia-ml-py (the CPU, a container without the driver)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no library, no driver: there is no GPU to talk to
+        yield None
+        return
+    try:
+        yield pynvml
+    finally:
+        pynvml.nvmlShutdown()
 
 
 @dataclass(frozen=True)
@@ -25,13 +45,9 @@ class GpuInfo:
 
 def nvml_gpus() -> list[GpuInfo]:
     """Every GPU NVML sees, in nvidia-smi's order; empty without a driver or nvidia-ml-py."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no library, no driver: there is no GPU to use
-        return []
-    try:
+    with nvml() as pynvml:
+        if pynvml is None:
+            return []
         driver = pynvml.nvmlSystemGetDriverVersion()
         gpus = []
         for i in range(pynvml.nvmlDeviceGetCount()):
@@ -39,8 +55,6 @@ def nvml_gpus() -> list[GpuInfo]:
             gpus.append(GpuInfo(i, _text(pynvml.nvmlDeviceGetName(h)), _text(pynvml.nvmlDeviceGetUUID(h)),
                                 pynvml.nvmlDeviceGetMemoryInfo(h).total / GB, _text(driver)))
         return gpus
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def _text(value) -> str:
@@ -83,17 +97,12 @@ def pin(index: int | None) -> str:
 def process_memory_gb(index: int, pid: int) -> float | None:
     """What NVML counts against one process on one GPU (its context, its allocator's cache, its
     tensors); None where NVML cannot say (no driver, or a container that hides other pids)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        used = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == pid]
+    with nvml() as pynvml:
+        if pynvml is None:
+            return None
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            used = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == pid]
+        except pynvml.NVMLError:
+            return None
         return used[0] / GB if used and used[0] is not None else None
-    except Exception:
-        return None
-    finally:
-        pynvml.nvmlShutdown()

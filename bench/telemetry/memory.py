@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 
-GB = 1e9
+from bench.telemetry.devices import GB
+
 
 
 def release_garbage(device: str) -> None:
@@ -33,7 +34,6 @@ class MemoryTracker:
     allocated_start_gb: float | None = None
     allocated_peak_gb: float | None = None
     reserved_peak_gb: float | None = None
-    allocated_end_gb: float | None = None
 
     def __enter__(self) -> "MemoryTracker":
         if self.device.startswith("cuda"):
@@ -51,7 +51,6 @@ class MemoryTracker:
             torch.cuda.synchronize()
             self.allocated_peak_gb = torch.cuda.max_memory_allocated() / GB
             self.reserved_peak_gb = torch.cuda.max_memory_reserved() / GB
-            self.allocated_end_gb = torch.cuda.memory_allocated() / GB
 
 
 def resident_gb(device: str) -> float:

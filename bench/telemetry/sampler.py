@@ -7,11 +7,13 @@ integrating the sampled power (and the summary says which).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
 
-GB = 1e9
+from bench.telemetry.devices import GB
+
 
 
 @dataclass
@@ -121,11 +123,11 @@ class NvmlSampler(_Sampler):
         self.uuid = uuid
 
     def _begin(self) -> None:
-        import pynvml
+        from bench.telemetry.devices import nvml
 
-        pynvml.nvmlInit()
-        self._nvml = pynvml
-        self._h = pynvml.nvmlDeviceGetHandleByUUID(self.uuid)
+        self._stack = contextlib.ExitStack()
+        self._nvml = self._stack.enter_context(nvml())
+        self._h = self._nvml.nvmlDeviceGetHandleByUUID(self.uuid)
         self._e0 = self._energy_mj()
 
     def _energy_mj(self) -> int | None:
@@ -152,7 +154,7 @@ class NvmlSampler(_Sampler):
         if self._e0 is not None and e1 is not None:
             self.usage.energy_j = (e1 - self._e0) / 1000.0
             self.usage.energy_source = "nvml energy counter"
-        self._nvml.nvmlShutdown()
+        self._stack.close()
 
 
 def gpu_uuid() -> str | None:
@@ -169,13 +171,9 @@ def sampler_for(device: str) -> _Sampler:
     """NVML for a CUDA device when nvidia-ml-py works, psutil otherwise: decided here, once."""
     if device.startswith("cuda"):
         uuid = gpu_uuid()
-        if uuid:
-            try:
-                import pynvml
+        from bench.telemetry.devices import nvml
 
-                pynvml.nvmlInit()
-                pynvml.nvmlShutdown()
+        with nvml() as pynvml:
+            if uuid and pynvml is not None:  # NVML missing or broken: fall back rather than lose the case
                 return NvmlSampler(uuid)
-            except Exception:  # NVML missing or broken: fall back rather than lose the case
-                pass
     return ProcessSampler()

@@ -59,7 +59,6 @@ class SteppedTraining:
         self.trainer = trainer
         self.gate = gate
         self.error: BaseException | None = None
-        self.steps_run = 0
         self._thread = threading.Thread(target=self._run, kwargs=train_kwargs, name="trainer", daemon=True)
         self._finished = threading.Event()
         self._thread.start()
@@ -83,7 +82,6 @@ class SteppedTraining:
         # The loop may end right after its last step (a fast model): only a step that never ran is an error.
         if len(self.gate.tokens_per_step) == finished_before:
             raise RuntimeError("the trainer stopped before the requested number of steps")
-        self.steps_run += 1
 
     def stop(self) -> None:
         """End training early: at most one more, untimed, step instead of running to max_steps."""
