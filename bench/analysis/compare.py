@@ -167,10 +167,11 @@ ALL_CASES = "cases"  # the parameter naming an across-cases pair: {"cases": "all
 
 
 def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
-                 between_run_noise: bool) -> list[tuple[Measurement, Estimate]]:
+                 rounds: dict[tuple, list[float]] | None = None) -> list[tuple[Measurement, Estimate]]:
     """The pairs with, per gating metric of three or more cases, one more pair for all its cases
-    together; with `between_run_noise` (two separate runs), each case's interval also carries the
-    between-run variance its metric's cases show (`stats.between_case_variance`)."""
+    together. Two separate runs (`rounds` None): each case's interval also carries the between-run
+    variance its metric's cases show (`stats.between_case_variance`). Paired rounds (`rounds`: each
+    pair's per-round log differences, by index): the rounds are the noise of the whole."""
     by_metric: dict[tuple, list[int]] = {}
     for i, (r, est) in enumerate(pairs):
         if not est.single and est.se is not None and rules.gating(r.metric, r.params):
@@ -180,13 +181,16 @@ def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
         ests = [pairs[i][1] for i in members]
         if len(ests) < 3:
             continue
-        noise = stats.between_case_variance(ests) if between_run_noise else None
-        if noise is not None:
-            for i in members:
-                out[i] = (pairs[i][0], stats.with_between_run_noise(pairs[i][1], *noise, len(members)))
         first = pairs[members[0]][0]
         aggregate = dataclasses.replace(first, params={ALL_CASES: f"all {len(members)}"},
                                         test_id=f"{first.suite}::{first.metric}[all cases]")
+        if rounds is not None:
+            out.append((aggregate, stats.across_cases_rounds(ests, [rounds[i] for i in members])))
+            continue
+        noise = stats.between_case_variance(ests)
+        if noise is not None:
+            for i in members:
+                out[i] = (pairs[i][0], stats.with_between_run_noise(pairs[i][1], *noise, len(members)))
         out.append((aggregate, stats.across_cases(ests)))
     return out
 
@@ -220,7 +224,7 @@ def compare(base: list[Measurement], new: list[Measurement], rules: Rules | None
         by_lane = mixes_lanes(base, new)
     b, n = comparable(base, by_lane), comparable(new, by_lane)
     keys = sorted(set(b) & set(n), key=str)
-    changes = judge(across_cases([(n[k], estimate(b[k], n[k])) for k in keys], rules, between_run_noise=True), rules)
+    changes = judge(across_cases([(n[k], estimate(b[k], n[k])) for k in keys], rules), rules)
     return Comparison(changes, only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str),
                       alpha=rules.alpha, method="two runs")
 
@@ -243,7 +247,7 @@ def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measu
     for metric in {k[1] for k in keys}:
         pooled[metric] = stats.pooled_round_variance([_round_differences(*series[k]) for k in keys if k[1] == metric
                                                       and min(min(v) for v in series[k][0] + series[k][1]) > 0])
-    pairs = []
+    pairs, differences = [], {}
     for k in keys:
         base_runs, new_runs = series[k]
         if min(min(v) for v in base_runs + new_runs) <= 0:  # a zero (a loss delta, a failed equality): no logs
@@ -251,9 +255,10 @@ def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measu
                                        sum(v[0] for v in new_runs) / len(new_runs))
         else:
             est = stats.paired_rounds(base_runs, new_runs, *(pooled[k[1]] or (None, None)))
+            differences[len(pairs)] = _round_differences(base_runs, new_runs)
         pairs.append((by_run_n[-1][k], est))
     # paired rounds hold the between-run noise already: only the across-cases pairs are added
-    return Comparison(judge(across_cases(pairs, rules, between_run_noise=False), rules),
+    return Comparison(judge(across_cases(pairs, rules, differences), rules),
                       only_base=sorted(keys_b - keys_n, key=str),
                       only_new=sorted(keys_n - keys_b, key=str), alpha=rules.alpha,
                       method=f"{len(base_runs)} alternating rounds a side, paired")

@@ -80,7 +80,9 @@ class Estimate:
 
     @property
     def single(self) -> bool:
-        return self.se is None
+        """No interval to judge by: one reading a side, or samples that do not vary at all (an
+        allocator's exact peak): judged by a tolerance, outside the family Holm controls."""
+        return not self.se
 
     def quantile(self, tail: float) -> float:
         """The critical value leaving `tail` probability in one tail (t, or normal without df)."""
@@ -203,6 +205,20 @@ def across_cases(estimates: list[Estimate]) -> Estimate:
     return Estimate(math.exp(float(logs.mean())), geometric_mean([e.base for e in estimates]),
                     geometric_mean([e.new for e in estimates]), float(logs.std(ddof=1)) / math.sqrt(n), n - 1.0,
                     f"all {n} cases: geometric mean of their ratios, their spread as the noise", n, n)
+
+
+def across_cases_rounds(estimates: list[Estimate], differences: list[list[float]]) -> Estimate:
+    """All cases of a metric as one, from paired rounds: each round's mean log difference over the
+    cases is one observation, so a drift that moves every case of a round alike is in the noise
+    (R - 1 df), as it must be when both versions did not run at the same moment."""
+    per_round = np.asarray(differences, dtype=float).mean(axis=0)  # cases x rounds -> rounds
+    n = len(per_round)
+    se = float(per_round.std(ddof=1)) / math.sqrt(n) if n > 1 else None
+    return Estimate(math.exp(float(per_round.mean())), geometric_mean([e.base for e in estimates]),
+                    geometric_mean([e.new for e in estimates]), se,
+                    n - 1.0 if n > 1 else None,
+                    f"all {len(differences)} cases, {n} paired rounds: each round's mean change is one observation",
+                    n, n)
 
 
 def worse_bounds(low: float, high: float, better: str) -> tuple[float, float]:

@@ -37,7 +37,8 @@ def ratio_figures(changes: list[MetricChange], metrics: tuple[str, ...], title: 
 
 def interval_text(c: MetricChange) -> str:
     if c.estimate.single:
-        return "single reading" + (f", tolerance {c.threshold:.0%}" if c.threshold is not None else ", not judged")
+        what = "single reading" if c.estimate.n_base < 2 else "no spread"
+        return what + (f", tolerance {c.threshold:.0%}" if c.threshold is not None else ", not judged")
     return f"{c.low:.3f} to {c.high:.3f} ({c.confidence:.1%})"
 
 
