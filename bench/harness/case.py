@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from bench.analysis.baselines import CheckOutcome
-from bench.harness.session import BenchSession
+from bench.records.results import Measurement
 from bench.telemetry import MemoryTracker, sampler_for
 from bench.telemetry.memory import release_garbage
 
@@ -20,7 +20,7 @@ SERIES_POINTS = 240
 CASE_METRIC = "case"  # the record of a case that did not finish normally  # time-series points kept per case for the report
 
 
-def case_params(suite: str, callspec_params: dict) -> dict:
+def case_params(callspec_params: dict) -> dict:
     """The record's params from pytest's: `train_batch=(2, 8)` becomes batch_size=2, grad_accum=8."""
     params = {}
     for key, value in callspec_params.items():
@@ -28,16 +28,21 @@ def case_params(suite: str, callspec_params: dict) -> dict:
             params["batch_size"], params["grad_accum"] = value
         else:
             params[key] = value
-    params["suite"] = suite
     return params
 
 
 class Case:
-    def __init__(self, session: BenchSession, test_id: str, suite: str, params: dict) -> None:
-        self.session = session
+    """What a suite test records through: its measurements, the checks they met, its telemetry.
+    It gets the one callback it needs (`record`: write a measurement, return it with its check
+    outcomes) and the device, never the session, so it cannot grow into a second session."""
+
+    def __init__(self, test_id: str, suite: str, params: dict, device: str,
+                 record: Callable[..., tuple[Measurement, list[CheckOutcome]]]) -> None:
+        self._record = record
+        self.device = device
         self.test_id = test_id
         self.suite = suite
-        self.params = {k: v for k, v in params.items() if k != "suite"}
+        self.params = params  # the same dict the recorder writes: a suite may add what it decides (placement)
         self.outcomes: list[CheckOutcome] = []
         self.records: list = []
         self.usage = None
@@ -48,11 +53,9 @@ class Case:
     def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
                  status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
         """Write one measurement now (flushed to disk) and evaluate the baseline's checks on it."""
-        record = self.session.measurement(test_id=self.test_id, suite=self.suite, metric=metric, value=value,
-                                          params=self.params, samples=samples, status=status, error=error,
-                                          extra=extra)
+        record, outcomes = self._record(metric, value, samples=samples, status=status, error=error, extra=extra)
         self.records.append(record)
-        self.outcomes.extend(self.session.write(record))
+        self.outcomes.extend(outcomes)
 
     def timed(self, metric: str, samples: list[float], extra: dict | None = None) -> None:
         """A repeated measurement: the value is the median, every sample is kept."""
@@ -74,7 +77,7 @@ class Case:
 
     @contextlib.contextmanager
     def tracking(self) -> Iterator[None]:
-        device = self.session.device
+        device = self.device
         release_garbage(device)
         sampler, memory = sampler_for(device), MemoryTracker(device)
         try:

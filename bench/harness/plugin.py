@@ -279,8 +279,8 @@ def _case_of(item: pytest.Item) -> Case | None:
         return None
     if CASE_KEY not in item.stash:
         callspec = getattr(item, "callspec", None)
-        item.stash[CASE_KEY] = Case(bench, strip_group(item.nodeid, _group_of(item)), suite,
-                                    case_params(suite, callspec.params if callspec else {}))
+        test_id, params = strip_group(item.nodeid, _group_of(item)), case_params(callspec.params if callspec else {})
+        item.stash[CASE_KEY] = Case(test_id, suite, params, bench.device, bench.recorder(test_id, suite, params))
     return item.stash[CASE_KEY]
 
 

@@ -11,22 +11,23 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.harness import workers
-from bench.telemetry import environment, failpoints
+from bench.harness import run_modes, workers
+from bench.telemetry import environment
 from bench.backends import TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
 from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
 from bench.errors import BenchError
 from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
-from bench.records.metrics import METRICS, SUITES
+from bench.records.metrics import METRICS
 from bench.models import resolve_model
 from bench.analysis.prices import price_per_hour
-from bench.harness.resume import check_resume, keep_finished
-from bench.records.results import RESULTS_FILE, Measurement, ResultsWriter, RunManifest, read_results
+from bench.harness.resume import check_resume
+from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,11 @@ class BenchSession:
         self.resume_dir = check_resume(options.resume, {"--model": self.source.spec, "--profile": self.profile.name,
                                                         "--backend": self.backend_name}) if options.resume else None
         self.finished: set[str] = set()  # cases of a resumed run that need not run again
+        self.mode = run_modes.mode_for(options, self.plan, self.resume_dir)
         self.run_dir: Path | None = None
         self._planned_dir: Path | None = None
         self.manifest: RunManifest | None = None
-        self._writer: ResultsWriter | None = None
+        self.writer: ResultsWriter | None = None
         self.records: list[Measurement] = []
         self.outcomes: list[CheckOutcome] = []
         self.timings: dict[str, float] = {}
@@ -197,53 +199,9 @@ class BenchSession:
 
     # ---- the run ------------------------------------------------------------------------------
     def start(self) -> Path:
-        """Create the run directory and its manifest; called once suite cases are collected."""
-        if self.run_dir is not None:
-            return self.run_dir
-        if self.resume_dir is not None:
-            return self._reopen()
-        if self.options.worker_id:  # an xdist worker: append to the controller's run, own nothing else
-            self.run_dir = Path(self.options.worker_run)
-            self.run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
-            self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
-            self.calibration = self._calibrate()
-            self._write_part(ready=True)
-            return self.run_dir
-        if self.options.worker_run:  # an isolated case: append to the parent's run, own nothing else
-            self.run_dir = Path(self.options.worker_run)
-            self.manifest = RunManifest.read(self.run_dir)
-            self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
-            return self.run_dir
-        self.run_dir = self.planned_dir
-        run_id = self.run_dir.name
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.manifest = RunManifest(
-            run_id=run_id, started=time.time(), command=self.argv, profile=self.profile.name,
-            model=self.source.spec, backend=self.backend_name, device=self.device,
-            git_commit=environment.git_commit(), hostname_sha256=environment.hostname_sha256(),
-            gpus=environment.gpus(self.gpu_indices), versions=environment.versions(),
-            environment={**environment.allowed_environment(), "host": environment.host()},
-            baseline=str(self.baseline.path.resolve()) if self.baseline else None, timings=self.timings,
-            gpu_price_per_hour=self.price_per_hour, test_hooks=failpoints.active(),
-        )
-        if self.manifest.test_hooks:
-            self.manifest.notes.append("made with test-only hooks set ("
-                                       + ", ".join(f"{k}={v}" for k, v in self.manifest.test_hooks.items())
-                                       + "): its figures are not a real measurement")
-        if self.baseline and not self.baseline_hardware_matches:
-            self.manifest.notes.append(f"baseline '{self.baseline.name}' was measured on {self.baseline.gpu}, "
-                                       f"not on {self.hardware}: its checks are applied as documented targets")
-        if not self.source.loss_meaningful:
-            self.manifest.notes.append(f"{self.source.spec}: {self.source.why_no_loss}")
-        if self.plan is not None:
-            self.manifest.notes.extend(workers.describe(self.plan))
-            names = sorted({g["name"] for g in self.manifest.gpus})
-            if self.plan.dist == "loadgroup" and len(names) > 1:
-                self.manifest.notes.append(f"the GPUs differ ({', '.join(names)}) and the cases were spread over them, "
-                                           "so no case ran on both: run with --each-gpu to compare them case by case")
-        self.manifest.calibration = self._calibrate()
-        self.manifest.write(self.run_dir)
-        self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
+        """Open the run directory as this process's mode says; called once suite cases are collected."""
+        if self.run_dir is None:
+            self.mode.open(self)
         return self.run_dir
 
     @property
@@ -253,21 +211,7 @@ class BenchSession:
             self._planned_dir = self.report_root / (self.options.run_id or _new_run_id(self.source.slug, self.hardware))
         return self._planned_dir
 
-    def _reopen(self) -> Path:
-        """Continue a killed run in its own directory: same manifest, finished cases kept."""
-        self.run_dir = self.resume_dir
-        self.manifest = RunManifest.read(self.run_dir)
-        self.finished = keep_finished(self.run_dir)
-        self.manifest.status = "incomplete"
-        self.manifest.notes.append(f"resumed at {time.strftime('%Y-%m-%d %H:%M:%S')} with "
-                                   f"{len(self.finished)} cases already finished")
-        self.manifest.timings.update(self.timings)
-        self.timings = self.manifest.timings
-        self.manifest.write(self.run_dir)
-        self._writer = ResultsWriter(self.run_dir / RESULTS_FILE)
-        return self.run_dir
-
-    def _calibrate(self) -> dict:
+    def calibrate(self) -> dict:
         """This process's GPU's measured ceilings (cached per UUID and driver); none on the CPU or
         in a controller, which never touches CUDA."""
         if self.gpu is None or self.plan is not None:
@@ -276,12 +220,6 @@ class BenchSession:
         from bench.telemetry.calibration import cached
 
         return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device)
-
-    def _write_part(self, ready: bool) -> None:
-        workers.write_part(self.run_dir or Path(self.options.worker_run), self.options.worker_id, {
-            "turn": self.options.turn, "backend": self.backend_name, "ready": ready,
-            "gpu": environment.gpus(self.gpu_indices)[0] if self.gpu else None,
-            "timings": self.timings, "calibration": self.calibration, "left_on_device_gb": self.left_on_device_gb})
 
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say
@@ -296,20 +234,24 @@ class BenchSession:
         release_garbage(self.device)
         if self.gpu is not None:
             self.left_on_device_gb = process_memory_gb(self.gpu.index, os.getpid())
-            self._write_part(ready=True)
+            self.mode.note(self)
 
     def note_timing(self, name: str, seconds: float) -> None:
         """Run-level costs paid once per process (library import, model build), for the report."""
         self.timings[name] = round(seconds, 4)
-        if self.options.worker_id:
-            self._write_part(ready=self.run_dir is not None)
-        elif self.manifest is not None and not self.options.worker_run:
-            self.manifest.write(self.run_dir)
+        self.mode.note(self)
 
-    def write(self, record: Measurement) -> list[CheckOutcome]:
-        self.start()
-        self._writer.write(record)
-        return self._count(record)
+    def recorder(self, test_id: str, suite: str, params: dict) -> Callable[..., tuple[Measurement, list[CheckOutcome]]]:
+        """What a `Case` is given instead of the session: write one measurement of this case now
+        (flushed to disk) and return it with the baseline's checks on it."""
+        def record(metric: str, value: float | None, **fields) -> tuple[Measurement, list[CheckOutcome]]:
+            measurement = self.measurement(test_id=test_id, suite=suite, metric=metric, value=value, params=params,
+                                           **fields)
+            self.start()
+            self.writer.write(measurement)
+            return measurement, self._count(measurement)
+
+        return record
 
     def _count(self, record: Measurement) -> list[CheckOutcome]:
         """Keep a record for the summary and check it against the baseline."""
@@ -352,24 +294,14 @@ class BenchSession:
         for record in records:
             self._count(record)
 
-    def _gather_workers(self) -> None:
-        """What the workers wrote: their records (for the summary and --compare), their GPUs'
-        calibration and their run-level timings, folded into the manifest."""
-        workers.fold_parts(self.manifest, workers.read_parts(self.run_dir))
-        self.timings = self.manifest.timings
-        records = read_results(self.run_dir) if (self.run_dir / RESULTS_FILE).is_file() else []
-        self.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
-
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
             return
-        self._writer.close()
-        if self.options.worker_id:
-            self._write_part(ready=True)
-        if self.options.worker_run:
-            return  # the controller owns the manifest and the report
-        if self.plan is not None:
-            self._gather_workers()
+        self.writer.close()
+        self.mode.close(self, interrupted)
+
+    def finish_run(self, interrupted: bool) -> None:
+        """The end of a run this process owns: its manifest closed, compared, its report rendered."""
         if not self.outcomes and self.records:
             self.manifest.notes.append(self.no_checks_reason)
         self.compare()

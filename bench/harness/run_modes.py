@@ -1,0 +1,154 @@
+"""How a process takes part in a run: the mode is chosen once, when the session is set up, and
+decides who makes the run directory, who owns the manifest and the report, and what a finished
+process leaves behind.
+
+- `NewRun`: one process, its own run directory, manifest, calibration and report (the usual case).
+- `ResumedRun`: a killed run continued in its own directory (`--resume`), its finished cases kept.
+- `ControllerRun`: the process that hands cases to pytest-xdist workers and never touches CUDA; at
+  the end it folds the workers' records and facts into the run it owns.
+- `WorkerRun`: an xdist worker pinned to one GPU and engine: appends to the controller's run and
+  leaves a part file with its own facts (GPU, timings, calibration, what it held after its turn).
+- `IsolatedCaseRun`: the child process of one `--isolate` case: appends, owns nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.harness import workers
+from bench.harness.resume import keep_finished
+from bench.records.metrics import SUITES
+from bench.records.results import RESULTS_FILE, ResultsWriter, RunManifest, read_results
+from bench.telemetry import environment, failpoints
+
+if TYPE_CHECKING:
+    from bench.harness.session import BenchSession
+
+
+class NewRun:
+    owns_run = True
+
+    def open(self, s: "BenchSession") -> Path:
+        s.run_dir = s.planned_dir
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+        s.manifest = new_manifest(s)
+        s.manifest.calibration = s.calibrate()
+        s.manifest.write(s.run_dir)
+        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
+        return s.run_dir
+
+    def note(self, s: "BenchSession") -> None:
+        if s.manifest is not None:
+            s.manifest.write(s.run_dir)
+
+    def close(self, s: "BenchSession", interrupted: bool) -> None:
+        s.finish_run(interrupted)
+
+
+class ResumedRun(NewRun):
+    def open(self, s: "BenchSession") -> Path:
+        """The killed run's own directory: same manifest, its finished cases kept."""
+        s.run_dir = s.resume_dir
+        s.manifest = RunManifest.read(s.run_dir)
+        s.finished = keep_finished(s.run_dir)
+        s.manifest.status = "incomplete"
+        s.manifest.notes.append(f"resumed at {time.strftime('%Y-%m-%d %H:%M:%S')} with "
+                                f"{len(s.finished)} cases already finished")
+        s.manifest.timings.update(s.timings)
+        s.timings = s.manifest.timings
+        s.manifest.write(s.run_dir)
+        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
+        return s.run_dir
+
+
+class ControllerRun(NewRun):
+    def close(self, s: "BenchSession", interrupted: bool) -> None:
+        """What the workers wrote: their records (for the summary and --compare), their GPUs'
+        calibration and their run-level timings, folded into the manifest; then the run's end."""
+        workers.fold_parts(s.manifest, workers.read_parts(s.run_dir))
+        s.timings = s.manifest.timings
+        records = read_results(s.run_dir) if (s.run_dir / RESULTS_FILE).is_file() else []
+        s.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
+        s.finish_run(interrupted)
+
+
+class WorkerRun:
+    owns_run = False
+
+    def open(self, s: "BenchSession") -> Path:
+        s.run_dir = Path(s.options.worker_run)
+        s.run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
+        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
+        s.calibration = s.calibrate()
+        self.write_part(s, ready=True)
+        return s.run_dir
+
+    def note(self, s: "BenchSession") -> None:
+        self.write_part(s, ready=s.run_dir is not None)
+
+    def close(self, s: "BenchSession", interrupted: bool) -> None:
+        self.write_part(s, ready=True)
+
+    @staticmethod
+    def write_part(s: "BenchSession", ready: bool) -> None:
+        workers.write_part(s.run_dir or Path(s.options.worker_run), s.options.worker_id, {
+            "turn": s.options.turn, "backend": s.backend_name, "ready": ready,
+            "gpu": environment.gpus(s.gpu_indices)[0] if s.gpu else None,
+            "timings": s.timings, "calibration": s.calibration, "left_on_device_gb": s.left_on_device_gb})
+
+
+class IsolatedCaseRun:
+    owns_run = False
+
+    def open(self, s: "BenchSession") -> Path:
+        s.run_dir = Path(s.options.worker_run)
+        s.manifest = RunManifest.read(s.run_dir)
+        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
+        return s.run_dir
+
+    def note(self, s: "BenchSession") -> None:
+        pass  # the parent owns the manifest
+
+    def close(self, s: "BenchSession", interrupted: bool) -> None:
+        pass
+
+
+def mode_for(options, plan, resume_dir: Path | None):
+    if options.worker_id:
+        return WorkerRun()
+    if options.worker_run:
+        return IsolatedCaseRun()
+    if resume_dir is not None:
+        return ResumedRun()
+    if plan is not None:
+        return ControllerRun()
+    return NewRun()
+
+
+def new_manifest(s: "BenchSession") -> RunManifest:
+    """The manifest of a run this process owns: what ran, where, and what to know when reading it."""
+    m = RunManifest(
+        run_id=s.run_dir.name, started=time.time(), command=s.argv, profile=s.profile.name,
+        model=s.source.spec, backend=s.backend_name, device=s.device,
+        git_commit=environment.git_commit(), hostname_sha256=environment.hostname_sha256(),
+        gpus=environment.gpus(s.gpu_indices), versions=environment.versions(),
+        environment={**environment.allowed_environment(), "host": environment.host()},
+        baseline=str(s.baseline.path.resolve()) if s.baseline else None, timings=s.timings,
+        gpu_price_per_hour=s.price_per_hour, test_hooks=failpoints.active())
+    if m.test_hooks:
+        m.notes.append("made with test-only hooks set (" + ", ".join(f"{k}={v}" for k, v in m.test_hooks.items())
+                       + "): its figures are not a real measurement")
+    if s.baseline and not s.baseline_hardware_matches:
+        m.notes.append(f"baseline '{s.baseline.name}' was measured on {s.baseline.gpu}, "
+                       f"not on {s.hardware}: its checks are applied as documented targets")
+    if not s.source.loss_meaningful:
+        m.notes.append(f"{s.source.spec}: {s.source.why_no_loss}")
+    if s.plan is not None:
+        m.notes.extend(workers.describe(s.plan))
+        names = sorted({g["name"] for g in m.gpus})
+        if s.plan.dist == "loadgroup" and len(names) > 1:
+            m.notes.append(f"the GPUs differ ({', '.join(names)}) and the cases were spread over them, "
+                           "so no case ran on both: run with --each-gpu to compare them case by case")
+    return m
