@@ -99,3 +99,22 @@ def test_harness_tests_leave_no_run_directory(tmp_path):
     assert "--report-dir" not in result.stderr, "the plugin is not installed (pip install -e .)"
     assert result.returncode == 0, result.stdout + result.stderr
     assert not list((tmp_path / "reports").glob("*"))
+
+
+def test_collect_only_and_a_refused_run_leave_no_run_directory(tmp_path):
+    reports = tmp_path / "reports"
+    listed = run_pytest("suites/", "--collect-only", "-q", "--gpu", "cpu", "--report-dir", str(reports))
+    assert listed.returncode == 0 and "16 tests collected" in listed.stdout
+    refused = run_pytest("suites/", "--gpu", "cpu", "--model", "no such model!", "--report-dir", str(reports))
+    assert refused.returncode == 4 and refused.stderr.count("unknown model") == 1
+    assert not reports.exists() or not any(reports.iterdir())
+
+
+def test_require_checks_refuses_a_run_no_baseline_matches(tmp_path):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    refused = run_pytest("suites/test_load.py", "--gpu", "cpu", "--model", str(model), "--report-dir",
+                         str(tmp_path / "reports"), "--require-checks")
+    assert refused.returncode == 4
+    assert f"--require-checks: no baseline matched {model} on this CPU: nothing was checked" in refused.stderr
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())

@@ -193,7 +193,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)  # an xdist worker makes the run directory before it reports its collection
 def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
-    if bench is not None and any(_suite_of(item) for item in session.items):
+    if bench is not None and not session.config.option.collectonly and any(_suite_of(item) for item in session.items):
         bench.start()
 
 
@@ -321,6 +321,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's tables: the harness's answer is the last thing printed
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     bench = config.stash.get(SESSION_KEY, None)
     if bench is None or bench.run_dir is None:

@@ -16,8 +16,9 @@ def summary_lines(session: BenchSession) -> list[str]:
     by = lane_by(session.records)
     for r in session.records:
         outcomes = checked.get((r.test_id, r.metric), [])
-        if r.status != "ok":
-            value, limit, result = "", "", r.status
+        if r.status != "ok":  # the reason too: a skip or failure with no why is no answer
+            reason = " ".join((r.error or "").split())
+            value, limit, result = "", "", f"{r.status}: {reason[:88]}" if reason else r.status
         else:
             value = f"{r.value:.4g} {r.unit}".strip()
             limit = "; ".join(o.check.describe().removeprefix(r.metric + " ") for o in outcomes)
@@ -26,7 +27,7 @@ def summary_lines(session: BenchSession) -> list[str]:
         if by:
             case = f"{lane_of(r, by)}: {case}"
         rows.append((r.suite, case, r.metric, value, limit, result))
-    lines = text_table(rows, 48)
+    lines = text_table(rows, 96)  # whole case names
     failed = sum(1 for o in session.outcomes if not o.passed)
     lines.append("")
     lines.append(f"checks: {len(session.outcomes) - failed} passed, {failed} failed"
