@@ -138,7 +138,7 @@ def test_a_saved_baseline_is_picked_up_and_passed_by_the_next_run(quick_run, tmp
     assert saved.returncode == 0, saved.stderr
     text = (mine / "my-cpu.toml").read_text()
     assert 'profile = "quick"' in text and "one run" in text
-    result = run_pytest("suites/test_infer.py", "suites/test_train.py::test_train", "-q", "--gpu", "cpu",
+    result = run_pytest("suites/test_train.py", "-q", "--gpu", "cpu",
                         "--benchmark-disable", "--baseline-dir", str(mine), "--report-dir", str(tmp_path / "r"),
                         "--run-id", "after")
     assert result.returncode == 0, result.stdout[-3000:]

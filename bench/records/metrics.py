@@ -80,7 +80,7 @@ METRICS: dict[str, Metric] = {
     "mbu": M("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
     "mfu": M("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),
     "adapter_roundtrip_equal": M("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs",
-                                 gates=True, tolerance=0.0),
+                                 gates=True, tolerance=0.0, frozen=True),
     "adapter_changes_output": M("", "higher", ("adapter",), "1 when the adapter's outputs differ from the base model's",
                                 tolerance=0.0),
     "new_tokens": M("tok", "higher", ("infer",), "new tokens generated per sequence (the effort's budget)",
