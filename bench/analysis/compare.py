@@ -167,14 +167,14 @@ ALL_CASES = "cases"  # the parameter naming an across-cases pair: {"cases": "all
 
 
 def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
-                 rounds: dict[tuple, list[float]] | None = None) -> list[tuple[Measurement, Estimate]]:
+                 rounds: dict[int, list[float]] | None = None) -> list[tuple[Measurement, Estimate]]:
     """The pairs with, per gating metric of three or more cases, one more pair for all its cases
     together. Two separate runs (`rounds` None): each case's interval also carries the between-run
     variance its metric's cases show (`stats.between_case_variance`). Paired rounds (`rounds`: each
     pair's per-round log differences, by index): the rounds are the noise of the whole."""
     by_metric: dict[tuple, list[int]] = {}
     for i, (r, est) in enumerate(pairs):
-        if not est.single and est.se is not None and rules.gating(r.metric, r.params):
+        if not est.single and rules.gating(r.metric, r.params):
             by_metric.setdefault((r.suite, r.metric, r.backend, r.gpu_name), []).append(i)
     out = list(pairs)
     for members in by_metric.values():
