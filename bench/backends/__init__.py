@@ -30,6 +30,9 @@ SEVEN_TARGETS = ATTENTION_TARGETS + ("gate_proj", "up_proj", "down_proj")
 class LoraSettings:
     r: int
     dropout: float = 0.0
+    # LoRA's A matrices start random: seeded, so an adapter does not depend on how much randomness
+    # the cases before it drew (Unsloth's random_state is the same idea).
+    seed: int = 3407
 
     @property
     def alpha(self) -> int:

@@ -43,6 +43,9 @@ class HFBackend(TransformersBackend):
         config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
                             target_modules=list(ATTENTION_TARGETS), target_parameters=list(EXPERT_PARAMETERS),
                             task_type="CAUSAL_LM")
+        import torch
+
+        torch.manual_seed(lora.seed)
         peft_model = get_peft_model(model, config)
         info = {**loaded.info, "lora_targets": "q,k,v,o + experts gate_up_proj, down_proj (peft target_parameters)"}
         return Loaded(peft_model, loaded.tokenizer, loaded.source, info)

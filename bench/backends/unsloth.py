@@ -80,7 +80,7 @@ class UnslothBackend(TransformersBackend):
 
         model = FastLanguageModel.get_peft_model(
             loaded.model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
-            target_modules=list(SEVEN_TARGETS), use_gradient_checkpointing="unsloth", random_state=3407)
+            target_modules=list(SEVEN_TARGETS), use_gradient_checkpointing="unsloth", random_state=lora.seed)
         info = {**loaded.info, "lora_targets": "q,k,v,o,gate,up,down (Unsloth get_peft_model)"}
         return Loaded(model, loaded.tokenizer, loaded.source, info)
 
