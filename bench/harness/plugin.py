@@ -344,7 +344,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # --require-checks: nothing was checked
     if bench.comparison is None:
         return
-    from bench.harness.verdicts import junit_properties
+    from bench.report.comparison import junit_properties
 
     xml = session.config.stash.get(junitxml_key, None)
     if xml is not None:
