@@ -17,6 +17,7 @@ from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml
 from bench.harness.case import Case, case_params
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
+from bench.records.metrics import SUITES
 from bench.records.profiles import axes
 from bench.harness.session import BenchOptions, BenchSession
 from bench.harness.shard import assign, parse_shard
@@ -24,7 +25,6 @@ from bench.harness.workers import configure_xdist, finish_turn, group_of, strip_
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
-SUITE_ORDER = ("load", "train", "infer", "adapter", "concurrency")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -161,7 +161,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Suites run in the workflow's order (load first, so a cold load is really the first); cases
     that share a loaded model form one group (per-GPU workers, shards); a resumed run leaves out the
     cases it already finished; `--shard` keeps its part."""
-    order = {name: i for i, name in enumerate(SUITE_ORDER)}
+    order = {name: i for i, name in enumerate(SUITES)}
     items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
     for item in items:
         group = _group_of(item)

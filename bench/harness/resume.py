@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.records.metrics import named
 from bench.records.results import RESULTS_FILE, Measurement, RunManifest, read_results
 
-CLOSING_METRICS = frozenset({"peak_vram_gb", "peak_rss_gb", "nvml_peak_used_gb", "case"})
+CLOSING_METRICS = frozenset(named("closes_case"))
 
 
 def check_resume(spec: str, settings: dict[str, str]) -> Path:
