@@ -1,7 +1,10 @@
+import dataclasses
+import os
 import re
-from html import unescape
 import shutil
 import subprocess
+from html import unescape
+from pathlib import Path
 
 import pytest
 
@@ -69,18 +72,39 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.fixture
+def three_pages(rendered, run_factory, tmp_path):
+    """The run's report, a comparison page and a history page, each a file to open."""
+    from bench.report.multi import render_comparison, render_history
+
+    _, _, report = rendered
+    slower = [dataclasses.replace(r, run_id="run-2", value=r.value * 1.3 if r.value else r.value,
+                                  samples=[s * 1.3 for s in r.samples]) for r in _records()]
+    second = run_factory("run-2", slower, baseline=str(REPO / "bench" / "documented" / "tiny-gpt-oss-cpu.toml"))
+    comparison = render_comparison([report.parent, second], tmp_path / "comparison.html")
+    history = render_history(report.parent.parent, tmp_path / "history.html")
+    return {"report": report, "comparison": comparison, "history": history}
+
+
 @pytest.mark.skipif(_chromium() is None, reason="no headless browser installed (apt-get install chromium)")
-def test_report_renders_in_a_real_headless_browser(rendered, tmp_path):
-    _, _, path = rendered
+@pytest.mark.parametrize("page, must_show", [("report", ['<table id="checks">', '<table id="results">', "<svg"]),
+                                             ("comparison", ["runs compared", "<svg", "What differs"]),
+                                             ("history", ["History of 2 runs", "<svg", 'id="verdicts"'])])
+def test_pages_render_in_a_real_headless_browser_without_console_errors(three_pages, page, must_show, tmp_path):
+    path = three_pages[page]
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
-    assert '<table id="checks">' in dom and '<table id="results">' in dom
-    assert "<svg" in dom and "final_loss &lt;= 1.5" in dom
+             "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}"]
+    proc = subprocess.run([_chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    dom = proc.stdout
+    assert all(text in dom for text in must_show), [text for text in must_show if text not in dom]
     assert "<script>" not in dom  # the hostile strings stayed text
-    shot = tmp_path / "shot.png"
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Refused to" in line]
+    assert not console, console  # no script error, no Content-Security-Policy violation
+    shots = Path(os.environ.get("BENCH_SCREENSHOT_DIR") or tmp_path)  # CI keeps them as artifacts
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / f"{page}.png"
     subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,1600", path.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000  # a page with tables and charts, not a blank one

@@ -30,3 +30,23 @@ def channel_token_counts(ids: list[int], tokenizer) -> dict[str, int]:
             key = channel or "none"
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def split_channels(text: str) -> list[tuple[str, str]]:
+    """Decoded harmony text as (channel, message) pairs, for showing a sample the way a reader
+    thinks of it (the reasoning apart from the answer). Text outside any channel is ("none", text)."""
+    import re
+
+    parts: list[tuple[str, str]] = []
+    pattern = re.compile(r"<\|channel\|>(.*?)<\|message\|>(.*?)(?:<\|end\|>|<\|return\|>|<\|call\|>|$)", re.S)
+    last = 0
+    for match in pattern.finditer(text):
+        before = re.sub(r"<\|[a-z]+\|>", " ", text[last:match.start()]).strip()
+        if before and before != "assistant":
+            parts.append(("none", before))
+        parts.append((match.group(1).strip() or "unnamed", match.group(2).strip()))
+        last = match.end()
+    rest = re.sub(r"<\|[a-z]+\|>", " ", text[last:]).strip()
+    if rest and rest != "assistant":
+        parts.append(("none", rest))
+    return parts

@@ -51,7 +51,7 @@ class RunData:
 
     def label(self, r: Measurement) -> str:
         """A case as the report names it: its parameters, after its lane when there are several."""
-        case = describe_params(r.params)
+        case = describe_params(r.params) or r.test_id.rsplit("::", 1)[-1]  # a case without parameters: its test
         return f"{self.lane(r)}: {case}" if self._lane_by else case
 
 

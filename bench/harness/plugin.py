@@ -7,6 +7,7 @@ checkout), so `pytest suites/` has every option below next to pytest's own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import time
@@ -252,15 +253,27 @@ def backend(bench: BenchSession):
 
 
 @pytest.fixture(scope="session")
-def prepared(bench: BenchSession, backend) -> str:
+def prepared(bench: BenchSession, backend, request: pytest.FixtureRequest) -> str:
     """The model's weights on disk (built, converted or found) before anything is timed."""
     started = time.perf_counter()
+    _say(request.config, f"preparing {bench.source.spec} (built on first use and cached; a build takes a minute or more)")
     try:
         target = backend.prepare(bench.source)
     except BenchError as exc:  # e.g. a broken HF cache: say why, once per case, no traceback
         pytest.fail(f"cannot load {bench.source.spec}: {exc}", pytrace=False)
     bench.note_timing("prepare_model_s", time.perf_counter() - started)
+    _say(request.config, f"{bench.source.spec} ready in {time.perf_counter() - started:.1f} s")
     return target
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    """A progress line on the terminal while output is captured, so a long build is not silence."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or getattr(config, "workerinput", None) is not None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write_line(f"gpt-oss bench: {line}")
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def check_hub_cache(repo_id: str, cache_dir: Path | None = None) -> list[Finding
     repo_dir = root / f"models--{repo_id.replace('/', '--')}"
     if not repo_dir.is_dir():
         return [Finding("error", f"{repo_id} is not in the HF cache at {root}: loading it would download it "
-                                 f"(minutes); run `huggingface-cli download {repo_id}` first")]
+                                 f"(minutes); run `hf download {repo_id}` first")]
     findings: list[Finding] = []
     info = scan_cache_dir(root) if root.is_dir() else None
     for warning in (info.warnings if info else []):

@@ -41,26 +41,47 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]], target: float | None
     return _svg(fig)
 
 
-def metric_by(frame: pd.DataFrame, metric: str, x: str, series: str | None, ylabel: str,
+def _label(value) -> str:
+    """A parameter value as a person writes it: 2, not 2.0 (pandas turns integer columns with gaps
+    into floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def metric_by(frame: pd.DataFrame, metric: str, x: str, series: str | None, unit: str,
               reference: dict[float, float] | None = None) -> str | None:
-    """Median of `metric` against parameter `x`, one line per value of `series`, min-max as bars."""
+    """Median of `metric` against parameter `x`, one line per value of `series`; bars span the
+    min to max of each case's samples. With one value of `x` there is no line to draw: grouped bars."""
     rows = frame[frame["metric"] == metric] if not frame.empty else frame
     if rows.empty or f"p_{x}" not in rows:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    groups = rows.groupby(f"p_{series}") if series and f"p_{series}" in rows else [("", rows)]
-    for name, group in groups:
+    groups = list(rows.groupby(f"p_{series}")) if series and f"p_{series}" in rows else [("", rows)]
+    xs_all = sorted(rows[f"p_{x}"].dropna().unique())
+    single_x = len(xs_all) == 1
+    for k, (name, group) in enumerate(groups):
         group = group.groupby(f"p_{x}").agg(value=("value", "median"), lo=("min", "min"), hi=("max", "max"))
         lo = (group["value"] - group["lo"]).fillna(0).clip(lower=0)
         hi = (group["hi"] - group["value"]).fillna(0).clip(lower=0)
-        ax.errorbar(group.index, group["value"], yerr=[lo, hi], marker="o", capsize=3,
-                    label=f"{series}={name}" if series else None)
-    if reference:
-        xs = sorted(reference)
-        ax.plot(xs, [reference[k] for k in xs], "k:", marker="s", label="documented (RTX 3090)")
-    ax.set_xlabel(x)
-    ax.set_ylabel(ylabel)
-    if series or reference:
+        label = f"{series} {_label(name)}" if series else None
+        if single_x:
+            ax.bar([k], group["value"], width=0.7, yerr=[lo, hi], capsize=3, label=label)
+        else:
+            ax.errorbar(group.index, group["value"], yerr=[lo, hi], marker="o", capsize=3, label=label)
+    if reference and not single_x:
+        ref_x = sorted(reference)
+        ax.plot(ref_x, [reference[v] for v in ref_x], "k:", marker="s", label="documented (RTX 3090)")
+    if single_x:
+        ax.set_xticks(range(len(groups)), [_label(name) for name, _ in groups])
+        ax.set_xlabel(f"{series} (all at {x} {_label(xs_all[0])})" if series else f"{x} {_label(xs_all[0])}")
+    else:
+        if all(float(v).is_integer() for v in xs_all):
+            ax.set_xticks(xs_all, [_label(v) for v in xs_all])  # integer parameters get integer ticks
+        ax.set_xlabel(x)
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.set_title("bars: min to max of each case's samples; points: their median", fontsize=7, loc="left", color="0.35")
+    if not single_x and (series or reference):
         ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
 
@@ -93,23 +114,29 @@ def ratio_chart(labels: list[str], ratios: list[float], lows: list[float], highs
 
 
 def history_chart(xlabels: list[str], series: dict[str, list[float | None]], steps: dict[str, list[int]],
-                  ylabel: str) -> str | None:
-    """One line per case over runs; vertical marks where a series steps to a new level."""
-    if not xlabels or not series:
+                  ylabel: str, per_panel: int = 3) -> str | None:
+    """Each case over runs, relative to its first run (so a 0.6% wobble looks like one), in small
+    multiples of a few cases each instead of one tangle; dashed marks where a series steps."""
+    drawn = {k: v for k, v in series.items() if any(x is not None for x in v)}
+    if not xlabels or not drawn:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    names = list(drawn)
+    panels = [names[i:i + per_panel] for i in range(0, len(names), per_panel)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.4, 1.9 * len(panels) + 0.6), sharex=True, squeeze=False)
     xs = list(range(len(xlabels)))
-    for label, values in series.items():
-        points = [(x, v) for x, v in zip(xs, values) if v is not None]
-        if not points:
-            continue
-        line, = ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1, label=label)
-        for k in steps.get(label, []):
-            ax.axvline(points[k][0] - 0.5, color=line.get_color(), linestyle="--", linewidth=0.8)
-    ax.set_xticks(xs, xlabels, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        ax.legend(fontsize=6, frameon=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        for label in panel:
+            points = [(x, v) for x, v in zip(xs, drawn[label]) if v is not None]
+            first = points[0][1]
+            rel = [(x, (v / first - 1) * 100 if first else 0.0) for x, v in points]
+            line, = ax.plot(*zip(*rel), marker="o", markersize=3, linewidth=1, label=label)
+            for k in steps.get(label, []):
+                ax.axvline(points[k][0] - 0.5, color=line.get_color(), linestyle="--", linewidth=0.8)
+        ax.axhline(0, color="0.6", linewidth=0.6)
+        ax.set_ylabel("% vs first run", fontsize=8)
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[-1, 0].set_xticks(xs, xlabels, rotation=45, ha="right", fontsize=7)
+    axes[0, 0].set_title(ylabel, fontsize=9, loc="left")
     return _svg(fig)
 
 

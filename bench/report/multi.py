@@ -57,7 +57,7 @@ def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), thr
         raise BenchError(f"{root}: a history needs two or more runs with results (directories with manifest.json)")
     steps_between = [(run, compare(prev.records, run.records, Rules.of(threshold, baseline_of_run(prev.run_dir))))
                      for prev, run in zip(runs, runs[1:])]
-    xlabels = [(r.manifest.git_commit or r.manifest.run_id)[:10] for r in runs]
+    xlabels = [_run_label(r) for r in runs]
     figures, drifts = [], []
     for metric in metrics:
         cases = sorted({describe_params(r.params) for run in runs for r in run.ok if r.metric == metric})
@@ -71,11 +71,21 @@ def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), thr
             steps[case] = found
             for k in found:
                 drifts.append({"metric": metric, "case": case, "at": k, "before": present[k - 1], "after": present[k]})
-        svg = charts.history_chart(xlabels, series, steps, f"{metric} ({METRICS[metric].unit})")
+        unit = METRICS[metric].unit
+        svg = charts.history_chart(xlabels, series, steps, f"{metric} ({unit})" if unit else metric)
         if svg:
             figures.append((metric, Markup(svg)))
     return {"csp": CSP, "runs": runs, "xlabels": xlabels, "figures": figures, "drifts": drifts,
             "verdicts": [(run, cmp.counts(), cmp.failed) for run, cmp in steps_between]}
+
+
+def _run_label(run: RunData) -> str:
+    """A history's x label: the commit (or the run) and when it ran, so that runs of one commit
+    stay distinct."""
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(run.manifest.started).strftime("%m-%d %H:%M")
+    return f"{(run.manifest.git_commit or run.manifest.run_id)[:8]} {when}"
 
 
 def render_comparison(run_dirs: list[Path], output: Path, threshold: float = DEFAULT_THRESHOLD) -> Path:

@@ -8,6 +8,7 @@ from markupsafe import Markup
 
 from bench.records.profiles import get_profile
 from bench.records.metrics import METRICS
+from bench.analysis.channels import split_channels
 from bench.report import charts
 from bench.report.page import CSP, environment
 from bench.analysis.runs import RunData, checks_table, load_run, loss_curves, results_frame
@@ -81,7 +82,7 @@ def context(run: RunData) -> dict:
         "results": frame.to_dict("records") if not frame.empty else [],
         "problems": problem_rows(run),
         "charts": charts_for(run, frame), "metrics": METRICS,
-        "samples": [{"case": run.label(r), "text": r.extra.get("sample", ""),
+        "samples": [{"case": run.label(r), "text": r.extra.get("sample", ""), "parts": split_channels(r.extra.get("sample", "")),
                      "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],
     }
 
