@@ -91,7 +91,6 @@ def test_only_the_warm_load_gates():
 def test_a_run_of_many_unchanged_pairs_raises_no_false_regression():
     """Thirty gating pairs of three samples, unchanged: every pair tested at 95% would flag some
     of them in most such runs; Holm's step-down keeps the whole run's false alarms near 5%."""
-    rng = np.random.default_rng(11)
     alarms = 0
     for _ in range(40):
         base = [timed("decode_tok_s", 100.0, n=3, spread=0.05, batch_size=b, effort=e) for b in range(10)

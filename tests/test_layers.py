@@ -2,7 +2,6 @@
 one, or two packages of one layer importing each other) fails here, and so in CI."""
 
 import subprocess
-import sys
 import shutil
 
 import pytest
