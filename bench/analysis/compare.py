@@ -243,31 +243,26 @@ def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measu
     keys_n = set.intersection(*(set(r) for r in by_run_n))
     keys = sorted(keys_b & keys_n, key=str)
     series = {k: ([_values(run[k]) for run in by_run_b], [_values(run[k]) for run in by_run_n]) for k in keys}
-    pooled: dict[str, tuple[float, float] | None] = {}
-    for metric in {k[1] for k in keys}:
-        pooled[metric] = stats.pooled_round_variance([_round_differences(*series[k]) for k in keys if k[1] == metric
-                                                      and min(min(v) for v in series[k][0] + series[k][1]) > 0])
+    # a side at zero (a loss delta, a failed equality) has no logarithm: compared as a single reading
+    logged = {k: stats.round_differences(*series[k]) for k in keys
+              if min(min(v) for v in series[k][0] + series[k][1]) > 0}
+    pooled = {metric: stats.pooled_round_variance([d for k, d in logged.items() if k[1] == metric])
+              for metric in {k[1] for k in logged}}
     pairs, differences = [], {}
     for k in keys:
         base_runs, new_runs = series[k]
-        if min(min(v) for v in base_runs + new_runs) <= 0:  # a zero (a loss delta, a failed equality): no logs
+        if k in logged:
+            est = stats.paired_rounds(base_runs, new_runs, *(pooled[k[1]] or (None, None)))
+            differences[len(pairs)] = logged[k]
+        else:
             est = stats.single_reading(sum(v[0] for v in base_runs) / len(base_runs),
                                        sum(v[0] for v in new_runs) / len(new_runs))
-        else:
-            est = stats.paired_rounds(base_runs, new_runs, *(pooled[k[1]] or (None, None)))
-            differences[len(pairs)] = _round_differences(base_runs, new_runs)
         pairs.append((by_run_n[-1][k], est))
     # paired rounds hold the between-run noise already: only the across-cases pairs are added
     return Comparison(judge(across_cases(pairs, rules, differences), rules),
                       only_base=sorted(keys_b - keys_n, key=str),
                       only_new=sorted(keys_n - keys_b, key=str), alpha=rules.alpha,
                       method=f"{len(base_runs)} alternating rounds a side, paired")
-
-
-def _round_differences(base_runs: list[list[float]], new_runs: list[list[float]]) -> list[float]:
-    import math
-
-    return [math.log(stats.geometric_mean(n)) - math.log(stats.geometric_mean(b)) for b, n in zip(base_runs, new_runs)]
 
 
 def describe(change: MetricChange, params: Callable[[dict], str] | None = None) -> str:

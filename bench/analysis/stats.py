@@ -142,20 +142,25 @@ def from_intervals(base: tuple[float, float, float], new: tuple[float, float, fl
                     "each run's own 95% interval", 1, 1)
 
 
+def round_differences(base_runs: list[list[float]], new_runs: list[list[float]]) -> list[float]:
+    """Per round, the log of new's geometric mean over base's: one paired observation each."""
+    return [math.log(geometric_mean(n)) - math.log(geometric_mean(b)) for b, n in zip(base_runs, new_runs)]
+
+
 def paired_rounds(base_runs: list[list[float]], new_runs: list[list[float]],
                   pooled_var: float | None = None, pooled_df: float | None = None) -> Estimate:
     """Runs repeated in rounds A B, B A, ...: round i's log difference of geometric means is one
     paired observation; the estimate is their mean. `pooled_var`/`pooled_df`: the variance of a
     paired difference pooled over the cases of the metric (`pooled_round_variance`), which gives
     a single case the degrees of freedom of all of them."""
-    gb = [math.log(geometric_mean(r)) for r in base_runs]
-    gn = [math.log(geometric_mean(r)) for r in new_runs]
-    d = np.asarray(gn) - np.asarray(gb)
+    d = np.asarray(round_differences(base_runs, new_runs))
     n = len(d)
     var, df = (pooled_var, pooled_df) if pooled_var is not None else (
         (float(d.var(ddof=1)), n - 1.0) if n > 1 else (None, None))
     se = math.sqrt(var / n) if var is not None else None
-    return Estimate(math.exp(float(d.mean())), math.exp(float(np.mean(gb))), math.exp(float(np.mean(gn))),
+    base = geometric_mean([geometric_mean(r) for r in base_runs])
+    new = geometric_mean([geometric_mean(r) for r in new_runs])
+    return Estimate(math.exp(float(d.mean())), base, new,
                     se, df, f"{n} paired rounds" + (", variance pooled over the metric's cases" if pooled_var is not None
                                                     else ""), n, n)
 
