@@ -52,8 +52,10 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
 
     benchmark.group = f"infer-{effort}"
     with EnergyCounter(bench.device) as energy:
-        run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1)
-    timed = rounds[1:]  # round 0 is pytest-benchmark's warm-up round
+        run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1,
+                   until=bench.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]]))
+    timed = rounds[1:]  # round 0 is the warm-up round
+    why = bench.profiled(lambda: backend.generate(loaded, prompts, budget))
     timings = [t for t, _ in timed]
     itl = [ms for t in timings for ms in t.itl_ms]
     last = outputs[-1]
@@ -66,6 +68,7 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     case("itl_p50_ms", float(np.percentile(itl, 50)), samples=[statistics.median(t.itl_ms) for t in timings])
     case("itl_p99_ms", float(np.percentile(itl, 99)), samples=[float(np.percentile(t.itl_ms, 99)) for t in timings])
     case("new_tokens", budget)
+    case.profiled(why, per=budget, unit="token")
     if batch_size == bench.profile.infer_batches[0] and effort == bench.profile.efforts[0]:
         case("first_generate_s", first_generate_s)
     per_token = [j / (t.batch_size * t.new_tokens) for t, j in timed if j is not None]

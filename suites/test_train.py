@@ -18,8 +18,9 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
     steps = bench.train_steps
     gate = StepGate(bench.device)
+    # one step more than timed: the last one runs under the profiler, outside the timed ones
     trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
-                              bench.train_settings(batch_size, grad_accum, steps, tmp_path / "out"), [gate])
+                              bench.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out"), [gate])
     run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
     step_joules: list[float] = []
 
@@ -33,11 +34,12 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     benchmark.group = "train"
     with EnergyCounter(bench.device) as energy:
         run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
+    why = bench.profiled(run.step)
     run.finish()
 
     step_s = timer.samples[1:]  # the first step is the warm-up: compilation, allocator growth
-    tokens = gate.tokens_per_step[1:]
-    curve = loss_curve(trainer)
+    tokens = gate.tokens_per_step[1:steps]
+    curve = [point for point in loss_curve(trainer) if point[0] <= steps]  # not the profiled step
     case.timed("s_per_step", step_s, extra={"warmup_step_s": timer.samples[0], "loss_curve": curve})
     case.timed("train_tokens_per_s", [t / s for t, s in zip(tokens, step_s)])
     if step_joules[1:]:  # GPUs with an NVML energy counter
@@ -57,6 +59,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     adapter_dir = tmp_path / "adapter"
     backend.save_adapter(loaded, adapter_dir)
     case("adapter_mb", adapter_size_mb(adapter_dir))
+    case.profiled(why, per=1, unit="step")
     case("trainable_params_m", sum(p.numel() for p in loaded.model.parameters() if p.requires_grad) / 1e6)
     benchmark.extra_info.update({"s_per_step": step_s, "loss_curve": curve})
     backend.unload(loaded)

@@ -207,6 +207,10 @@ def _where(where, metric_name: str, fail) -> dict:
     return dict(where)
 
 
+# A baseline's `gpu` that matches every GPU: for checks about the model, not about the hardware.
+ANY_GPU = "any GPU"
+
+
 def find_default(model: str, hardware: str, search: Path | list[Path] | None = None,
                  profile: str | None = None) -> tuple[Baseline | None, bool]:
     """The baseline for this model on this hardware; else one for the model on other hardware.
@@ -228,7 +232,7 @@ def find_default(model: str, hardware: str, search: Path | list[Path] | None = N
         if model not in models or (profile and meta.get("profile", profile) != profile):
             continue
         baseline = load_baseline(path)
-        if baseline.gpu.lower() == hardware.lower():
+        if baseline.gpu.lower() == hardware.lower() or (baseline.gpu == ANY_GPU and hardware.lower() != "cpu"):
             return baseline, True
         model_only = model_only or baseline
     return model_only, False

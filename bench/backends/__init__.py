@@ -107,3 +107,17 @@ def resolve_backend_name(name: str, cuda: bool) -> str:
 def get_backend(name: str, device: str, **options: Any) -> Backend:
     module_name, class_name = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)(device=device, **options)
+
+
+# What each engine imports before its first case, in this order (unsloth patches the others, so it
+# comes first): an isolated child imports these while it waits for its turn.
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "hf": ("torch", "transformers", "peft", "trl"),
+    "unsloth": ("unsloth", "torch", "transformers", "peft", "trl"),
+}
+
+
+def import_libraries(name: str) -> None:
+    for module in LIBRARIES.get(name, ()):
+        importlib.import_module(module)
+    importlib.import_module(REGISTRY[name].split(":")[0])

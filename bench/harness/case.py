@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from bench.analysis.baselines import CheckOutcome
 from bench.records.results import Measurement
 from bench.telemetry import MemoryTracker, sampler_for
+from bench.telemetry.kernels import RoundProfile
 from bench.telemetry.memory import release_garbage
 
 SERIES_POINTS = 240
@@ -70,6 +71,18 @@ class Case:
     def skip_metric(self, metric: str, reason: str) -> None:
         """A metric this case cannot measure meaningfully: recorded as skipped, with why."""
         self(metric, None, status="skipped", error=reason)
+
+    def profiled(self, profile: RoundProfile | None, per: float, unit: str) -> None:
+        """The profiled round's figures (`bench.telemetry.kernels`): GPU busy share, host launches
+        per decode step (`per` = new tokens) or per optimizer step, and the top kernels."""
+        if profile is None:
+            return
+        summary = profile.summary(per, unit)
+        self("profiled_round_s", profile.wall_s, extra=summary)
+        if profile.busy_fraction is not None:
+            self("gpu_busy_pct", 100 * profile.busy_fraction)
+        if summary[f"launches_per_{unit}"] is not None:
+            self(f"launches_per_{unit}", summary[f"launches_per_{unit}"])
 
     @property
     def failures(self) -> list[str]:

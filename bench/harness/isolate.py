@@ -1,34 +1,71 @@
-"""`--isolate`: each suite case in its own Python process, so a crash (a segfault, a CUDA error
-that poisons the context, an abort) costs that case and nothing else.
+"""Cases in child processes, so that a case's figures are its own.
 
-The parent collects and orders the cases and owns the run directory; each case runs as
-`python -m pytest NODEID --bench-worker-run RUN_DIR ...` (spawned, not forked: a forked child
-cannot use a CUDA context its parent made), appending its records to the run's results file. The
-parent then reports the child's outcome under the case's own test id; a child that died without
-saying why gets a `case` record naming the signal or exit code.
+In one long process a case inherits what the cases before it left: Unsloth keeps about 1.2 GB per
+finished case, an engine's allocator cache outlives its turn, a crash or a poisoned CUDA context
+takes every later case down. So on a GPU each *load group* runs in a fresh Python process
+(`--isolate group`, the default there): the cold and warm loads together (the cold load is the
+process's first), all inference cases together (they share one loaded model, as a server would),
+and every training case, the adapter and the resume case alone (each loads its own model).
+`--isolate case` gives every case its own process; `--isolate off` runs all in this one.
+
+Children are spawned, never forked (a forked child cannot use a CUDA context its parent made), and
+the parent never touches CUDA while they run. Each child is `python -m pytest NODEIDS
+--bench-worker-run RUN_DIR`: it appends its records to the run's results file and its pytest
+reports to a file of its own, which the parent replays under each case's own test id.
+
+Starting a child costs an interpreter, torch and the engine's import (Unsloth: 20-45 s). On a
+machine with enough cores the next group's child is started while the current one runs, does its
+imports and waits (`standby`): it has not touched the GPU's memory beyond its context, and it
+starts its own cases only when told to, after the current child has exited. What isolation cost
+(start-up the run waited for, child time outside the cases) goes into the manifest.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.telemetry.environment import redact
+from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
+from bench.telemetry.environment import redact
 
 TAIL_CHARS = 3000
+MODES = ("auto", "off", "group", "case")
+# Below this many cores a waiting child's imports would compete with the running case's threads.
+STANDBY_MIN_CPUS = 8
+POLL_S = 0.05
 
 
-@dataclass(frozen=True)
-class ChildResult:
-    outcome: str  # "passed" | "failed" | "skipped"
-    returncode: int
-    output: str
-    duration: float
-    records: list[Measurement]
+def resolve_mode(requested: str, device: str, child: bool) -> str:
+    """`auto`: a load group per process on a GPU, one process on the CPU (where a process start is a
+    large share of a tiny case and the memory figure is RSS, which a fresh process does not clean)."""
+    if requested not in MODES:
+        raise BenchError(f"--isolate {requested}: choose one of {', '.join(MODES)}")
+    if child:
+        return "off"
+    if requested == "auto":
+        return "group" if device.startswith("cuda") else "off"
+    return requested
+
+
+def plan_groups(nodeids: list[str], groups: list[str | None], mode: str) -> list[list[str]]:
+    """Consecutive cases of one load group share a process; a case without a group is alone."""
+    out: list[list[str]] = []
+    last = object()
+    for nodeid, group in zip(nodeids, groups):
+        if mode == "group" and group is not None and group == last:
+            out[-1].append(nodeid)
+        else:
+            out.append([nodeid])
+        last = group
+    return out
 
 
 def pytest_command(nodeids: list[str], options) -> list[str]:
@@ -43,31 +80,191 @@ def pytest_command(nodeids: list[str], options) -> list[str]:
         cmd += ["--baseline", options.baseline]
     if options.baseline_dir:
         cmd += ["--baseline-dir", options.baseline_dir]
+    if options.max_time is not None:
+        cmd += ["--max-time", str(options.max_time)]
     return cmd
 
 
-def child_command(nodeid: str, run_dir: str, options, case_timeout: float | None = None) -> list[str]:
-    cmd = pytest_command([nodeid], options) + ["--bench-worker-run", run_dir]
-    if case_timeout:
-        cmd += ["--timeout", str(case_timeout)]
-    return cmd
+@dataclass(frozen=True)
+class CaseResult:
+    """What the parent reports for one case: the child's own report of it, or how the child died."""
+
+    outcome: str  # "passed" | "failed" | "skipped"
+    longrepr: str | None
+    duration: float
+    records: list[Measurement]
+    died: str | None = None  # the child ended before this case finished: why
 
 
-def run_case(nodeid: str, run_dir, options, case_timeout: float | None = None) -> ChildResult:
-    """Run one case in a child; with a time limit the child enforces it (status timeout) and the
-    parent kills a child that outlives it by a minute (a hang in a driver call, say)."""
-    before = {(r.test_id, r.metric) for r in read_results(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
+@dataclass
+class Child:
+    nodeids: list[str]
+    proc: subprocess.Popen
+    log: Path
+    reports: Path
+    go: Path
+    started: float
+    started_wall: float  # records of this child are those written after it started
+    went_at: float | None = None
+
+    def is_ready(self) -> bool:
+        return self.go.with_suffix(".ready").exists() or self.proc.poll() is not None
+
+
+@dataclass
+class Isolator:
+    """Runs the planned groups one after another, each in its own child, one child in standby."""
+
+    run_dir: Path
+    options: object
+    groups: list[list[str]]
+    case_timeout: float | None = None
+    standby: bool = False
+    results: dict[str, CaseResult] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # the children's one-off costs (import, build)
+    children: dict[int, Child] = field(default_factory=dict)
+    waited_s: float = 0.0  # start-up the run waited for (not hidden behind the previous group)
+    outside_cases_s: float = 0.0  # child time after go that no case's setup, call or teardown used
+    processes: int = 0
+
+    def __post_init__(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix="isolation-logs-", dir=self.run_dir))
+        self.index = {nodeid: i for i, group in enumerate(self.groups) for nodeid in group}
+
+    def result(self, nodeid: str) -> CaseResult:
+        if nodeid not in self.results:
+            self._run(self.index[nodeid])
+        return self.results.pop(nodeid)
+
+    def _spawn(self, i: int) -> Child:
+        nodeids = self.groups[i]
+        stem = self.scratch / f"group-{i}"
+        cmd = pytest_command(nodeids, self.options) + ["--bench-worker-run", str(self.run_dir),
+                                                       "--bench-reports", f"{stem}.reports.jsonl",
+                                                       "--bench-standby", f"{stem}.go"]
+        if self.case_timeout:
+            cmd += ["--timeout", str(self.case_timeout)]
+        log = stem.with_suffix(".log")
+        with log.open("w", encoding="utf-8") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        self.processes += 1
+        child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.perf_counter(),
+                      time.time())
+        self.children[i] = child
+        return child
+
+    def _run(self, i: int) -> None:
+        child = self.children.pop(i, None) or self._spawn(i)
+        if self.standby and i + 1 < len(self.groups) and i + 1 not in self.children:
+            self._spawn(i + 1)  # imports while this group runs; waits for its own go
+        waited = time.perf_counter()
+        while not child.is_ready():
+            time.sleep(POLL_S)
+        self.waited_s += time.perf_counter() - waited
+        child.went_at = time.perf_counter()
+        child.go.touch()
+        limit = self.case_timeout * len(child.nodeids) + 60 if self.case_timeout else None
+        try:
+            code = child.proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+            code = -signal.SIGKILL
+        self._collect(child, code)
+
+    def _collect(self, child: Child, code: int) -> None:
+        wall = time.perf_counter() - (child.went_at or child.started)
+        reports, timings = _read_reports(child.reports)
+        for name, seconds in timings.items():  # one-off costs: the worst child's
+            self.timings[name] = max(seconds, self.timings.get(name, 0.0))
+        records = [r for r in read_results(self.run_dir) if r.time >= child.started_wall] \
+            if (self.run_dir / RESULTS_FILE).is_file() else []
+        output = redact(child.log.read_text(encoding="utf-8", errors="replace")[-TAIL_CHARS:])
+        spent = 0.0
+        for nodeid in child.nodeids:
+            phases = reports.get(nodeid, {})
+            spent += sum(r["duration"] for r in phases.values())
+            mine = [r for r in records if r.test_id == nodeid]
+            call = phases.get("call") or phases.get("setup")
+            if call is None or ("teardown" not in phases and call["outcome"] == "passed"):
+                why = death_reason(code) if code not in (0, 1) else "the isolated process ended before this case ran"
+                self.results[nodeid] = CaseResult("failed", f"{why}\n{output}", 0.0, mine, died=why)
+                continue
+            outcome = "failed" if any(r["outcome"] == "failed" for r in phases.values()) else call["outcome"]
+            text = next((r["longrepr"] for r in phases.values() if r["outcome"] != "passed"), None)
+            self.results[nodeid] = CaseResult(outcome, text, sum(r["duration"] for r in phases.values()), mine)
+        self.outside_cases_s += max(0.0, wall - spent)
+        for path in (child.go, child.go.with_suffix(".ready"), child.reports):
+            path.unlink(missing_ok=True)  # the log stays, for reading
+
+    def close(self) -> None:
+        """Standbys nobody needed (a -x stop, an interrupt) are stopped; their scratch stays for reading."""
+        for child in self.children.values():
+            child.proc.kill()
+            child.proc.wait()
+        self.children.clear()
+
+    def describe(self, wall_s: float) -> str:
+        unit = "load group" if any(len(g) > 1 for g in self.groups) else "case"
+        paid = self.waited_s + self.outside_cases_s
+        return (f"isolation: each {unit} ran in a fresh process ({self.processes} processes"
+                f"{', the next one importing while the current one ran' if self.standby else ''}); it cost "
+                f"{paid:.1f} s of the run's {wall_s:.0f} s ({self.waited_s:.1f} s waiting for a process to start, "
+                f"{self.outside_cases_s:.1f} s of process time outside the cases), so that no case's memory "
+                "figures include what an earlier case left")
+
+    def cost(self) -> dict[str, float]:
+        return {"isolation_processes": self.processes, "isolation_waited_s": round(self.waited_s, 2),
+                "isolation_outside_cases_s": round(self.outside_cases_s, 2)}
+
+
+def _read_reports(path: Path) -> tuple[dict[str, dict[str, dict]], dict[str, float]]:
+    out: dict[str, dict[str, dict]] = {}
+    timings: dict[str, float] = {}
+    if not path.is_file():
+        return out, timings
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line of a killed child
+            continue
+        if "timings" in row:
+            timings.update(row["timings"])
+        else:
+            out.setdefault(row["nodeid"], {})[row["when"]] = row
+    return out, timings
+
+
+def write_report(path: str, report) -> None:
+    """The child's side: one pytest report, as the parent replays it."""
+    longrepr = None
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        longrepr = report.longrepr[2]
+    elif report.longrepr is not None:
+        longrepr = redact(str(report.longrepr))
+    row = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+           "duration": report.duration, "longrepr": longrepr}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(row) + "\n")
+
+
+def write_timings(path: str, timings: dict[str, float]) -> None:
+    """The child's side, at its end: its one-off costs, which only the parent's manifest keeps."""
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps({"timings": timings}) + "\n")
+
+
+def wait_for_go(go: str) -> float:
+    """The child's side: say it is ready (imports done), then wait until the parent says go."""
+    Path(go).with_suffix(".ready").touch()
     started = time.perf_counter()
-    try:
-        proc = subprocess.run(child_command(nodeid, str(run_dir), options, case_timeout), capture_output=True,
-                              text=True, timeout=case_timeout + 60 if case_timeout else None)
-        code, output = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, output = -signal.SIGKILL, f"Timeout >{case_timeout}s: the isolated case was killed\n{exc.stdout or ''}"
-    records = [r for r in read_results(run_dir) if r.test_id == nodeid and (r.test_id, r.metric) not in before]
-    skipped = any(r.metric == "case" and r.status == "skipped" for r in records)
-    outcome = ("skipped" if skipped else "passed") if code == 0 else "failed"
-    return ChildResult(outcome, code, redact(output[-TAIL_CHARS:]), time.perf_counter() - started, records)
+    while not os.path.exists(go):
+        time.sleep(POLL_S)
+    return time.perf_counter() - started
+
+
+def standby_possible(device: str) -> bool:
+    return device.startswith("cuda") and (os.cpu_count() or 1) >= STANDBY_MIN_CPUS
 
 
 def death_reason(code: int) -> str:
@@ -76,5 +273,5 @@ def death_reason(code: int) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"the isolated case's process died with {name}"
-    return f"the isolated case's process exited with code {code}"
+        return f"the isolated process died with {name}"
+    return f"the isolated process exited with code {code}"

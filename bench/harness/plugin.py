@@ -53,14 +53,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--resume", default=None, help="a run directory to continue: runs only its unfinished cases")
     group.addoption("--gpu-price-per-hour", default=None,
                     help="USD per GPU-hour, or a TOML file with a [prices] table by GPU name, for the report's costs")
-    group.addoption("--isolate", action="store_true",
-                    help="run each case in its own process: a crash or a poisoned CUDA context costs that case only")
+    group.addoption("--isolate", nargs="?", const="case", default="auto", metavar="MODE",
+                    help="auto | group | case | off: run each load group (group) or each case (case, also a bare "
+                         "--isolate) in a fresh process, so that its memory figures are its own and a crash costs "
+                         "it only (auto: group on a GPU, off on the CPU)")
+    group.addoption("--max-time", type=float, default=None, metavar="S",
+                    help="adaptive rounds: repeat a timed case until its 95%% interval is within "
+                         "+-2%% of its median or S seconds of rounds are spent (default: the profile's)")
     group.addoption("--workers-per-gpu", type=int, default=1,
                     help="workers (pytest-xdist) per GPU of --gpu, running at the same time (default 1)")
     group.addoption("--each-gpu", action="store_true",
                     help="with several GPUs: run every case on each of them (to compare GPUs) instead of spreading them")
     group.addoption("--shard", default=None, help="i/n: run only shard i (0-based) of n of the cases; join shards with `bench merge`")
     group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
+    group.addoption("--bench-reports", default=None, help=argparse.SUPPRESS)  # an isolated child's reports file
+    group.addoption("--bench-standby", default=None, help=argparse.SUPPRESS)  # an isolated child's go file
     group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
 
 
@@ -84,7 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
         resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
         isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"),
         workers_per_gpu=config.getoption("--workers-per-gpu"), each_gpu=config.getoption("--each-gpu"),
-        workers=config.getoption("numprocesses", None) or None)
+        workers=config.getoption("numprocesses", None) or None, max_time=config.getoption("--max-time"))
     workerinput = getattr(config, "workerinput", None)
     if workerinput and "bench_slot" in workerinput:  # a worker of a multi-device session: its slot
         slot = workerinput["bench_slot"]
@@ -110,12 +117,14 @@ def pytest_configure(config: pytest.Config) -> None:
                                     "(and do not pass -p no:xdist)")
         configure_xdist(config, session.plan)
         config.pluginmanager.register(Controller(session), "bench-controller")
-    elif session.backend_name == "unsloth" and not opts.isolate:  # isolated cases import it in their own process
+    elif session.backend_name == "unsloth" and session.isolation == "off":  # isolated cases import it in their own process
         started = time.perf_counter()
         import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
 
         session.note_timing("import_unsloth_s", time.perf_counter() - started)
     config.stash[SESSION_KEY] = session
+    if config.getoption("--bench-reports"):
+        config.pluginmanager.register(ChildReports(config.getoption("--bench-reports"), session), "bench-child")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -179,7 +188,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if other:
             config.hook.pytest_deselected(items=other)
             items[:] = [item for item, group in zip(items, groups) if shard_of[group] == index]
-    if bench is not None and bench.options.isolate:
+    if bench is not None and bench.isolation != "off":
         for item in items:  # the time limit is the child's to enforce; no second timer in the parent
             if _suite_of(item):
                 item.add_marker(pytest.mark.timeout(0))
@@ -194,8 +203,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)  # an xdist worker makes the run directory before it reports its collection
 def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
-    if bench is not None and not session.config.option.collectonly and any(_suite_of(item) for item in session.items):
+    if bench is None or session.config.option.collectonly:
+        return
+    suite_items = [item for item in session.items if _suite_of(item)]
+    if suite_items:
         bench.start()
+    go = session.config.getoption("--bench-standby")
+    if go:  # an isolated child: its engine imported, it waits until the group before it has exited
+        from bench.backends import import_libraries
+        from bench.harness.isolate import wait_for_go
+
+        started = time.perf_counter()
+        import_libraries(bench.backend_name)
+        bench.timings[f"import_{bench.backend_name}_s"] = round(time.perf_counter() - started, 4)
+        wait_for_go(go)
+    elif suite_items and bench.isolation != "off":
+        from bench.harness.isolate import Isolator, plan_groups, standby_possible
+
+        nodeids = [item.nodeid for item in suite_items]
+        groups = plan_groups(nodeids, [_group_of(item) for item in suite_items], bench.isolation)
+        bench.isolator = Isolator(bench.run_dir, bench.options, groups,
+                                  session.config.getoption("timeout", None), standby_possible(bench.device))
+
+
+class ChildReports:
+    """Hooks of an isolated child: its pytest reports and one-off costs go to a file the parent
+    replays them from."""
+
+    def __init__(self, path: str, session: BenchSession) -> None:
+        self.path, self.session = path, session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from bench.harness.isolate import write_report
+
+        write_report(self.path, report)
+
+    def pytest_sessionfinish(self) -> None:
+        from bench.harness.isolate import write_timings
+
+        write_timings(self.path, self.session.timings)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -215,21 +261,20 @@ def pytest_runtestloop(session: pytest.Session):
 
 
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    """With --isolate, a suite case runs in a child process; its outcome is reported here."""
+    """An isolated case ran in a child process (with its load group); its outcome is reported here."""
     bench = item.config.stash.get(SESSION_KEY, None)
-    if bench is None or not bench.options.isolate or _suite_of(item) is None:
+    isolator = getattr(bench, "isolator", None)
+    if isolator is None or _suite_of(item) is None:
         return None
-    from bench.harness.isolate import death_reason, run_case
-
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    result = run_case(item.nodeid, bench.start(), bench.options, item.config.getoption("timeout", None))
+    result = isolator.result(item.nodeid)
     bench.adopt(result.records)
-    if result.returncode not in (0, 1) and not any(r.metric == "case" for r in result.records):
+    if result.died and not any(r.metric == "case" for r in result.records):
         # the process died without a word: one `case` record saying how
-        _case_of(item)("case", None, status="failed", error=f"{death_reason(result.returncode)}\n{result.output}")
+        _case_of(item)("case", None, status="failed", error=result.longrepr)
     longrepr = None if result.outcome == "passed" else (
-        (str(item.path), item.location[1] or 0, result.output.strip().splitlines()[-1][:200])
-        if result.outcome == "skipped" else result.output)
+        (str(item.path), item.location[1] or 0, (result.longrepr or "skipped").strip().splitlines()[-1][:200])
+        if result.outcome == "skipped" else result.longrepr)
     for when in ("setup", "call", "teardown"):
         outcome = result.outcome if when == "call" else "passed"
         report = pytest.TestReport(item.nodeid, item.location, {k: 1 for k in item.keywords}, outcome,

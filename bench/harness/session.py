@@ -17,6 +17,8 @@ from pathlib import Path
 
 from bench.harness import run_modes, workers
 from bench.telemetry import environment
+from bench.telemetry.kernels import RoundProfile, profile_round
+from bench.telemetry.rounds import Precision
 from bench.backends import TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
@@ -26,6 +28,7 @@ from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
 from bench.records.metrics import METRICS
 from bench.models import resolve_model
 from bench.analysis.prices import price_per_hour
+from bench.harness.isolate import resolve_mode as resolve_isolation
 from bench.harness.resume import check_resume
 from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
 
@@ -49,7 +52,8 @@ class BenchOptions:
     baseline_dir: str | None = None
     require_checks: bool = False  # no baseline check applying is a failure, not a silent green
     gpu_price_per_hour: str | None = None  # a number, or a TOML price table by GPU name
-    isolate: bool = False
+    isolate: str = "auto"  # auto | off | group | case (bench.harness.isolate)
+    max_time: float | None = None  # adaptive rounds' time cap per case; None: the profile's
     worker_run: str | None = None  # set in a worker's process: the controller's run directory
     workers_per_gpu: int = 1
     each_gpu: bool = False
@@ -90,6 +94,8 @@ class BenchSession:
         if options.require_checks and self.baseline is None and not options.worker_run:
             raise BenchError(f"--require-checks: {self.no_checks_reason}; pass --baseline NAME_OR_FILE, or freeze "
                              "a run with `bench baseline save RUN --name NAME`")
+        if options.max_time is not None and options.max_time < 0:
+            raise BenchError(f"--max-time {options.max_time:g}: give seconds >= 0 (0: fixed rounds)")
         if options.precision not in PRECISIONS:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
         self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
@@ -99,6 +105,9 @@ class BenchSession:
                                                         "--backend": self.backend_name}) if options.resume else None
         self.finished: set[str] = set()  # cases of a resumed run that need not run again
         self.mode = run_modes.mode_for(options, self.plan, self.resume_dir)
+        self.isolation = "off" if self.plan is not None else resolve_isolation(
+            options.isolate, self.device, child=bool(options.worker_run and not options.worker_id))
+        self.isolator = None  # the parent's runner of isolated groups, once cases are collected
         self.run_dir: Path | None = None
         self._planned_dir: Path | None = None
         self.manifest: RunManifest | None = None
@@ -192,6 +201,17 @@ class BenchSession:
         """Steps of the checkpoint-recovery run, saved at half way (cheap on the tiny model)."""
         return 10 if self.source.loss_meaningful else max(4, self.profile.timing_steps)
 
+    def precision(self, samples: Callable[[], list[float]]) -> Precision | None:
+        """Adaptive rounds for a case whose timed samples `samples()` returns; None: fixed rounds."""
+        cap = self.options.max_time if self.options.max_time is not None else self.profile.max_time_s
+        return Precision(samples, cap) if cap else None
+
+    def profiled(self, round_: Callable[[], object]) -> RoundProfile | None:
+        """One round under torch.profiler, on a GPU: why a case runs as fast as it does. Not on the
+        CPU, where the profiler's event buffers (0.5 GB for one tiny generate) would be the case's
+        peak memory and there are no kernels to count."""
+        return profile_round(round_, self.device) if self.device.startswith("cuda") else None
+
     def train_settings(self, batch_size: int, grad_accum: int, steps: int, output_dir: Path,
                        save_steps: int | None = None) -> TrainSettings:
         lr = TINY_LEARNING_RATE if self.source.kind == "tiny" else self.profile.learning_rate
@@ -220,7 +240,10 @@ class BenchSession:
         from bench.models.store import cache_root
         from bench.telemetry.calibration import cached
 
-        return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device)
+        # a parent of isolated children must hold no CUDA context of its own: it would count in
+        # every child's NVML figures
+        return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device,
+                      in_subprocess=self.isolation != "off")
 
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say
@@ -298,6 +321,12 @@ class BenchSession:
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
             return
+        if self.isolator is not None:
+            self.isolator.close()
+            self.timings.update(self.isolator.timings)
+            self.timings.update(self.isolator.cost())
+            if self.manifest is not None:
+                self.manifest.notes.append(self.isolator.describe(time.time() - self.manifest.started))
         self.writer.close()
         self.mode.close(self, interrupted)
 

@@ -39,6 +39,9 @@ M = Metric
 METRICS: dict[str, Metric] = {
     "load_s": M("s", "lower", ("load",), "model load time; params.cache says cold (first in process) or warm",
                 gates=True, gate_where={"cache": "warm"}, tolerance=0.5, charted=True, frozen=True),
+    "load_profiled_s": M("s", "lower", ("load",),
+                         "one extra warm load under cProfile, untimed: the sum of its phases (extra: phases, "
+                         "the profiled wall time and the timed median beside it)", compared=False),
     "load_memory_gb": M("GB", "lower", ("load",), "torch allocated after load (CUDA) / RSS growth (CPU)",
                         tolerance=0.25),
     "peak_vram_gb": M("GB", "lower", ("load", "train", "infer"), "peak torch-allocated CUDA memory",
@@ -77,6 +80,17 @@ METRICS: dict[str, Metric] = {
     "energy_j_per_step": M("J", "lower", ("train",), "GPU energy per optimizer step (NVML counter)"),
     "gpu_util_pct": M("%", "higher", ("infer", "train"),
                       "mean GPU utilization (NVML): a diagnostic, lower is not worse", tolerance=None),
+    "profiled_round_s": M("s", "lower", ("infer", "train"),
+                          "one extra round under torch.profiler (slowed by it, never timed); its extra holds the "
+                          "top kernels or operators", compared=False),
+    "gpu_busy_pct": M("%", "higher", ("infer", "train"),
+                      "share of the profiled round's wall time the GPU executed kernels: low means host-bound",
+                      tolerance=None),
+    "launches_per_token": M("launches", "lower", ("infer",),
+                            "kernels the host launched per decode step (one token of every sequence)",
+                            tolerance=0.10),
+    "launches_per_step": M("launches", "lower", ("train",), "kernels the host launched per optimizer step",
+                           tolerance=0.10),
     "mbu": M("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
     "mfu": M("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),
     "adapter_roundtrip_equal": M("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs",

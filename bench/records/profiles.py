@@ -29,6 +29,9 @@ class Profile:
     infer_rounds: int
     # New tokens per reasoning effort: higher effort reasons longer, as gpt-oss does.
     effort_tokens: dict[str, int] = field(default_factory=dict)
+    # Adaptive rounds: seconds of timed rounds a case may spend to reach a +-2% interval (None:
+    # exactly the rounds above). Off in quick, whose job is a fast smoke run.
+    max_time_s: float | None = None
     max_seq_length: int = 1024  # the seed's max_seq_length
     learning_rate: float = 2e-4
 
@@ -39,10 +42,11 @@ PROFILES: dict[str, Profile] = {
                      effort_tokens={"low": 16, "medium": 32, "high": 64}),
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
                         infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=4,
-                        load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64}),
+                        load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
+                        max_time_s=20.0),
     "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
                     infer_batches=(1, 2, 3, 4, 8, 16), efforts=EFFORTS, train_steps=200, timing_steps=8,
-                    load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}),
+                    load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}, max_time_s=60.0),
 }
 
 # Learning rate of the LoRA runs, by model kind: the tiny model is small enough to need a larger

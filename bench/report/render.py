@@ -65,6 +65,7 @@ def problem_rows(run: RunData) -> list[dict]:
 def context(run: RunData) -> dict:
     from bench.report.efficiency_table import efficiency_rows, run_energy
     from bench.report.lanes import gpu_rows, lane_sections
+    from bench.report.why import load_rows, profile_rows
 
     frame = results_frame(run)
     checks = checks_table(run)
@@ -80,7 +81,7 @@ def context(run: RunData) -> dict:
         "checks_failed": sum(1 for c in checks if c["passed"] is False),
         "checks_passed": sum(1 for c in checks if c["passed"] is True),
         "results": frame.to_dict("records") if not frame.empty else [],
-        "problems": problem_rows(run),
+        "problems": problem_rows(run), "why_profiles": profile_rows(run), "why_loads": load_rows(run),
         "charts": charts_for(run, frame), "metrics": METRICS,
         "samples": [{"case": run.label(r), "text": r.extra.get("sample", ""), "parts": split_channels(r.extra.get("sample", "")),
                      "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],

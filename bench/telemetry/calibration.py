@@ -50,9 +50,10 @@ def measure(device: str = "cuda:0") -> dict:
             "matmul_ms": mm, "copy_ms": cp, "method": f"median of {REPEATS} CUDA-event timings after warm-up"}
 
 
-def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0") -> dict:
+def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0", in_subprocess: bool = False) -> dict:
     """Measured once per GPU and driver; workers sharing a GPU wait for one measurement rather than
-    measuring at the same time (each would see half the GPU)."""
+    measuring at the same time (each would see half the GPU). `in_subprocess`: measured by a child
+    process, so that the caller never makes a CUDA context."""
     from filelock import FileLock
 
     path = cache_dir / f"calibration-{uuid}-{driver}.json"
@@ -61,6 +62,15 @@ def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0") -> d
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
-            result = measure(device)
+            result = _measure_in_child(device) if in_subprocess else measure(device)
             path.write_text(json.dumps(result))
             return result
+
+
+def _measure_in_child(device: str) -> dict:
+    import subprocess
+    import sys
+
+    code = f"import json; from bench.telemetry.calibration import measure; print(json.dumps(measure({device!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,37 @@
+"""Why a case runs as fast as it does: the profiled rounds and the load breakdown, as table rows
+for the report and summary.md."""
+
+from __future__ import annotations
+
+from bench.analysis.runs import RunData
+
+TOP_SHOWN = 3
+
+
+def profile_rows(run: RunData) -> list[dict]:
+    """One row per profiled infer or train case: GPU busy share, launches, the top kernels."""
+    rows = []
+    for r in run.ok:
+        if r.metric != "profiled_round_s":
+            continue
+        x = r.extra
+        per = "token" if "launches_per_token" in x else "step"
+        rows.append({"suite": r.suite, "case": run.label(r), "wall_s": x.get("wall_s"),
+                     "busy_pct": None if x.get("busy_fraction") is None else 100 * x["busy_fraction"],
+                     "launches": x.get(f"launches_per_{per}"), "per": per, "top_of": x.get("top_of", "kernels"),
+                     "top": [(t["name"], t.get("share")) for t in x.get("top", [])[:TOP_SHOWN]]})
+    return rows
+
+
+def load_rows(run: RunData) -> list[dict]:
+    """One row per profiled load: its phases, their sum and the timed median beside it."""
+    rows = []
+    for r in run.ok:
+        if r.metric != "load_profiled_s":
+            continue
+        phases = r.extra.get("phases", {})
+        timed = r.extra.get("timed_median_s")
+        rows.append({"case": run.label(r), "phases": phases, "sum_s": r.value, "timed_s": timed,
+                     "wall_s": r.extra.get("profiled_wall_s"),
+                     "ratio": r.value / timed if timed else None})
+    return rows

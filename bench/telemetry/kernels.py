@@ -1,0 +1,91 @@
+"""Where a round's time goes: one extra round under torch.profiler, outside the timed ones.
+
+A decode rate at 1% of the bandwidth bound says how far from the limit a case is, not why. The
+profiled round answers the why with three numbers: how much of the round's wall time the GPU was
+executing kernels (busy fraction: low means the host is the bottleneck), how many kernels the host
+launched per decode step or optimizer step (launch-bound work has thousands of tiny kernels), and
+the kernels (or, on the CPU, the operators) that took the most time (dequantization, attention,
+matrix products). The profiler slows the round it watches, so it is never one of the timed rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+TOP = 8
+# Host-side calls that put work on the GPU (runtime and driver API, graphs).
+LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
+                "cudaLaunchCooperativeKernel", "cudaGraphLaunch")
+
+
+@dataclass
+class RoundProfile:
+    wall_s: float
+    busy_s: float | None  # union of kernel intervals; None without a GPU
+    kernels: int | None  # kernels executed on the GPU
+    launches: int | None  # host launch calls
+    top: list[dict] = field(default_factory=list)  # {"name", "ms", "share", "calls"}, by time
+    what: str = "kernels"  # "kernels" (GPU time) or "operators" (CPU self time)
+
+    @property
+    def busy_fraction(self) -> float | None:
+        return None if self.busy_s is None or self.wall_s <= 0 else min(1.0, self.busy_s / self.wall_s)
+
+    def summary(self, per: float, unit: str) -> dict:
+        """For a record's extra: the figures and the top list, launches normalized per `unit`."""
+        return {"wall_s": round(self.wall_s, 4), "busy_fraction": self.busy_fraction,
+                "kernels": self.kernels, "launches": self.launches,
+                f"launches_per_{unit}": None if self.launches is None or per <= 0 else self.launches / per,
+                "top": self.top, "top_of": self.what}
+
+
+def _union_s(intervals: list[tuple[float, float]]) -> float:
+    """Total time covered by (start, end) intervals in microseconds, overlaps counted once."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total / 1e6
+
+
+def profile_round(fn: Callable[[], object], device: str) -> RoundProfile:
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
+        started = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+    events = prof.events()
+    if not cuda:
+        return RoundProfile(wall, None, None, None, _top_operators(prof, wall), "operators")
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+    launches = sum(1 for e in events if e.device_type == DeviceType.CPU and e.name in LAUNCH_CALLS)
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for k in kernels:
+        by_name[k.name].append(k.time_range.elapsed_us())
+    busy = _union_s([(k.time_range.start, k.time_range.end) for k in kernels])
+    total = sum(sum(v) for v in by_name.values()) or 1.0
+    top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:TOP]
+    return RoundProfile(wall, busy, len(kernels), launches,
+                        [{"name": name[:120], "ms": round(sum(t) / 1e3, 3), "share": round(sum(t) / total, 4),
+                          "calls": len(t)} for name, t in top])
+
+
+def _top_operators(prof, wall: float) -> list[dict]:
+    rows = sorted(prof.key_averages(), key=lambda a: -a.self_cpu_time_total)[:TOP]
+    return [{"name": a.key[:120], "ms": round(a.self_cpu_time_total / 1e3, 3),
+             "share": round(a.self_cpu_time_total / 1e6 / wall, 4) if wall > 0 else None, "calls": a.count}
+            for a in rows]
