@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bench.harness.concurrency import MAX_TOGETHER_STEPS, Pair, Side
+from bench.harness.concurrency import MAX_TOGETHER_STEPS, Pair, Side, split_unavailable
 from bench.analysis.stats import welch_log
 
 pytestmark = pytest.mark.suite("concurrency")
@@ -20,8 +20,9 @@ SERVE_EFFORT = "medium"
 def _devices(bench, placement):
     gpus = list(bench.run_gpus or [])
     if placement == "split":
-        if len(gpus) < 2:
-            pytest.skip("split placement needs two GPUs: pass --gpu 0,1 (training on the first, serving on the second)")
+        why = split_unavailable(gpus)
+        if why:
+            pytest.skip(why)
         return gpus[0], gpus[1]
     return (gpus[0], gpus[0]) if gpus else (None, None)
 

@@ -105,3 +105,14 @@ def test_find_default_prefers_matching_hardware(tmp_path):
     b, exact = find_default("tiny-gpt-oss", "NVIDIA A100", tmp_path)
     assert not exact and b is not None
     assert find_default("other/model", "cpu", tmp_path) == (None, False)
+
+
+def test_the_tiny_model_on_any_gpu_gets_the_pipeline_baseline_with_a_warm_load_check():
+    from bench.analysis.baselines import find_default
+
+    gpu, matches = find_default("tiny-gpt-oss", "NVIDIA H100 80GB HBM3")
+    assert matches and gpu.path.name == "tiny-gpt-oss-gpu.toml"
+    [load] = [c for c in gpu.checks if c.metric == "load_s"]
+    assert load.where == {"cache": "warm"}
+    cpu, matches = find_default("tiny-gpt-oss", "cpu")
+    assert matches and cpu.path.name == "tiny-gpt-oss-cpu.toml"

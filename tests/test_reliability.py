@@ -158,3 +158,20 @@ def test_isolated_cases_survive_a_crashing_neighbour(tmp_path):
     assert {r.params["batch_size"] for r in records if r.metric == "decode_tok_s"} == {1, 3}
     assert RunManifest.read(tmp_path / "iso").status == "complete"
     assert "gpt-oss bench" in result.stdout and "decode_tok_s" in result.stdout  # the parent's summary has them
+
+
+@pytest.mark.slow
+def test_a_load_group_shares_one_process_and_the_cost_is_recorded(tmp_path):
+    """--isolate group: the cold and warm loads share one child (the cold load is its first), the
+    training case gets its own; the manifest says what isolation cost."""
+    result = run_pytest("suites/test_load.py", "suites/test_adapter.py", "-q", "--isolate", "group",
+                        "--report-dir", str(tmp_path), "--run-id", "grp", *SUITE_ARGS)
+    assert result.returncode == 0, result.stdout[-3000:]
+    manifest = RunManifest.read(tmp_path / "grp")
+    assert manifest.timings["isolation_processes"] == 2
+    assert any(note.startswith("isolation: each load group ran in a fresh process") for note in manifest.notes)
+    records = read_results(tmp_path / "grp")
+    cold = [r for r in records if r.metric == "load_s" and r.params == {"cache": "cold"}]
+    assert cold and cold[0].status == "ok"  # not skipped: it was the child's first load
+    assert any(r.metric == "adapter_roundtrip_equal" for r in records)
+    assert list((tmp_path / "grp").glob("isolation-logs-*/group-0.log"))  # the children's logs are kept

@@ -44,8 +44,7 @@ class UnslothBackend(TransformersBackend):
         with FileLock(str(target) + ".lock"):
             if (target / "build.json").is_file():
                 return target
-            staging = replica.staging_root(name)
-            bf16_dir = replica.ensure_built(name, staging, self.device) if staging else Path(local_weights(source, self.device))
+            bf16_dir = Path(local_weights(source, self.device))
             started = time.perf_counter()
             model, tokenizer = FastLanguageModel.from_pretrained(
                 model_name=str(bf16_dir), max_seq_length=self.max_seq_length, dtype=None, load_in_4bit=True)
@@ -64,8 +63,6 @@ class UnslothBackend(TransformersBackend):
             # The bf16 copy (39 GB for gpt-oss-20b) is not needed once quantized; the hf backend
             # rebuilds it (about a minute) when it runs the replica.
             shutil.rmtree(bf16_dir, ignore_errors=True)
-            if staging:
-                shutil.rmtree(staging, ignore_errors=True)
         return target
 
     def _load(self, source: ModelSource) -> Loaded:

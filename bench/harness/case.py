@@ -113,6 +113,8 @@ class Case:
         metric = "nvml_peak_used_gb" if usage.source == "nvml" else "peak_rss_gb"
         if usage.peak_memory_gb is not None:
             self(metric, usage.peak_memory_gb, extra=extra)
+        if usage.process_peak_memory_gb is not None:
+            self("nvml_process_peak_gb", usage.process_peak_memory_gb)
         if usage.source == "nvml" and usage.mean_util_pct is not None:
             self("gpu_util_pct", usage.mean_util_pct)
 

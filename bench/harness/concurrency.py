@@ -242,3 +242,9 @@ def together_steps(train_solo: list[Unit], serve_solo: list[Unit]) -> int:
     window = max(MIN_WINDOW_S, (MIN_TOGETHER_ROUNDS + 1) * round_s * 1.5)
     return max(len(train_solo), min(MAX_TOGETHER_STEPS, math.ceil(window / step_s)))
 
+
+def split_unavailable(gpus: list[int]) -> str | None:
+    """Why the split placement cannot run with these GPUs, or None."""
+    if len(gpus) < 2:
+        return "split placement needs two GPUs: pass --gpu 0,1 (training on the first, serving on the second)"
+    return None

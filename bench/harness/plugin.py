@@ -189,9 +189,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=other)
             items[:] = [item for item, group in zip(items, groups) if shard_of[group] == index]
     if bench is not None and bench.isolation != "off":
+        from bench.harness.concurrency import split_unavailable
+
+        cannot_split = split_unavailable(bench.run_gpus)
         for item in items:  # the time limit is the child's to enforce; no second timer in the parent
             if _suite_of(item):
                 item.add_marker(pytest.mark.timeout(0))
+            params = getattr(item, "callspec", None)
+            if cannot_split and params is not None and params.params.get("placement") == "split":
+                item.add_marker(pytest.mark.skip(reason=cannot_split))  # known now: no process started for it
     if bench is not None and bench.resume_dir is not None:
         bench.start()
         done = [item for item in items if item.nodeid in bench.finished]
@@ -220,10 +226,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     elif suite_items and bench.isolation != "off":
         from bench.harness.isolate import Isolator, plan_groups, standby_possible
 
-        nodeids = [item.nodeid for item in suite_items]
-        groups = plan_groups(nodeids, [_group_of(item) for item in suite_items], bench.isolation)
-        bench.isolator = Isolator(bench.run_dir, bench.options, groups,
-                                  session.config.getoption("timeout", None), standby_possible(bench.device))
+        measured = [item for item in suite_items if not item.get_closest_marker("skip")]
+        nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
+        groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
+        # an xdist worker runs the cases its scheduler sends, so it cannot know the next group ahead
+        standby = standby_possible(bench.device) and bench.options.worker_id is None
+        bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
+                                  standby)
 
 
 class ChildReports:
@@ -264,10 +273,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """An isolated case ran in a child process (with its load group); its outcome is reported here."""
     bench = item.config.stash.get(SESSION_KEY, None)
     isolator = getattr(bench, "isolator", None)
-    if isolator is None or _suite_of(item) is None:
+    if isolator is None or _suite_of(item) is None or item.get_closest_marker("skip"):
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    result = isolator.result(item.nodeid)
+    result = isolator.result(strip_group(item.nodeid, _group_of(item)))
     bench.adopt(result.records)
     if result.died and not any(r.metric == "case" for r in result.records):
         # the process died without a word: one `case` record saying how

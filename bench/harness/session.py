@@ -74,18 +74,19 @@ class BenchSession:
         available = nvml_gpus()
         self.gpu_indices = parse_gpu_option(options.gpu, available)
         engines = _backend_names(options.backend)
+        tiny = self.source.kind == "tiny"
         self.plan = None if options.worker_run else workers.plan(
             self.gpu_indices, engines, options.workers_per_gpu, options.each_gpu, options.workers)
         if self.plan is None:
             self.device = self._pick_device(options.gpu is not None)
-            self.backend_names = [resolve_backend_name(engines[0], self.device != "cpu")]
+            self.backend_names = [resolve_backend_name(engines[0], self.device != "cpu", tiny)]
         else:  # the controller of several workers: it never touches CUDA, each worker pins its GPU
             if options.resume:
                 raise BenchError("--resume continues a run in one process; drop --gpu lists, --backend lists, "
                                  "--workers-per-gpu and -n")
             self.device = "cuda" if self.gpu_indices else "cpu"
-            self.backend_names = [resolve_backend_name(e, self.device != "cpu") for e in engines]
-            self.plan = workers.Plan([replace(s, backend=resolve_backend_name(s.backend, s.gpu is not None))
+            self.backend_names = [resolve_backend_name(e, self.device != "cpu", tiny) for e in engines]
+            self.plan = workers.Plan([replace(s, backend=resolve_backend_name(s.backend, s.gpu is not None, tiny))
                                       for s in self.plan.slots], self.plan.dist)
         self.backend_name = ",".join(self.backend_names)
         self.gpu = next((g for g in available if self.device != "cpu" and g.index == self.gpu_indices[0]), None)

@@ -10,7 +10,6 @@ a different token count than with the real tokenizer (documented in the report).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -58,33 +57,6 @@ def model_config(name: str):
 def build_dir(name: str, root: Path, variant: str = "bf16") -> Path:
     """Where a replica's weights of one variant (bf16, or a backend's quantized copy) are cached."""
     return root / f"replica-{name.replace('@layers=', '-layers')}-{variant}"
-
-
-# Memory-backed file systems where the throw-away bf16 copy of a replica can be written and read
-# back at memory speed instead of disk speed (39 GB for gpt-oss-20b: most of a build's time on disk).
-TMPFS = (Path("/dev/shm"),)
-
-
-def staging_root(name: str) -> Path | None:
-    """A directory on tmpfs with room for the bf16 copy (and a quarter to spare), or None."""
-    config = model_config(name)
-    need = 1.25 * 2 * parameter_count(config)
-    for root in TMPFS:
-        try:
-            if root.is_dir() and shutil.disk_usage(root).free > need:
-                return root / f"gpt-oss-bench-staging-{os.getpid()}"
-        except OSError:
-            continue
-    return None
-
-
-def parameter_count(config) -> int:
-    """Parameters of a GPT-OSS config, from its shapes (no model built)."""
-    h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    heads, kv, dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-    attention = h * dim * (heads + 2 * kv) + heads * dim * h
-    experts = config.num_local_experts * (h * 2 * config.intermediate_size + config.intermediate_size * h)
-    return layers * (attention + experts + h * config.num_local_experts) + 2 * vocab * h
 
 
 def ensure_built(name: str, root: Path, device: str) -> Path:

@@ -51,6 +51,9 @@ METRICS: dict[str, Metric] = {
     "nvml_peak_used_gb": M("GB", "lower", ("load", "train", "infer"),
                            "peak device memory used as NVML (nvidia-smi) reports it", tolerance=0.05, charted=True,
                            closes_case=True),
+    "nvml_process_peak_gb": M("GB", "lower", ("load", "train", "infer"),
+                              "peak GPU memory NVML counts for this process alone (context, allocator cache, "
+                              "tensors): other processes on the GPU excluded", tolerance=0.05, charted=True),
     "peak_rss_gb": M("GB", "lower", ("load", "train", "infer"), "peak resident memory of the process (CPU runs)",
                      tolerance=0.10, closes_case=True),
     "s_per_step": M("s", "lower", ("train",), "optimizer step time, warm-up step excluded",

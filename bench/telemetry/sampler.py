@@ -8,6 +8,7 @@ integrating the sampled power (and the summary says which).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ class Usage:
     mean_util_pct: float | None = None
     energy_j: float | None = None
     energy_source: str | None = None
+    # NVML's count for this process alone (its context, allocator cache, tensors): unlike the
+    # device's used memory it excludes other processes (a waiting isolated child, a neighbour)
+    process_peak_memory_gb: float | None = None
     series: list[tuple[float, float, float | None, float | None]] = field(default_factory=list)
 
     def as_dict(self, with_series: bool = True) -> dict:
@@ -128,6 +132,7 @@ class NvmlSampler(_Sampler):
         self._stack = contextlib.ExitStack()
         self._nvml = self._stack.enter_context(nvml())
         self._h = self._nvml.nvmlDeviceGetHandleByUUID(self.uuid)
+        self._pid = os.getpid()
         self._e0 = self._energy_mj()
 
     def _energy_mj(self) -> int | None:
@@ -139,6 +144,9 @@ class NvmlSampler(_Sampler):
     def _sample(self):
         nv = self._nvml
         mem = nv.nvmlDeviceGetMemoryInfo(self._h).used / GB
+        own = self._own_memory_gb()
+        if own is not None:
+            self.usage.process_peak_memory_gb = max(own, self.usage.process_peak_memory_gb or 0.0)
         try:
             power = nv.nvmlDeviceGetPowerUsage(self._h) / 1000.0
         except nv.NVMLError:
@@ -148,6 +156,15 @@ class NvmlSampler(_Sampler):
         except nv.NVMLError:
             util = None
         return mem, power, util
+
+    def _own_memory_gb(self) -> float | None:
+        """None where NVML does not list this process (a container that hides host pids)."""
+        try:
+            procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._h)
+        except self._nvml.NVMLError:
+            return None
+        used = [p.usedGpuMemory for p in procs if p.pid == self._pid and p.usedGpuMemory is not None]
+        return used[0] / GB if used else None
 
     def _end(self) -> None:
         e1 = self._energy_mj()

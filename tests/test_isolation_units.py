@@ -1,0 +1,96 @@
+"""The pure parts of isolation, adaptive rounds and the why-figures: no GPU, no child processes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.errors import BenchError
+from bench.harness.isolate import plan_groups, resolve_mode
+from bench.telemetry.kernels import _union_s, profile_round
+from bench.telemetry.load_phases import OTHER, PHASES, phase_of, profile_load
+from bench.telemetry.rounds import Precision, half_width, run_rounds
+
+
+def test_auto_isolates_load_groups_on_a_gpu_only_and_never_in_a_child():
+    assert resolve_mode("auto", "cuda:0", child=False) == "group"
+    assert resolve_mode("auto", "cpu", child=False) == "off"
+    assert resolve_mode("case", "cpu", child=False) == "case"
+    assert resolve_mode("group", "cuda:0", child=True) == "off"
+    with pytest.raises(BenchError, match="--isolate sometimes: choose one of"):
+        resolve_mode("sometimes", "cpu", child=False)
+
+
+def test_groups_keep_consecutive_cases_of_one_group_and_split_ungrouped_ones():
+    ids = ["load[cold]", "load[warm]", "train[r8]", "train[r16]", "infer[bs1]", "infer[bs2]"]
+    groups = ["load", "load", None, None, "infer", "infer"]
+    assert plan_groups(ids, groups, "group") == [["load[cold]", "load[warm]"], ["train[r8]"], ["train[r16]"],
+                                                 ["infer[bs1]", "infer[bs2]"]]
+    assert plan_groups(ids, groups, "case") == [[i] for i in ids]
+
+
+def test_kernel_intervals_are_merged_before_they_are_summed():
+    assert _union_s([(0, 10), (5, 15), (20, 30)]) == pytest.approx(25e-6)
+    assert _union_s([(0, 100), (10, 20)]) == pytest.approx(100e-6)
+    assert _union_s([]) == 0.0
+
+
+def test_a_cpu_round_profile_names_its_top_operators_and_no_gpu_figures():
+    import torch
+
+    a = torch.randn(64, 64)
+    prof = profile_round(lambda: [a @ a for _ in range(20)], "cpu")
+    assert prof.busy_fraction is None and prof.launches is None and prof.what == "operators"
+    assert any("mm" in row["name"] for row in prof.top)
+    assert prof.summary(per=20, unit="token")["launches_per_token"] is None
+
+
+def test_load_phases_follow_the_module_or_the_function_name():
+    assert phase_of("/x/safetensors/torch.py", "load_file") == "reading files"
+    assert phase_of("~", "<method 'to' of 'torch._C.TensorBase' objects>") == "host to device"
+    assert phase_of("/x/bitsandbytes/functional.py", "quantize_4bit") == "quantization"
+    assert phase_of("/x/torch/_dynamo/eval_frame.py", "__call__") == "first-call compilation"
+    assert phase_of("/x/transformers/modeling_utils.py", "_init_weights") == OTHER
+
+
+def test_a_profiled_load_sums_its_phases_to_its_own_time():
+    def load():
+        return sum(i * i for i in range(200_000))
+
+    wall, phases, result = profile_load(load)
+    assert result == sum(i * i for i in range(200_000))
+    assert set(phases) == set(PHASES)
+    assert 0 < sum(phases.values()) <= wall * 1.05
+
+
+def test_interval_width_of_the_geometric_mean():
+    assert half_width([1.0]) == math.inf
+    assert half_width([2.0, 2.0, 2.0]) == 0.0
+    assert 0.05 < half_width([1.0, 1.2, 0.9, 1.1]) < 0.3
+
+
+def test_adaptive_rounds_stop_at_the_minimum_when_stable_and_go_on_when_noisy():
+    stable: list[float] = []
+    n = run_rounds(None, lambda: stable.append(1.0), rounds=3, warmup_rounds=1,
+                   until=Precision(lambda: stable[1:], max_time_s=5.0))
+    assert n == 3 and len(stable) == 4  # the warm-up ran and is not counted
+
+    values = iter([1.0, 1.5, 0.7, 1.3, 0.8] * 100)
+    noisy: list[float] = []
+    n = run_rounds(None, lambda: noisy.append(next(values)), rounds=3,
+                   until=Precision(lambda: noisy, max_time_s=5.0, max_rounds=12))
+    assert n == 12  # still wider than +-2% after 12 rounds: stopped by the round cap
+
+    n = run_rounds(None, lambda: noisy.append(next(values)), rounds=3,
+                   until=Precision(lambda: noisy, max_time_s=0.0))
+    assert n == 3  # no time left: only the minimum
+
+
+def test_auto_runs_the_tiny_model_on_transformers_even_where_unsloth_is_installed(monkeypatch):
+    import bench.backends as backends
+
+    monkeypatch.setattr(backends, "unsloth_available", lambda: True)
+    assert backends.resolve_backend_name("auto", cuda=True, tiny=True) == "hf"
+    assert backends.resolve_backend_name("auto", cuda=True, tiny=False) == "unsloth"
+    assert backends.resolve_backend_name("auto", cuda=False, tiny=False) == "hf"
