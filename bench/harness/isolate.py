@@ -13,11 +13,12 @@ the parent never touches CUDA while they run. Each child is `python -m pytest NO
 --bench-worker-run RUN_DIR`: it appends its records to the run's results file and its pytest
 reports to a file of its own, which the parent replays under each case's own test id.
 
-Starting a child costs an interpreter, torch and the engine's import (Unsloth: 20-45 s). On a
-machine with enough cores the next group's child is started while the current one runs, does its
-imports and waits (`standby`): it has not touched the GPU's memory beyond its context, and it
-starts its own cases only when told to, after the current child has exited. What isolation cost
-(start-up the run waited for, child time outside the cases) goes into the manifest.
+Starting a child costs an interpreter, torch and the engine's import (transformers: 13 s, Unsloth:
+20-45 s). On a machine with enough cores the next two groups' children are started while the
+current one runs, do their imports and wait (`standby`) until told to go, after the current child
+has exited; with Unsloth a waiting child holds a CUDA context, which the device-wide NVML figure of
+the running case includes and the per-process one (`nvml_process_peak_gb`) does not. What isolation
+cost (start-up the run waited for, child time outside the cases) goes into the manifest.
 """
 
 from __future__ import annotations

@@ -57,6 +57,16 @@ def _missing(keys: list[tuple]) -> list[str]:
     return [f"{key[0]} {key[1]} [{', '.join(f'{k}={v}' for k, v in key[2])}]" for key in keys]
 
 
+def _missing_grouped(keys: list[tuple], listed: int = 2) -> list[str]:
+    """Measurements of one run only, one entry per (suite, metric): a run of 15 inference cases
+    against a training-only run reads as "infer decode_tok_s: 15 cases", not as 15 entries."""
+    by_metric: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        by_metric.setdefault((key[0], key[1]), []).append(", ".join(f"{k}={v}" for k, v in key[2]) or "the run")
+    return [f"{suite} {metric}: " + (" / ".join(cases) if len(cases) <= listed else f"{len(cases)} cases")
+            for (suite, metric), cases in by_metric.items()]
+
+
 def headline(cmp: Comparison) -> str:
     """The one sentence every view leads with."""
     g, d = cmp.counts(), cmp.counts(gating=False)
@@ -86,7 +96,7 @@ def to_markdown(cmp: Comparison, base: str, new: str) -> str:
         cmp=cmp, base=base, new=new, headline=headline(cmp), method=method_text(cmp), counts=cmp.counts(),
         gating=[r for r in rows if r["gates"] and r["verdict"] != "unchanged"],
         diagnostics=[r for r in rows if not r["gates"] and r["verdict"] in ("regression", "improvement")],
-        mark=MARK, only_base=_missing(cmp.only_base), only_new=_missing(cmp.only_new))
+        mark=MARK, only_base=_missing_grouped(cmp.only_base), only_new=_missing_grouped(cmp.only_new))
 
 
 def to_table(cmp: Comparison, base: str, new: str, all_rows: bool = False) -> str:
@@ -100,7 +110,9 @@ def to_table(cmp: Comparison, base: str, new: str, all_rows: bool = False) -> st
     lines = [f"base: {base}", f"new:  {new}", "", *(text_table(rows, 60) if len(rows) > 1 else []), ""]
     for label, keys in (("only in base", cmp.only_base), ("only in new", cmp.only_new)):
         if keys:
-            lines.append(f"{label} ({len(keys)}): " + "; ".join(_missing(keys)[:20]) + (" ..." if len(keys) > 20 else ""))
+            grouped = _missing_grouped(keys)
+            lines.append(f"{label} ({len(keys)} measurements): " + " | ".join(grouped[:12])
+                         + (f" | ... {len(grouped) - 12} more metrics" if len(grouped) > 12 else ""))
     lines += [method_text(cmp), headline(cmp)]
     return "\n".join(lines)
 
