@@ -94,3 +94,33 @@ def test_auto_runs_the_tiny_model_on_transformers_even_where_unsloth_is_installe
     assert backends.resolve_backend_name("auto", cuda=True, tiny=True) == "hf"
     assert backends.resolve_backend_name("auto", cuda=True, tiny=False) == "unsloth"
     assert backends.resolve_backend_name("auto", cuda=False, tiny=False) == "hf"
+
+
+class _FakeProc:
+    def wait(self, timeout=None):
+        return 0
+
+    def kill(self):
+        pass
+
+
+@pytest.mark.parametrize("in_order, expected", [(True, [0, 1, 2]), (False, [0, 3])])
+def test_children_start_ahead_in_the_planned_order_or_only_for_the_known_next_case(tmp_path, in_order, expected):
+    from pathlib import Path
+
+    from bench.harness.isolate import Child, Isolator
+
+    iso = Isolator(tmp_path, None, [["a"], ["b"], ["c"], ["d"]], standby=True, in_order=in_order)
+    spawned: list[int] = []
+
+    def spawn(i):
+        spawned.append(i)
+        child = Child(iso.groups[i], _FakeProc(), tmp_path / "log", tmp_path / "rep", Path(tmp_path / f"go{i}"), 0.0, 0.0)
+        Path(f"{child.go}").with_suffix(".ready").touch()
+        iso.children[i] = child
+        return child
+
+    iso._spawn = spawn
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+    iso.result("a", following="d")
+    assert spawned == expected

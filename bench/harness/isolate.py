@@ -124,6 +124,7 @@ class Isolator:
     groups: list[list[str]]
     case_timeout: float | None = None
     standby: bool = False
+    in_order: bool = True  # the groups run in the planned order (not so in an xdist worker)
     results: dict[str, CaseResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # the children's one-off costs (import, build)
     children: dict[int, Child] = field(default_factory=dict)
@@ -135,9 +136,11 @@ class Isolator:
         self.scratch = Path(tempfile.mkdtemp(prefix="isolation-logs-", dir=self.run_dir))
         self.index = {nodeid: i for i, group in enumerate(self.groups) for nodeid in group}
 
-    def result(self, nodeid: str) -> CaseResult:
+    def result(self, nodeid: str, following: str | None = None) -> CaseResult:
+        """`following`: the case pytest runs after this one, where known (an xdist worker knows only
+        that much of its order: the scheduler decides the rest)."""
         if nodeid not in self.results:
-            self._run(self.index[nodeid])
+            self._run(self.index[nodeid], self.index.get(following) if following else None)
         return self.results.pop(nodeid)
 
     def _spawn(self, i: int) -> Child:
@@ -157,10 +160,12 @@ class Isolator:
         self.children[i] = child
         return child
 
-    def _run(self, i: int) -> None:
+    def _run(self, i: int, following: int | None) -> None:
         child = self.children.pop(i, None) or self._spawn(i)
         if self.standby:
-            for j in range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups))):
+            ahead = range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups))) if self.in_order else \
+                [j for j in (following,) if j is not None and j != i]
+            for j in ahead:
                 if j not in self.children:
                     self._spawn(j)  # imports while this group runs; waits for its own go
         waited = time.perf_counter()

@@ -229,10 +229,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         measured = [item for item in suite_items if not item.get_closest_marker("skip")]
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
-        # an xdist worker runs the cases its scheduler sends, so it cannot know the next group ahead
-        standby = standby_possible(bench.device) and bench.options.worker_id is None
+        # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
-                                  standby)
+                                  standby_possible(bench.device), in_order=bench.options.worker_id is None)
 
 
 class ChildReports:
@@ -276,7 +275,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     if isolator is None or _suite_of(item) is None or item.get_closest_marker("skip"):
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    result = isolator.result(strip_group(item.nodeid, _group_of(item)))
+    following = strip_group(nextitem.nodeid, _group_of(nextitem)) if nextitem is not None else None
+    result = isolator.result(strip_group(item.nodeid, _group_of(item)), following)
     bench.adopt(result.records)
     if result.died and not any(r.metric == "case" for r in result.records):
         # the process died without a word: one `case` record saying how
