@@ -114,5 +114,6 @@ def test_the_tiny_model_on_any_gpu_gets_the_pipeline_baseline_with_a_warm_load_c
     assert matches and gpu.path.name == "tiny-gpt-oss-gpu.toml"
     [load] = [c for c in gpu.checks if c.metric == "load_s"]
     assert load.where == {"cache": "warm"}
+    assert "warm load only" in gpu.about  # which checks apply to this model, and why: shown in the run's notes
     cpu, matches = find_default("tiny-gpt-oss", "cpu")
     assert matches and cpu.path.name == "tiny-gpt-oss-cpu.toml"

@@ -87,6 +87,7 @@ class Baseline:
     thresholds: dict = field(default_factory=dict)
     profile: str | None = None  # set when frozen from a run: its checks are that profile's cases
     gates: dict = field(default_factory=dict)  # metric -> bool: opts a diagnostic into gating, or a metric out
+    about: str | None = None  # meta.about: which checks apply to this model and why, shown with the run
 
     def checks_for(self, record_fields: dict) -> list[Check]:
         return [c for c in self.checks if c.metric == record_fields["metric"] and matches(c.where, record_fields)]
@@ -183,8 +184,11 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
     profile = meta.get("profile")
     if profile is not None and not isinstance(profile, str):
         raise fail(f"meta.profile must be a profile name, not {profile!r}")
+    about = meta.get("about")
+    if about is not None and not isinstance(about, str):
+        raise fail(f"meta.about must be text, not {about!r}")
     return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds,
-                    profile, gates)
+                    profile, gates, about)
 
 
 def _known_metric(name: str, fail) -> None:

@@ -122,6 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
         import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
 
         session.note_timing("import_unsloth_s", time.perf_counter() - started)
+    session.say = lambda line: _say(config, line)
     config.stash[SESSION_KEY] = session
     if config.getoption("--bench-reports"):
         config.pluginmanager.register(ChildReports(config.getoption("--bench-reports"), session), "bench-child")

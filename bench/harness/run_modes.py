@@ -140,6 +140,8 @@ def new_manifest(s: "BenchSession") -> RunManifest:
     if m.test_hooks:
         m.notes.append("made with test-only hooks set (" + ", ".join(f"{k}={v}" for k, v in m.test_hooks.items())
                        + "): its figures are not a real measurement")
+    if s.baseline and s.baseline.about:
+        m.notes.append(f"baseline '{s.baseline.name}': {s.baseline.about}")
     if s.baseline and not s.baseline_hardware_matches:
         m.notes.append(f"baseline '{s.baseline.name}' was measured on {s.baseline.gpu}, "
                        f"not on {s.hardware}: its checks are applied as documented targets")

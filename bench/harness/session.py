@@ -109,6 +109,7 @@ class BenchSession:
         self.isolation = "off" if self.plan is not None else resolve_isolation(
             options.isolate, self.device, child=bool(options.worker_run and not options.worker_id))
         self.isolator = None  # the parent's runner of isolated groups, once cases are collected
+        self.say: Callable[[str], None] = lambda line: None  # a progress line on the terminal (set by the plugin)
         self.run_dir: Path | None = None
         self._planned_dir: Path | None = None
         self.manifest: RunManifest | None = None
@@ -244,7 +245,7 @@ class BenchSession:
         # a parent of isolated children must hold no CUDA context of its own: it would count in
         # every child's NVML figures
         return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device,
-                      in_subprocess=self.isolation != "off")
+                      in_subprocess=self.isolation != "off", announce=self.say)
 
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say

@@ -50,7 +50,8 @@ def measure(device: str = "cuda:0") -> dict:
             "matmul_ms": mm, "copy_ms": cp, "method": f"median of {REPEATS} CUDA-event timings after warm-up"}
 
 
-def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0", in_subprocess: bool = False) -> dict:
+def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0", in_subprocess: bool = False,
+           announce=lambda line: None) -> dict:
     """Measured once per GPU and driver; workers sharing a GPU wait for one measurement rather than
     measuring at the same time (each would see half the GPU). `in_subprocess`: measured by a child
     process, so that the caller never makes a CUDA context."""
@@ -62,6 +63,7 @@ def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0", in_s
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
+            announce("measuring this GPU's ceilings (matmul and copy; once per GPU and driver, a few seconds)")
             result = _measure_in_child(device) if in_subprocess else measure(device)
             path.write_text(json.dumps(result))
             return result
