@@ -52,6 +52,7 @@ def test_load_phases_follow_the_module_or_the_function_name():
     assert phase_of("/x/bitsandbytes/functional.py", "quantize_4bit") == "quantization"
     assert phase_of("/x/torch/_dynamo/eval_frame.py", "__call__") == "first-call compilation"
     assert phase_of("/x/transformers/modeling_utils.py", "_init_weights") == OTHER
+    assert phase_of("~", "<method 'acquire' of '_thread.lock' objects>") == OTHER  # not "read" in "_thread"
 
 
 def test_a_profiled_load_sums_its_phases_to_its_own_time():

@@ -22,8 +22,8 @@ RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
                                 "unsloth_compiled_cache"), ("compile",)),
     ("quantization", ("bitsandbytes",), ("quantize",)),
     ("import and patching", ("<frozen importlib", "unsloth/", "unsloth_zoo/"), ("<module>", "__import__")),
-    ("reading files", ("safetensors",), ("get_tensor", "get_slice", "safe_open", "load_file", "read", "mmap",
-                                         "frombuffer", "from_file")),
+    ("reading files", ("safetensors",), ("get_tensor", "get_slice", "safe_open", "load_file", "'read' of",
+                                         "readinto", "posix.read", "mmap", "frombuffer", "from_file")),
     ("host to device", (), ("'to' of", "'cuda' of", "'copy_' of", "_to_copy", "synchronize", "'pin_memory'")),
 )
 OTHER = "other (model construction, loader bookkeeping)"
