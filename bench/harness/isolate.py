@@ -117,7 +117,7 @@ class Child:
 
 @dataclass
 class Isolator:
-    """Runs the planned groups one after another, each in its own child, one child in standby."""
+    """Runs the planned groups one after another, each in its own child, the next ones in standby."""
 
     run_dir: Path
     options: object
