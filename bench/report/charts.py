@@ -114,14 +114,17 @@ def ratio_chart(labels: list[str], ratios: list[float], lows: list[float], highs
 
 
 def history_chart(xlabels: list[str], series: dict[str, list[float | None]], steps: dict[str, list[int]],
-                  ylabel: str, per_panel: int = 3) -> str | None:
+                  ylabel: str, groups: dict[str, str] | None = None, per_panel: int = 3) -> str | None:
     """Each case over runs, relative to its first run (so a 0.6% wobble looks like one), in small
-    multiples of a few cases each instead of one tangle; dashed marks where a series steps."""
+    multiples of a few cases of one group (suite) each instead of one tangle; dashed marks where a
+    series steps."""
     drawn = {k: v for k, v in series.items() if any(x is not None for x in v)}
     if not xlabels or not drawn:
         return None
-    names = list(drawn)
-    panels = [names[i:i + per_panel] for i in range(0, len(names), per_panel)]
+    by_group: dict[str, list[str]] = {}
+    for name in drawn:
+        by_group.setdefault((groups or {}).get(name, ""), []).append(name)
+    panels = [names[i:i + per_panel] for names in by_group.values() for i in range(0, len(names), per_panel)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(6.4, 1.9 * len(panels) + 0.6), sharex=True, squeeze=False)
     xs = list(range(len(xlabels)))
     for ax, panel in zip(axes[:, 0], panels):
@@ -133,6 +136,11 @@ def history_chart(xlabels: list[str], series: dict[str, list[float | None]], ste
             for k in steps.get(label, []):
                 ax.axvline(points[k][0] - 0.5, color=line.get_color(), linestyle="--", linewidth=0.8)
         ax.axhline(0, color="0.6", linewidth=0.6)
+        low, high = ax.get_ylim()
+        if high - low < 2:  # a flat series: +-1% around it, not a float-rounding scale of 1e-6
+            middle = (high + low) / 2
+            ax.set_ylim(middle - 1, middle + 1)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.set_ylabel("% vs first run", fontsize=8)
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes[-1, 0].set_xticks(xs, xlabels, rotation=45, ha="right", fontsize=7)

@@ -60,19 +60,22 @@ def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), thr
     xlabels = [_run_label(r) for r in runs]
     figures, drifts = [], []
     for metric in metrics:
-        cases = sorted({describe_params(r.params) for run in runs for r in run.ok if r.metric == metric})
-        series, steps = {}, {}
-        for case in cases:
-            values = [next((r.value for r in run.ok if r.metric == metric and describe_params(r.params) == case), None)
-                      for run in runs]
-            series[case] = values
+        # a metric measured by several suites (peak memory) is drawn suite by suite, never mixed in a panel
+        keys = sorted({(r.suite, describe_params(r.params)) for run in runs for r in run.ok if r.metric == metric})
+        several = len({suite for suite, _ in keys}) > 1
+        series, steps, groups = {}, {}, {}
+        for suite, params in keys:
+            case = f"{suite}: {params}" if several else params
+            values = [next((r.value for r in run.ok if r.metric == metric and r.suite == suite
+                            and describe_params(r.params) == params), None) for run in runs]
+            series[case], groups[case] = values, suite
             present = [v for v in values if v is not None]
             found = change_points(present) if len(present) >= 4 else []
             steps[case] = found
             for k in found:
                 drifts.append({"metric": metric, "case": case, "at": k, "before": present[k - 1], "after": present[k]})
         unit = METRICS[metric].unit
-        svg = charts.history_chart(xlabels, series, steps, f"{metric} ({unit})" if unit else metric)
+        svg = charts.history_chart(xlabels, series, steps, f"{metric} ({unit})" if unit else metric, groups)
         if svg:
             figures.append((metric, Markup(svg)))
     return {"csp": CSP, "runs": runs, "xlabels": xlabels, "figures": figures, "drifts": drifts,
