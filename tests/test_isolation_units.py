@@ -125,3 +125,17 @@ def test_children_start_ahead_in_the_planned_order_or_only_for_the_known_next_ca
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
     iso.result("a", following="d")
     assert spawned == expected
+
+
+def test_a_childs_kept_log_has_no_secret_from_the_environment(tmp_path, monkeypatch):
+    from bench.harness.isolate import Child, Isolator
+
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz0123")
+    iso = Isolator(tmp_path, None, [["suites/test_load.py::test_load[cold]"]])
+    log = tmp_path / "group-0.log"
+    log.write_text("loading with token hf_abcdefghijklmnopqrstuvwxyz0123\nboom\n")
+    child = Child(iso.groups[0], _FakeProc(), log, tmp_path / "none.jsonl", tmp_path / "go", 0.0, 0.0)
+    iso._collect(child, -11)
+    assert "hf_abcdefghijklmnopqrstuvwxyz0123" not in log.read_text()
+    [died] = iso.results.values()
+    assert died.outcome == "failed" and "SIGSEGV" in died.died and "***" in died.longrepr

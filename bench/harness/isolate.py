@@ -190,7 +190,9 @@ class Isolator:
             self.timings[name] = max(seconds, self.timings.get(name, 0.0))
         records = [r for r in read_results(self.run_dir) if r.time >= child.started_wall] \
             if (self.run_dir / RESULTS_FILE).is_file() else []
-        output = redact(child.log.read_text(encoding="utf-8", errors="replace")[-TAIL_CHARS:])
+        log = redact(child.log.read_text(encoding="utf-8", errors="replace"))
+        child.log.write_text(log, encoding="utf-8")  # kept in the run directory: no secret in it
+        output = log[-TAIL_CHARS:]
         spent = 0.0
         for nodeid in child.nodeids:
             phases = reports.get(nodeid, {})
