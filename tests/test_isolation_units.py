@@ -116,7 +116,7 @@ def test_children_start_ahead_in_the_planned_order_or_only_for_the_known_next_ca
 
     def spawn(i):
         spawned.append(i)
-        child = Child(iso.groups[i], _FakeProc(), tmp_path / "log", tmp_path / "rep", Path(tmp_path / f"go{i}"), 0.0, 0.0)
+        child = Child(iso.groups[i], _FakeProc(), tmp_path / "log", tmp_path / "rep", Path(tmp_path / f"go{i}"), 0.0)
         Path(f"{child.go}").with_suffix(".ready").touch()
         iso.children[i] = child
         return child
@@ -134,7 +134,7 @@ def test_a_childs_kept_log_has_no_secret_from_the_environment(tmp_path, monkeypa
     iso = Isolator(tmp_path, None, [["suites/test_load.py::test_load[cold]"]])
     log = tmp_path / "group-0.log"
     log.write_text("loading with token hf_abcdefghijklmnopqrstuvwxyz0123\nboom\n")
-    child = Child(iso.groups[0], _FakeProc(), log, tmp_path / "none.jsonl", tmp_path / "go", 0.0, 0.0)
+    child = Child(iso.groups[0], _FakeProc(), log, tmp_path / "none.jsonl", tmp_path / "go", 0.0)
     iso._collect(child, -11)
     assert "hf_abcdefghijklmnopqrstuvwxyz0123" not in log.read_text()
     [died] = iso.results.values()

@@ -107,9 +107,8 @@ class Child:
     log: Path
     reports: Path
     go: Path
-    started: float
     started_wall: float  # records of this child are those written after it started
-    went_at: float | None = None
+    went_at: float = 0.0  # perf_counter when it was told to go
 
     def is_ready(self) -> bool:
         return self.go.with_suffix(".ready").exists() or self.proc.poll() is not None
@@ -155,8 +154,7 @@ class Isolator:
         with log.open("w", encoding="utf-8") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
         self.processes += 1
-        child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.perf_counter(),
-                      time.time())
+        child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.time())
         self.children[i] = child
         return child
 
@@ -184,7 +182,7 @@ class Isolator:
         self._collect(child, code)
 
     def _collect(self, child: Child, code: int) -> None:
-        wall = time.perf_counter() - (child.went_at or child.started)
+        wall = time.perf_counter() - child.went_at
         reports, timings = _read_reports(child.reports)
         for name, seconds in timings.items():  # one-off costs: the worst child's
             self.timings[name] = max(seconds, self.timings.get(name, 0.0))
@@ -196,7 +194,8 @@ class Isolator:
         spent = 0.0
         for nodeid in child.nodeids:
             phases = reports.get(nodeid, {})
-            spent += sum(r["duration"] for r in phases.values())
+            duration = sum(r["duration"] for r in phases.values())
+            spent += duration
             mine = [r for r in records if r.test_id == nodeid]
             call = phases.get("call") or phases.get("setup")
             if call is None or ("teardown" not in phases and call["outcome"] == "passed"):
@@ -205,7 +204,7 @@ class Isolator:
                 continue
             outcome = "failed" if any(r["outcome"] == "failed" for r in phases.values()) else call["outcome"]
             text = next((r["longrepr"] for r in phases.values() if r["outcome"] != "passed"), None)
-            self.results[nodeid] = CaseResult(outcome, text, sum(r["duration"] for r in phases.values()), mine)
+            self.results[nodeid] = CaseResult(outcome, text, duration, mine)
         self.outside_cases_s += max(0.0, wall - spent)
         for path in (child.go, child.go.with_suffix(".ready"), child.reports):
             path.unlink(missing_ok=True)  # the log stays, for reading
@@ -267,13 +266,11 @@ def write_timings(path: str, timings: dict[str, float]) -> None:
         out.write(json.dumps({"timings": timings}) + "\n")
 
 
-def wait_for_go(go: str) -> float:
+def wait_for_go(go: str) -> None:
     """The child's side: say it is ready (imports done), then wait until the parent says go."""
     Path(go).with_suffix(".ready").touch()
-    started = time.perf_counter()
     while not os.path.exists(go):
         time.sleep(POLL_S)
-    return time.perf_counter() - started
 
 
 def standby_possible(device: str) -> bool:

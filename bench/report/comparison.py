@@ -53,8 +53,12 @@ def change_row(c: MetricChange) -> dict:
             "threshold": c.threshold, "verdict": c.verdict, "note": c.note}
 
 
+def _params_text(key: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key[2])
+
+
 def _missing(keys: list[tuple]) -> list[str]:
-    return [f"{key[0]} {key[1]} [{', '.join(f'{k}={v}' for k, v in key[2])}]" for key in keys]
+    return [f"{key[0]} {key[1]} [{_params_text(key)}]" for key in keys]
 
 
 def _missing_grouped(keys: list[tuple], listed: int = 2) -> list[str]:
@@ -62,7 +66,7 @@ def _missing_grouped(keys: list[tuple], listed: int = 2) -> list[str]:
     against a training-only run reads as "infer decode_tok_s: 15 cases", not as 15 entries."""
     by_metric: dict[tuple[str, str], list[str]] = {}
     for key in keys:
-        by_metric.setdefault((key[0], key[1]), []).append(", ".join(f"{k}={v}" for k, v in key[2]) or "the run")
+        by_metric.setdefault((key[0], key[1]), []).append(_params_text(key) or "the run")
     return [f"{suite} {metric}: " + (" / ".join(cases) if len(cases) <= listed else f"{len(cases)} cases")
             for (suite, metric), cases in by_metric.items()]
 
