@@ -19,6 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.analysis.serving import SLO_NAMES, parse_duration
 from bench.errors import BenchError
 from bench.records.metrics import METRICS, PARAM_KEYS
 
@@ -88,6 +89,7 @@ class Baseline:
     profile: str | None = None  # set when frozen from a run: its checks are that profile's cases
     gates: dict = field(default_factory=dict)  # metric -> bool: opts a diagnostic into gating, or a metric out
     about: str | None = None  # meta.about: which checks apply to this model and why, shown with the run
+    slo: dict = field(default_factory=dict)  # [slo]: the serving suite's objectives, seconds (e.g. ttft, tpot)
 
     def checks_for(self, record_fields: dict) -> list[Check]:
         return [c for c in self.checks if c.metric == record_fields["metric"] and matches(c.where, record_fields)]
@@ -149,9 +151,9 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
         raise fail("needs a [meta] table with a name")
     models = meta.get("model", [])
     models = (models,) if isinstance(models, str) else tuple(models)
-    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds", "gates"}
+    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds", "gates", "slo"}
     if unknown_tables:
-        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds, gates")
+        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds, gates, slo")
     checks = []
     for metric_name, entries in data.get("checks", {}).items():
         _known_metric(metric_name, fail)
@@ -181,6 +183,11 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
         if not isinstance(value, bool):
             raise fail(f"gates.{metric_name} must be true or false, not {value!r}")
         gates[metric_name] = value
+    slo = {}
+    for name, value in data.get("slo", {}).items():
+        if name not in SLO_NAMES:
+            raise fail(f"slo.{name}: unknown objective; use {', '.join(SLO_NAMES)} (e.g. tpot = \"100ms\")")
+        slo[name] = parse_duration(value, f"baseline {path}: slo.{name}")
     profile = meta.get("profile")
     if profile is not None and not isinstance(profile, str):
         raise fail(f"meta.profile must be a profile name, not {profile!r}")
@@ -188,7 +195,7 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
     if about is not None and not isinstance(about, str):
         raise fail(f"meta.about must be text, not {about!r}")
     return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds,
-                    profile, gates, about)
+                    profile, gates, about, slo)
 
 
 def _known_metric(name: str, fail) -> None:

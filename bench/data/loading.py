@@ -76,6 +76,13 @@ def inference_prompts(ds: "datasets.Dataset", tokenizer, n: int, effort: str) ->
         reasoning_effort=effort) for row in rows]
 
 
+def chat_requests(ds: "datasets.Dataset", n: int) -> list[list[dict]]:
+    """`n` conversations up to the user's turn, as an OpenAI chat request's `messages`."""
+    rows = [ds[i % len(ds)] for i in range(n)]
+    return [[{"role": m["role"], "content": m["content"]} for m in row["messages"] if m["role"] != "assistant"]
+            for row in rows]
+
+
 class TrainingData:
     """The run's rows, and their prompt/completion form per chat template (made once each)."""
 

@@ -27,6 +27,8 @@ def case_params(callspec_params: dict) -> dict:
     for key, value in callspec_params.items():
         if key == "train_batch":
             params["batch_size"], params["grad_accum"] = value
+        elif key == "load":  # a serving load point: concurrency=N or request_rate="0.5x"
+            params.update(value.params)
         else:
             params[key] = value
     return params
@@ -50,6 +52,9 @@ class Case:
         self.memory: MemoryTracker | None = None
         self.closed = False  # a `case` record says how it ended (failed, skipped, oom, timeout)
         self.judged = False  # measured, then failed on its checks: its records say it all
+        # the process whose memory the case's telemetry follows when it is not this one (a server
+        # the serving suite started) and the GPU it runs on: then torch's allocator has nothing to say
+        self.watched: tuple[int, str | None] | None = None
 
     def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
                  status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
@@ -88,11 +93,19 @@ class Case:
     def failures(self) -> list[str]:
         return [o.message for o in self.outcomes if not o.passed]
 
+    def watch(self, pid: int, gpu_uuid: str | None) -> None:
+        """Follow another process's memory (and the GPU's) instead of this one's."""
+        self.watched = (pid, gpu_uuid)
+
     @contextlib.contextmanager
     def tracking(self) -> Iterator[None]:
         device = self.device
-        release_garbage(device)
-        sampler, memory = sampler_for(device), MemoryTracker(device)
+        if self.watched is not None:
+            pid, uuid = self.watched
+            sampler, memory = sampler_for(device, pid, uuid), MemoryTracker("cpu")
+        else:
+            release_garbage(device)
+            sampler, memory = sampler_for(device), MemoryTracker(device)
         try:
             with sampler, memory:
                 yield

@@ -65,6 +65,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--each-gpu", action="store_true",
                     help="with several GPUs: run every case on each of them (to compare GPUs) instead of spreading them")
     group.addoption("--shard", default=None, help="i/n: run only shard i (0-based) of n of the cases; join shards with `bench merge`")
+    group.addoption("--endpoint", default=None, metavar="URL",
+                    help="the serving suite's OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, Ollama, "
+                         "transformers serve): URL, or NAME=URL,NAME=URL to compare several (default: start "
+                         "transformers serve for --model, without and with continuous batching)")
+    group.addoption("--endpoint-model", default=None, help="the model name to request (default: the first of GET /v1/models)")
+    group.addoption("--endpoint-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                    help="environment variable holding the endpoint's API key (default: OPENAI_API_KEY); "
+                         "the key is never written to a record, log or report")
+    group.addoption("--slo", default=None,
+                    help="the serving suite's objectives, e.g. ttft=2s,tpot=100ms (default: the baseline's [slo], "
+                         "else ttft=2s,tpot=100ms): goodput and the saturation point are judged by them")
     group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
     group.addoption("--bench-reports", default=None, help=argparse.SUPPRESS)  # an isolated child's reports file
     group.addoption("--bench-standby", default=None, help=argparse.SUPPRESS)  # an isolated child's go file
@@ -73,7 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "suite(name): the benchmark suite a test belongs to "
-                            "(load, train, infer, adapter, concurrency)")
+                            "(load, train, infer, adapter, concurrency, serve)")
     # With pytest-benchmark switched off (--benchmark-disable, xdist) the suites time rounds themselves.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all")
     try:
@@ -91,7 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
         resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
         isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"),
         workers_per_gpu=config.getoption("--workers-per-gpu"), each_gpu=config.getoption("--each-gpu"),
-        workers=config.getoption("numprocesses", None) or None, max_time=config.getoption("--max-time"))
+        workers=config.getoption("numprocesses", None) or None, max_time=config.getoption("--max-time"),
+        endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
+        endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"))
     workerinput = getattr(config, "workerinput", None)
     if workerinput and "bench_slot" in workerinput:  # a worker of a multi-device session: its slot
         slot = workerinput["bench_slot"]
@@ -132,9 +145,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session = metafunc.config.stash.get(SESSION_KEY, None)
     if session is None:
         return
-    for name, (values, ids) in axes(session.profile).items():
+    for name, (values, ids) in axes(session.profile, session.servers).items():
         if name in metafunc.fixturenames:
-            metafunc.parametrize(name, values, ids=ids)
+            # one server per module-scoped fixture: all load points of a server run before the next starts
+            metafunc.parametrize(name, values, ids=ids, scope="module" if name == "server" else None)
 
 
 def _suite_of(item: pytest.Item) -> str | None:

@@ -31,6 +31,12 @@ from bench.analysis.prices import price_per_hour
 from bench.harness.isolate import resolve_mode as resolve_isolation
 from bench.harness.resume import check_resume
 from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
+from bench.analysis.serving import DEFAULT_SLO, parse_slo
+from bench.serving.endpoint import DEFAULT_KEY_ENV, Endpoint, api_key, parse_endpoints, probe
+
+# Servers the serving suite starts itself when no --endpoint is given: transformers serve without
+# and with continuous batching.
+SELF_SERVED = ("transformers", "transformers-cb")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,10 @@ class BenchOptions:
     worker_id: str | None = None  # this process is xdist worker gwN of a multi-device session
     turn: int | None = None  # its place in the queue of workers taking turns on one device
     run_gpus: tuple[int, ...] | None = None  # a worker's: every GPU of the run (the concurrency suite's)
+    endpoint: str | None = None  # the serving suite's OpenAI-compatible server(s): URL or NAME=URL,...
+    endpoint_model: str | None = None
+    endpoint_key_env: str = DEFAULT_KEY_ENV  # the variable holding the endpoint's API key
+    slo: str | None = None  # the serving suite's objectives, e.g. "ttft=2s,tpot=100ms"
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -91,7 +101,11 @@ class BenchSession:
         self.backend_name = ",".join(self.backend_names)
         self.gpu = next((g for g in available if self.device != "cpu" and g.index == self.gpu_indices[0]), None)
         self.hardware = self.gpu.name if self.gpu else ("cuda" if self.device != "cpu" else "cpu")
+        self.endpoints: dict[str, Endpoint] = self._probe_endpoints()
+        self.servers = tuple(self.endpoints) or SELF_SERVED
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
+        self.slo = parse_slo(options.slo) if options.slo else dict(
+            self.baseline.slo if self.baseline and self.baseline.slo else DEFAULT_SLO)
         if options.require_checks and self.baseline is None and not options.worker_run:
             raise BenchError(f"--require-checks: {self.no_checks_reason}; pass --baseline NAME_OR_FILE, or freeze "
                              "a run with `bench baseline save RUN --name NAME`")
@@ -143,6 +157,17 @@ class BenchSession:
             return "cpu"
         return device
 
+    def _probe_endpoints(self) -> dict[str, Endpoint]:
+        """--endpoint's servers, asked what they serve before anything runs (the controller of
+        several workers asks too: a dead endpoint is one line, not a failed case per worker)."""
+        if not self.options.endpoint:
+            return {}
+        key = api_key(self.options.endpoint_key_env)
+        if key:
+            environment.add_secret(key)  # whatever its variable is called, it is redacted everywhere
+        return {name: probe(name, url, key, self.options.endpoint_model)
+                for name, url in parse_endpoints(self.options.endpoint)}
+
     def _pick_baseline(self) -> tuple[Baseline | None, bool]:
         search = search_path(self.options.baseline_dir)
         if self.options.baseline:
@@ -153,7 +178,8 @@ class BenchSession:
         else:
             baseline, matches = find_default(self.source.spec, self.hardware, search, self.profile.name)
         if baseline is not None:
-            cases = [c for name in self.backend_names for c in grid(self.profile, self.source.spec, name)]
+            cases = [c for name in self.backend_names
+                     for c in grid(self.profile, self.source.spec, name, self.servers)]
             loose = unmatched_checks(baseline, cases)
             if loose:
                 raise BenchError(f"baseline {baseline.path}: check '{loose[0].describe()}' matches no case of "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SUITES = ("load", "train", "infer", "adapter", "concurrency")
+SUITES = ("load", "train", "infer", "adapter", "concurrency", "serve")
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,15 @@ METRICS: dict[str, Metric] = {
     "trainable_params_m": M("M", "lower", ("train",), "trainable LoRA parameters, millions", tolerance=0.0),
     "resume_loss_delta": M("", "lower", ("train",), "relative gap between resumed and uninterrupted loss",
                            tolerance=0.02),
-    "ttft_s": M("s", "lower", ("infer",), "time to first token (prefill + first sample)",
-                gates=True, charted=True, frozen=True),
+    "ttft_s": M("s", "lower", ("infer", "serve"),
+                "time to first token (prefill + first sample; served: from sending the request, queueing "
+                "included; samples are each round's median)", gates=True, charted=True, frozen=True),
     "decode_tok_s": M("tok/s", "higher", ("infer",), "decode tokens per second, all sequences of the batch",
                       gates=True, charted=True, frozen=True),
     "decode_tok_s_per_seq": M("tok/s", "higher", ("infer",), "decode tokens per second per sequence"),
-    "itl_p50_ms": M("ms", "lower", ("infer",), "median inter-token latency", gates=True, frozen=True),
-    "itl_p99_ms": M("ms", "lower", ("infer",), "99th percentile inter-token latency"),
+    "itl_p50_ms": M("ms", "lower", ("infer", "serve"), "median inter-token latency", gates=True, frozen=True),
+    "itl_p90_ms": M("ms", "lower", ("serve",), "90th percentile inter-token latency"),
+    "itl_p99_ms": M("ms", "lower", ("infer", "serve"), "99th percentile inter-token latency"),
     "first_generate_s": M("s", "lower", ("infer",), "first generate after loading (warm-up, compilation)",
                           tolerance=0.5),
     "energy_j_per_token": M("J/tok", "lower", ("infer", "train"), "GPU energy per generated or trained token",
@@ -112,13 +114,41 @@ METRICS: dict[str, Metric] = {
     "serve_retained": M("", "higher", ("concurrency",),
                         "serving throughput together / alone (1: no interference); extra has its 95% CI",
                         own_interval=True),
+    "ttft_p90_s": M("s", "lower", ("serve",), "90th percentile time to first token over every request"),
+    "ttft_p99_s": M("s", "lower", ("serve",), "99th percentile time to first token over every request"),
+    "tpot_ms": M("ms", "lower", ("serve",),
+                 "time per output token after the first, per request (vLLM's TPOT); samples are each round's median",
+                 gates=True, charted=True, frozen=True),
+    "tpot_p90_ms": M("ms", "lower", ("serve",), "90th percentile time per output token"),
+    "tpot_p99_ms": M("ms", "lower", ("serve",), "99th percentile time per output token"),
+    "e2e_s": M("s", "lower", ("serve",), "end-to-end request latency (median; samples per round)"),
+    "e2e_p99_s": M("s", "lower", ("serve",), "99th percentile end-to-end request latency"),
+    "output_tok_s": M("tok/s", "higher", ("serve",), "output tokens per second of all requests (one sample per round)",
+                      gates=True, charted=True, frozen=True),
+    "request_rps": M("req/s", "higher", ("serve",), "completed requests per second (one sample per round)"),
+    "offered_rps": M("req/s", "higher", ("serve",), "the open-loop arrival rate a Poisson load point offered",
+                     compared=False),
+    "goodput_rps": M("req/s", "higher", ("serve",), "completed requests per second that met every SLO"),
+    "slo_met": M("", "higher", ("serve",), "1 when the load point's p99 TTFT and TPOT met the SLOs with no "
+                 "failed request (extra: the SLOs)", tolerance=0.0),
+    "error_rate": M("", "lower", ("serve",), "share of requests that failed (HTTP error, broken stream)",
+                    tolerance=0.0),
+    "timeout_rate": M("", "lower", ("serve",), "share of requests that ran past the request timeout", tolerance=0.0),
+    "client_cpu_pct": M("%", "lower", ("serve",),
+                        "CPU the load generator itself used, as a share of one core over the round: its overhead",
+                        compared=False),
+    "client_lag_p99_ms": M("ms", "lower", ("serve",),
+                           "99th percentile lateness of the client's event loop: above a few ms the client, not "
+                           "the server, would be timing itself", compared=False),
+    "first_request_s": M("s", "lower", ("serve",), "the server's first request (warm-up, never timed)",
+                         tolerance=0.5),
     "case": M("", "higher", SUITES, "one record per case that failed, was skipped, ran out of memory or timed out",
               compared=False, closes_case=True),
 }
 del M
 
 PARAM_KEYS = ("suite", "model", "backend", "lora_r", "batch_size", "grad_accum", "effort", "cache",
-              "dtype", "gpu_index", "placement", "serve_batch")
+              "dtype", "gpu_index", "placement", "serve_batch", "server", "concurrency", "request_rate")
 
 
 def gates(metric: str, params: dict) -> bool:

@@ -17,6 +17,27 @@ PLACEMENTS = ("split", "shared")
 
 
 @dataclass(frozen=True)
+class LoadShape:
+    """One load point of the serving suite: `concurrency` users each sending their next request
+    when the last one finished (closed loop), or requests arriving as a Poisson process (open
+    loop) at `fraction` of the highest request rate the closed-loop sweep reached."""
+
+    kind: str  # "concurrency" | "poisson"
+    value: float
+
+    @property
+    def id(self) -> str:
+        return f"c{int(self.value)}" if self.kind == "concurrency" else f"poisson{self.value:g}x"
+
+    @property
+    def params(self) -> dict:
+        """What the records say about the load: a key that stays the same from run to run."""
+        if self.kind == "concurrency":
+            return {"concurrency": int(self.value)}
+        return {"request_rate": f"{self.value:g}x"}
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     lora_ranks: tuple[int, ...]
@@ -32,6 +53,13 @@ class Profile:
     # Adaptive rounds: seconds of timed rounds a case may spend to reach a +-2% interval (None:
     # exactly the rounds above). Off in quick, whose job is a fast smoke run.
     max_time_s: float | None = None
+    # Serving: closed-loop concurrency levels (the sweep stops once throughput stops growing),
+    # open-loop rates as fractions of the sweep's peak, rounds per load point and requests per
+    # round (at least two per user).
+    serve_concurrency: tuple[int, ...] = (1, 2, 4, 8)
+    serve_rate_fractions: tuple[float, ...] = (0.5, 0.9)
+    serve_rounds: int = 2
+    serve_requests: int = 8
     max_seq_length: int = 1024  # the seed's max_seq_length
     learning_rate: float = 2e-4
 
@@ -43,10 +71,13 @@ PROFILES: dict[str, Profile] = {
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
                         infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=4,
                         load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
-                        max_time_s=20.0),
+                        max_time_s=20.0, serve_concurrency=(1, 2, 4, 8, 16, 32),
+                        serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16),
     "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
                     infer_batches=(1, 2, 3, 4, 8, 16), efforts=EFFORTS, train_steps=200, timing_steps=8,
-                    load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}, max_time_s=60.0),
+                    load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}, max_time_s=60.0,
+                    serve_concurrency=(1, 2, 4, 8, 16, 32, 64), serve_rate_fractions=(0.25, 0.5, 0.75, 0.9),
+                    serve_rounds=5, serve_requests=32),
 }
 
 # Learning rate of the LoRA runs, by model kind: the tiny model is small enough to need a larger
@@ -61,7 +92,12 @@ def get_profile(name: str) -> Profile:
         raise BenchError(f"--profile {name}: unknown profile; choose one of {', '.join(PROFILES)}") from None
 
 
-def grid(profile: Profile, model: str, backend: str) -> list[dict]:
+def load_shapes(profile: Profile) -> list[LoadShape]:
+    return ([LoadShape("concurrency", c) for c in profile.serve_concurrency]
+            + [LoadShape("poisson", f) for f in profile.serve_rate_fractions])
+
+
+def grid(profile: Profile, model: str, backend: str, servers: tuple[str, ...] = ()) -> list[dict]:
     """Every case the suites would run under this profile, as record-like dicts (for validation)."""
     base = {"model": model, "backend": backend}
     cases = [{**base, "suite": "load", "params": {"cache": c}} for c in ("cold", "warm")]
@@ -71,11 +107,14 @@ def grid(profile: Profile, model: str, backend: str) -> list[dict]:
               for b in profile.infer_batches for e in profile.efforts]
     cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.lora_ranks[0]}}]
     cases += [{**base, "suite": "concurrency", "params": {"placement": p}} for p in PLACEMENTS]
+    cases += [{**base, "suite": "serve", "params": {"server": s, **load.params}}
+              for s in servers for load in load_shapes(profile)]
     return cases
 
 
-def axes(profile: Profile) -> dict[str, tuple[list, list[str]]]:
+def axes(profile: Profile, servers: tuple[str, ...] = ()) -> dict[str, tuple[list, list[str]]]:
     """Suite test arguments the plugin parametrizes, with readable ids: name -> (values, ids)."""
+    loads = load_shapes(profile)
     return {
         "cache": (["cold", "warm"], ["cold", "warm"]),
         "lora_r": (list(profile.lora_ranks), [f"r{r}" for r in profile.lora_ranks]),
@@ -83,4 +122,6 @@ def axes(profile: Profile) -> dict[str, tuple[list, list[str]]]:
         "batch_size": (list(profile.infer_batches), [f"bs{b}" for b in profile.infer_batches]),
         "effort": (list(profile.efforts), list(profile.efforts)),
         "placement": (list(PLACEMENTS), list(PLACEMENTS)),
+        "server": (list(servers), list(servers)),
+        "load": (loads, [load.id for load in loads]),
     }

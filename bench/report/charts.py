@@ -169,3 +169,36 @@ def roofline(points: list[tuple[str, float, float]], matmul_tflops: float, copy_
     ax.set_ylabel("achieved TFLOP/s")
     ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
+
+
+def latency_throughput(points: list[dict], slo: dict[str, float]) -> str | None:
+    """p99 TTFT and p99 TPOT against output throughput, one line per server through its
+    concurrency levels (labelled), its Poisson points as open markers; the SLOs dashed."""
+    if not points:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.4))
+    panels = ((axes[0], "ttft_p99_s", "p99 time to first token (s)", slo.get("ttft")),
+              (axes[1], "tpot_p99_ms", "p99 time per output token (ms)", slo["tpot"] * 1000 if "tpot" in slo else None))
+    for ax, key, label, limit in panels:
+        for index, server in enumerate(dict.fromkeys(p["server"] for p in points)):
+            color = f"C{index}"
+            sweep = [p for p in points if p["server"] == server and p["kind"] == "concurrency"
+                     and p.get(key) is not None and p.get("output_tok_s") is not None]
+            rates = [p for p in points if p["server"] == server and p["kind"] == "poisson"
+                     and p.get(key) is not None and p.get("output_tok_s") is not None]
+            if sweep:
+                ax.plot([p["output_tok_s"] for p in sweep], [p[key] for p in sweep], "-o", color=color,
+                        markersize=4, linewidth=1.2, label=f"{server}: concurrency")
+                for p in sweep:
+                    ax.annotate(p["load"], (p["output_tok_s"], p[key]), fontsize=7, xytext=(3, 3),
+                                textcoords="offset points")
+            if rates:
+                ax.plot([p["output_tok_s"] for p in rates], [p[key] for p in rates], "s", color=color,
+                        markerfacecolor="none", markersize=5, label=f"{server}: Poisson")
+        if limit is not None:
+            ax.axhline(limit, color="tab:red", linestyle="--", linewidth=0.8, label="SLO")
+        ax.set_xlabel("output tokens/s")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _svg(fig)

@@ -38,7 +38,9 @@ def charts_for(run: RunData, frame) -> list[tuple[str, Markup]]:
         ("Decode tokens/s (all sequences) by batch size and effort",
          charts.metric_by(_by_lane(frame, "effort"), "decode_tok_s", "batch_size", "effort", "tok/s",
                           _references(run, "decode_tok_s", "batch_size", "infer"))),
-        ("Time to first token by batch size", charts.metric_by(_by_lane(frame, "effort"), "ttft_s", "batch_size", "effort", "s")),
+        ("Time to first token by batch size",
+         charts.metric_by(_by_lane(frame[frame["suite"] == "infer"] if not frame.empty else frame, "effort"),
+                          "ttft_s", "batch_size", "effort", "s")),
         ("Training peak memory by LoRA rank",
          charts.metric_by(_by_lane(frame[frame["suite"] == "train"] if not frame.empty else frame, "batch_size"),
                           "peak_vram_gb" if (not frame.empty and (frame["metric"] == "peak_vram_gb").any())
@@ -65,6 +67,7 @@ def problem_rows(run: RunData) -> list[dict]:
 def context(run: RunData) -> dict:
     from bench.report.efficiency_table import efficiency_rows, run_energy
     from bench.report.lanes import gpu_rows, lane_sections
+    from bench.report.serving import load_points, saturation, slo_of
     from bench.report.why import load_rows, profile_rows
 
     frame = results_frame(run)
@@ -73,6 +76,8 @@ def context(run: RunData) -> dict:
     efficiency, points = efficiency_rows(run, price)
     cal = run.manifest.calibration
     roof = charts.roofline(points, cal["matmul_tflops"], cal["copy_gbps"]) if points and cal else None
+    serve_points = load_points(run)
+    curve = charts.latency_throughput(serve_points, slo_of(serve_points))
     return {
         "lanes": lane_sections(run), "gpu_rows": gpu_rows(run), "run_energy": run_energy(run, price),
         "train_steps": get_profile(run.manifest.profile).train_steps,
@@ -83,6 +88,8 @@ def context(run: RunData) -> dict:
         "results": frame.to_dict("records") if not frame.empty else [],
         "problems": problem_rows(run), "why_profiles": profile_rows(run), "why_loads": load_rows(run),
         "charts": charts_for(run, frame), "metrics": METRICS,
+        "serve_points": serve_points, "serve_saturation": saturation(serve_points),
+        "serve_curve": Markup(curve) if curve else None,  # matplotlib's, from numbers
         "samples": [{"case": run.label(r), "text": r.extra.get("sample", ""), "parts": split_channels(r.extra.get("sample", "")),
                      "channels": r.extra.get("channels")} for r in run.ok if r.metric == "decode_tok_s"][:6],
     }

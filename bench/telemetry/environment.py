@@ -28,6 +28,15 @@ ENV_ALLOW = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS", "MK
              "BENCH_TEST_OOM_AT_BATCH", "BENCH_TEST_CRASH_AT_BATCH")
 SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
 SECRET_VALUE = re.compile(r"(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9_-]{10,}|gh[pousr]_[A-Za-z0-9]{10,}|AKIA[0-9A-Z]{12,})")
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")  # http://user:password@host
+# Secrets this process was handed under a name the patterns above do not know (an endpoint's API
+# key read from a variable the user named): redacted like the others.
+_SECRETS: set[str] = set()
+
+
+def add_secret(value: str) -> None:
+    if len(value) >= 6:
+        _SECRETS.add(value)
 
 
 def versions() -> dict[str, str | None]:
@@ -54,7 +63,9 @@ def redact(text: str) -> str:
     for name, value in os.environ.items():
         if SECRET_NAME.search(name) and len(value) >= 6:
             text = text.replace(value, "***")
-    return SECRET_VALUE.sub("***", text)
+    for value in _SECRETS:
+        text = text.replace(value, "***")
+    return URL_CREDENTIALS.sub("***@", SECRET_VALUE.sub("***", text))
 
 
 def redact_argv(argv: list[str]) -> list[str]:

@@ -103,14 +103,19 @@ class _Sampler:
 
 
 class ProcessSampler(_Sampler):
-    """CPU fallback: this process's resident memory (RSS) and CPU utilization."""
+    """CPU fallback: a process's resident memory (RSS) and CPU utilization (this one, or a server
+    the harness started)."""
 
     source = "psutil"
+
+    def __init__(self, pid: int | None = None) -> None:
+        super().__init__()
+        self.pid = pid
 
     def _begin(self) -> None:
         import psutil
 
-        self._proc = psutil.Process()
+        self._proc = psutil.Process(self.pid)
         self._proc.cpu_percent(None)
 
     def _sample(self):
@@ -118,13 +123,15 @@ class ProcessSampler(_Sampler):
 
 
 class NvmlSampler(_Sampler):
-    """NVML on one GPU, found by UUID so CUDA_VISIBLE_DEVICES remapping cannot point it elsewhere."""
+    """NVML on one GPU, found by UUID so CUDA_VISIBLE_DEVICES remapping cannot point it elsewhere.
+    The process whose own memory it counts is this one, or `pid` (a server)."""
 
     source = "nvml"
 
-    def __init__(self, uuid: str) -> None:
+    def __init__(self, uuid: str, pid: int | None = None) -> None:
         super().__init__()
         self.uuid = uuid
+        self.pid = pid
 
     def _begin(self) -> None:
         from bench.telemetry.devices import nvml
@@ -132,7 +139,7 @@ class NvmlSampler(_Sampler):
         self._stack = contextlib.ExitStack()
         self._nvml = self._stack.enter_context(nvml())
         self._h = self._nvml.nvmlDeviceGetHandleByUUID(self.uuid)
-        self._pid = os.getpid()
+        self._pid = self.pid or os.getpid()
         self._e0 = self._energy_mj()
 
     def _energy_mj(self) -> int | None:
@@ -184,13 +191,14 @@ def gpu_uuid() -> str | None:
     return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
-def sampler_for(device: str) -> _Sampler:
-    """NVML for a CUDA device when nvidia-ml-py works, psutil otherwise: decided here, once."""
+def sampler_for(device: str, pid: int | None = None, uuid: str | None = None) -> _Sampler:
+    """NVML for a CUDA device when nvidia-ml-py works, psutil otherwise: decided here, once. With
+    `pid` and `uuid` (another process, on a known GPU) this process never touches CUDA."""
     if device.startswith("cuda"):
-        uuid = gpu_uuid()
+        uuid = uuid or gpu_uuid()
         from bench.telemetry.devices import nvml
 
         with nvml() as pynvml:
             if uuid and pynvml is not None:  # NVML missing or broken: fall back rather than lose the case
-                return NvmlSampler(uuid)
-    return ProcessSampler()
+                return NvmlSampler(uuid, pid)
+    return ProcessSampler(pid)

@@ -1,0 +1,113 @@
+"""`transformers serve` started by the harness for the model under test: on a free port, its log
+in the run directory, stopped (with everything it spawned) when the suite is done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.serving.endpoint import Endpoint
+
+STARTUP_TIMEOUT_S = 600.0  # a 20B model in bf16 reads 40 GB before /health answers
+# The transformers CLI as a module, so the server runs in the interpreter that runs the suites.
+CLI = "from transformers.cli.transformers import main; main()"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SelfServed:
+    """A context manager: the server is up (its /health answers) inside, gone outside."""
+
+    def __init__(self, name: str, model_dir: str, device: str, continuous_batching: bool, log_path: Path,
+                 startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        self.name, self.model_dir, self.device = name, model_dir, device
+        self.continuous_batching = continuous_batching
+        self.log_path = log_path
+        self.startup_timeout_s = startup_timeout_s
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def command(self) -> list[str]:
+        dtype = "bfloat16" if self.device.startswith("cuda") else "float32"  # what the in-process suites use
+        device = "cuda" if self.device.startswith("cuda") else "cpu"  # this process's pinned GPU
+        return [sys.executable, "-c", CLI, "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
+                "--device", device, "--dtype", dtype, "--log-level", "info",
+                "--continuous-batching" if self.continuous_batching else "--no-continuous-batching"]
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.name, f"http://127.0.0.1:{self.port}", self.model_dir, dialect="transformers")
+
+    def __enter__(self) -> "SelfServed":
+        self.port = free_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        with open(self.log_path, "ab") as log:
+            # its own session: stopping it stops whatever it spawned
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.perf_counter() - started
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"the {self.name} server exited with code {self.process.returncode} while starting: "
+                                 f"{self.last_log_line()} (log: {self.log_path})")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"the {self.name} server did not answer /health within {self.startup_timeout_s:.0f} s "
+                         f"(log: {self.log_path})")
+
+    @property
+    def exit_code(self) -> int | None:
+        """None while it runs; its exit code once it has died."""
+        return None if self.process is None else self.process.poll()
+
+    def last_log_line(self) -> str:
+        try:
+            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:300] if lines else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+        except ProcessLookupError:
+            pass
