@@ -132,6 +132,10 @@ def test_serve(bench, served, case, load, train_data):
     if served.first_request_s is not None:
         case("first_request_s", served.first_request_s)
         served.first_request_s = None
+    if figures.errors or figures.timeouts:  # measured and written, but not a clean load point
+        first = next(t.error or "timed out" for r in rounds for t in r.timings if not t.ok)
+        pytest.fail(f"{endpoint.name}: {figures.errors + figures.timeouts} of {figures.requests} requests failed "
+                    f"at {load.id} ({first})", pytrace=False)
     if load.kind == "concurrency":
         served.sweep.append((users, min(r.output_tok_s for r in per_round), min(r.request_rps for r in per_round)))
 

@@ -55,6 +55,10 @@ CASES = [
     (["--gpu", "cpu", "--each-gpu"], "--each-gpu needs several GPUs"),
     (["--backend", "hf,unsloth", "--gpu", "cpu"], "--backend unsloth needs a CUDA GPU"),
     (["--backend", "hf,vllm"], "--backend vllm: unknown backend"),
+    (["--endpoint", "http://127.0.0.1:9"], "--endpoint http://127.0.0.1:9: cannot connect"),
+    (["--endpoint", "localhost:8000"], "--endpoint localhost:8000: give an http(s) URL like http://localhost:8000"),
+    (["--slo", "ttft=fast"], "--slo ttft=fast: 'fast' is not a duration; write it like 2s or 100ms"),
+    (["--slo", "latency=1s"], "--slo latency=1s: unknown objective 'latency'"),
     (["--gpu-price-per-hour", "cheap"], "--gpu-price-per-hour cheap: neither a number nor a TOML price table"),
     (["--gpu-price-per-hour", "{bad}/malformed.toml"], "not valid TOML"),
 ]
@@ -89,7 +93,7 @@ def test_profiles_parametrize_the_suites():
         assert case in standard and case not in quick
     # the workflow's order: load first, so the cold load is the first load of the process
     lines = [line for line in standard.splitlines() if "::" in line]
-    assert "test_load.py" in lines[0] and "test_concurrency.py" in lines[-1]
+    assert "test_load.py" in lines[0] and "test_serve.py" in lines[-1]
 
 
 def test_harness_tests_leave_no_run_directory(tmp_path):
@@ -104,7 +108,7 @@ def test_harness_tests_leave_no_run_directory(tmp_path):
 def test_collect_only_and_a_refused_run_leave_no_run_directory(tmp_path):
     reports = tmp_path / "reports"
     listed = run_pytest("suites/", "--collect-only", "-q", "--gpu", "cpu", "--report-dir", str(reports))
-    assert listed.returncode == 0 and "16 tests collected" in listed.stdout
+    assert listed.returncode == 0 and "28 tests collected" in listed.stdout
     refused = run_pytest("suites/", "--gpu", "cpu", "--model", "no such model!", "--report-dir", str(reports))
     assert refused.returncode == 4 and refused.stderr.count("unknown model") == 1
     assert not reports.exists() or not any(reports.iterdir())
