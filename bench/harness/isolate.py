@@ -86,6 +86,12 @@ def pytest_command(nodeids: list[str], options) -> list[str]:
         cmd += ["--baseline-dir", options.baseline_dir]
     if options.max_time is not None:
         cmd += ["--max-time", str(options.max_time)]
+    if options.endpoint:  # the key itself stays in the environment the child inherits
+        cmd += ["--endpoint", options.endpoint, "--endpoint-api-key-env", options.endpoint_key_env]
+    if options.endpoint_model:
+        cmd += ["--endpoint-model", options.endpoint_model]
+    if options.slo:
+        cmd += ["--slo", options.slo]
     return cmd
 
 
