@@ -4,7 +4,9 @@ Same shapes as the real model, hence the same speed and memory; built directly o
 (building in fp32 first would need twice the memory) and cached on disk, so a second load is a
 cached load as the seed measured. The tokenizer is the tiny model's: the real one cannot be
 downloaded here, and random weights make the token ids meaningless anyway; prompts therefore have
-a different token count than with the real tokenizer (documented in the report).
+a different token count than with the real tokenizer (documented in the report). It is widened to
+the real vocabulary with filler tokens (` w1234`), so that every id the random weights pick decodes
+to text: a server streams text, and an id without a string is a token it never sends.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if (target / "build.json").is_file():
+            widen_tokenizer(target / "tokenizer.json", model_config(name).vocab_size)  # a replica built before this
             return target
         shutil.rmtree(target, ignore_errors=True)
         started = time.perf_counter()
@@ -89,6 +92,7 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
         model.save_pretrained(tmp)
         tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_built(root))
         tokenizer.save_pretrained(tmp)
+        widen_tokenizer(tmp / "tokenizer.json", config.vocab_size)
         n_params = sum(p.numel() for p in model.parameters())
         del model
         if device.startswith("cuda"):
@@ -98,3 +102,15 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
         (tmp / "build.json").write_text(json.dumps(meta, indent=2))
         tmp.rename(target)
     return target
+
+
+def widen_tokenizer(path: Path, vocab_size: int) -> None:
+    """Give every id below `vocab_size` a string: filler entries ` w<id>` after the tiny
+    vocabulary (never produced by encoding, only by decoding what the model picked)."""
+    data = json.loads(path.read_text())
+    vocab = data["model"]["vocab"]
+    if len(vocab) >= vocab_size:
+        return
+    taken = set(vocab.values()) | {token["id"] for token in data.get("added_tokens", [])}
+    vocab.update({f"\u0120w{i}": i for i in range(vocab_size) if i not in taken})  # \u0120: byte-level space
+    path.write_text(json.dumps(data, ensure_ascii=False))
