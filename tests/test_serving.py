@@ -3,6 +3,7 @@ load generator against a stand-in server, and the suite end to end against it (a
 never reaches the run directory, a server that dies mid-run)."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -174,3 +175,27 @@ def test_a_server_that_dies_mid_run_leaves_the_finished_load_points(fake_server,
     assert measured == {1, 2, 4} and set(failed) == {4, 8, "0.5x", "0.9x"}
     assert "requests failed at c4" in failed[4] and "every request failed at c8" in failed[8]
     assert (tmp_path / "dies" / "report.html").is_file()
+
+
+def test_a_started_process_dies_with_the_harness(tmp_path):
+    """A server (or isolated child) outliving a killed harness would keep its GPU memory."""
+    pidfile = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time; from bench.telemetry.processes import die_with_parent; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], preexec_fn=die_with_parent); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(60)")], cwd=REPO)
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.1)
+    child = int(pidfile.read_text())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, 9)
+    pytest.fail("the child outlived its killed parent")

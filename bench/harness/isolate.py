@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.telemetry.processes import die_with_parent
 from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
 from bench.telemetry.environment import redact
@@ -158,7 +159,7 @@ class Isolator:
             cmd += ["--timeout", str(self.case_timeout)]
         log = stem.with_suffix(".log")
         with log.open("w", encoding="utf-8") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
         self.processes += 1
         child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.time())
         self.children[i] = child

@@ -106,6 +106,10 @@ def pytest_configure(config: pytest.Config) -> None:
         endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
         endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"))
     workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        from bench.telemetry.processes import terminate_as_interrupt
+
+        terminate_as_interrupt()
     if workerinput and "bench_slot" in workerinput:  # a worker of a multi-device session: its slot
         slot = workerinput["bench_slot"]
         opts = dataclasses.replace(opts, gpu="cpu" if slot["gpu"] is None else str(slot["gpu"]), backend=slot["backend"],

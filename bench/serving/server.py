@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.serving.endpoint import Endpoint
+from bench.telemetry.processes import die_with_parent
 
 STARTUP_TIMEOUT_S = 600.0  # a 20B model in bf16 reads 40 GB before /health answers
 # The transformers CLI as a module, so the server runs in the interpreter that runs the suites.
@@ -60,7 +61,7 @@ class SelfServed:
             # its own session: stopping it stops whatever it spawned
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            preexec_fn=die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             self._wait_healthy()
         except BaseException:
