@@ -81,8 +81,8 @@ def served(bench, server, train_data, request):
         failed = [t.error or "timed out" for t in warm.timings if not t.ok]
         if failed:
             pytest.fail(f"{endpoint.name} ({endpoint.shown}): the warm-up request failed: {failed[0]}", pytrace=False)
-        yield Served(endpoint, process, first_request_s=warm.timings[0].e2e_s)
         bench.note_timing(f"serve_warmup_{server}_s", time.perf_counter() - started)
+        yield Served(endpoint, process, first_request_s=warm.timings[0].e2e_s)
     finally:
         if process is not None:
             process.stop()
