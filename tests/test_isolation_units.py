@@ -139,3 +139,16 @@ def test_a_childs_kept_log_has_no_secret_from_the_environment(tmp_path, monkeypa
     assert "hf_abcdefghijklmnopqrstuvwxyz0123" not in log.read_text()
     [died] = iso.results.values()
     assert died.outcome == "failed" and "SIGSEGV" in died.died and "***" in died.longrepr
+
+
+def test_a_child_gets_what_its_cases_need_from_the_parent():
+    """A worker's child is pinned to the worker's GPU yet must know every GPU of the run (the
+    split placement trains on one and serves on the other); the serving options pass on too."""
+    from bench.harness.isolate import pytest_command
+    from bench.harness.session import BenchOptions
+
+    worker = BenchOptions(gpu="1", run_gpus=(0, 1), endpoint="http://h:8000", slo="ttft=1s")
+    cmd = pytest_command(["suites/test_concurrency.py::test_concurrency[split]"], worker)
+    assert cmd[cmd.index("--gpu") + 1] == "1" and cmd[cmd.index("--bench-run-gpus") + 1] == "0,1"
+    assert cmd[cmd.index("--endpoint") + 1] == "http://h:8000" and cmd[cmd.index("--slo") + 1] == "ttft=1s"
+    assert "--bench-run-gpus" not in pytest_command(["x"], BenchOptions(gpu="0"))

@@ -79,6 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
     group.addoption("--bench-reports", default=None, help=argparse.SUPPRESS)  # an isolated child's reports file
     group.addoption("--bench-standby", default=None, help=argparse.SUPPRESS)  # an isolated child's go file
+    group.addoption("--bench-run-gpus", default=None, help=argparse.SUPPRESS)  # a worker's child: every GPU of the run
     group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
 
 
@@ -104,7 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
         workers_per_gpu=config.getoption("--workers-per-gpu"), each_gpu=config.getoption("--each-gpu"),
         workers=config.getoption("numprocesses", None) or None, max_time=config.getoption("--max-time"),
         endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
-        endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"))
+        endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"),
+        run_gpus=tuple(int(g) for g in config.getoption("--bench-run-gpus").split(","))
+        if config.getoption("--bench-run-gpus") else None)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         from bench.telemetry.processes import terminate_as_interrupt
