@@ -21,6 +21,9 @@ decode_tok_s = [ { min = 2.0, where = { batch_size = 1 } }, { min = 4.0, where =
 s_per_step = { value = 16.3, where = { batch_size = 2, grad_accum = 8 }, note = "seed" }
 [thresholds]
 s_per_step = 0.1
+[slo]
+ttft = "1.5s"
+tpot = "80ms"
 """
 
 
@@ -43,6 +46,7 @@ def test_bundled_baselines_parse_and_cover_the_seed_numbers():
 def test_parse_reads_checks_references_thresholds(tmp_path):
     b = load_baseline(write(tmp_path, GOOD))
     assert len(b.checks) == 3 and b.thresholds == {"s_per_step": 0.1}
+    assert b.slo == {"ttft": 1.5, "tpot": 0.08}  # the serving suite's objectives, in seconds
     assert b.references[0].value == 16.3 and b.references[0].where == {"batch_size": 2, "grad_accum": 8}
 
 
@@ -55,6 +59,8 @@ def test_parse_reads_checks_references_thresholds(tmp_path):
     ('[meta]\nname="x"\n[checks]\nload_s = { max = 5, where = { gpu_count = 2 } }', "unknown parameter(s) ['gpu_count']"),
     ('[meta]\nname="x"\n[limits]\nload_s = 5', "unknown table(s) ['limits']"),
     ('[meta]\nname="x"\n[reference]\nload_s = { max = 5 }', "needs a value"),
+    ('[meta]\nname="x"\n[slo]\nlatency = "1s"', "slo.latency: unknown objective"),
+    ('[meta]\nname="x"\n[slo]\nttft = "soon"', "'soon' is not a duration"),
 ])
 def test_malformed_baselines_are_clear_errors(tmp_path, text, message):
     with pytest.raises(BenchError) as err:

@@ -11,15 +11,20 @@ import time
 import urllib.request
 
 import pytest
+from test_plugin import run_pytest
 
-from bench.analysis.serving import (RequestTiming, load_figures, parse_slo, saturated, saturation_point)
+from bench.analysis.serving import (
+    RequestTiming,
+    load_figures,
+    parse_slo,
+    saturated,
+    saturation_point,
+)
 from bench.errors import BenchError
 from bench.records.results import read_results
 from bench.serving.client import closed_loop, open_loop
 from bench.serving.endpoint import Endpoint, display_url, parse_endpoints, probe
-
 from conftest import REPO
-from test_plugin import run_pytest
 
 SLO = {"ttft": 1.0, "tpot": 0.05}
 

@@ -61,9 +61,7 @@ def normalize_url(url: str) -> str:
     parsed = urllib.parse.urlsplit(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise BenchError(f"--endpoint {display_url(url)}: give an http(s) URL like http://localhost:8000")
-    path = parsed.path.rstrip("/")
-    if path.endswith("/v1"):
-        path = path[:-3]
+    path = parsed.path.rstrip("/").removesuffix("/v1")
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
 
 

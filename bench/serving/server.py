@@ -53,7 +53,7 @@ class SelfServed:
     def endpoint(self) -> Endpoint:
         return Endpoint(self.name, f"http://127.0.0.1:{self.port}", self.model_dir, dialect="transformers")
 
-    def __enter__(self) -> "SelfServed":
+    def __enter__(self) -> SelfServed:
         self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()

@@ -11,14 +11,25 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
+def _prctl():
+    """libc's prctl, looked up once in the parent: between fork and exec the child should do as
+    little as it can (no library loading, which takes locks another thread may have held)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+_PRCTL = _prctl()
+
+
 def die_with_parent() -> None:
     """A `preexec_fn`: the kernel sends SIGTERM to this process when the process that started
     it dies, however it dies (Linux; elsewhere a no-op)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except OSError:
-            pass
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def terminate_as_interrupt() -> None:
