@@ -131,6 +131,9 @@ def pytest_configure(config: pytest.Config) -> None:
         session = BenchSession(opts, config.invocation_params.args)
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if session.device == "cpu" and session.source.kind == "tiny" and workerinput is None \
+            and "OMP_NUM_THREADS" not in os.environ:
+        _one_thread()
     if session.plan is not None:
         if not config.pluginmanager.hasplugin("xdist"):
             raise pytest.UsageError("several GPUs or engines run as pytest-xdist workers: pip install pytest-xdist "
@@ -146,6 +149,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if config.getoption("--bench-reports"):
         config.pluginmanager.register(ChildReports(config.getoption("--bench-reports"), session), "bench-child")
+
+
+def _one_thread() -> None:
+    """The tiny model on a CPU runs on one intra-op thread (this process, and through the
+    environment every process it starts: a server, a child). Its matrices are too small for a
+    second thread to help, and the second thread made whole runs noisy: five runs each on 2 cores,
+    decode at batch 1 varied between runs by 29% with two threads and 12% with one (training step
+    time 22% and 7%), at the same or better speed. Set OMP_NUM_THREADS to choose otherwise."""
+    import sys
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
