@@ -9,7 +9,9 @@ and with continuous batching, on a free port; its log stays in the run directory
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,6 +19,8 @@ import pytest
 from bench.analysis.serving import load_figures, saturated, slo_text
 from bench.data import chat_requests
 from bench.serving.client import RoundResult, closed_loop, open_loop
+from bench.serving.endpoint import Endpoint
+from bench.serving.server import SelfServed
 
 pytestmark = pytest.mark.suite("serve")
 
@@ -29,8 +33,8 @@ REQUEST_TIMEOUT_S = 300.0
 class Served:
     """One endpoint for the module, with what the sweep has learnt so far."""
 
-    endpoint: object
-    server: object | None  # a SelfServed the harness started, None for --endpoint
+    endpoint: Endpoint
+    server: SelfServed | None  # a server the harness started, None for --endpoint
     sweep: list[tuple[int, float, float]] = field(default_factory=list)  # (users, output tok/s, req/s)
     probed_rps: float | None = None  # a Poisson case run without the sweep: its own probe's rate
     first_request_s: float | None = None
@@ -50,32 +54,26 @@ class Served:
                         f"{self.server.last_log_line()}); its log: {self.server.log_path}", pytrace=False)
 
 
-def _bodies(bench, endpoint, rows, n: int, offset: int = 0) -> list[dict]:
+def _bodies(bench, endpoint: Endpoint, rows, n: int) -> list[dict]:
     """Requests of one round: the bundled conversations, efforts in turn, the same every round."""
     efforts = bench.profile.efforts
-    messages = chat_requests(rows, n + offset)[offset:]
+    messages = chat_requests(rows, n)
     return [endpoint.chat_body(m, efforts[i % len(efforts)], bench.profile.effort_tokens[efforts[i % len(efforts)]],
                                SEED + i) for i, m in enumerate(messages)]
 
 
 @pytest.fixture(scope="module")
 def served(bench, server, train_data, request):
-    import time
-
     rows = train_data.rows
-    if bench.endpoints:
-        endpoint = bench.endpoints[server]
-        process = None
-    else:
-        from bench.serving.server import SelfServed
-
-        model_dir = request.getfixturevalue("prepared")
-        log = bench.start() / "serve-logs" / f"{server}.log"
-        process = SelfServed(server, model_dir, bench.device, continuous_batching=server.endswith("-cb"),
-                             log_path=log).__enter__()
-        bench.note_timing(f"serve_start_{server}_s", process.startup_s)
-        endpoint = process.endpoint
-    try:
+    with contextlib.ExitStack() as stack:
+        if bench.endpoints:
+            endpoint, process = bench.endpoints[server], None
+        else:
+            log = bench.start() / "serve-logs" / f"{server}.log"
+            process = stack.enter_context(SelfServed(server, request.getfixturevalue("prepared"), bench.device,
+                                                     continuous_batching=server.endswith("-cb"), log_path=log))
+            bench.note_timing(f"serve_start_{server}_s", process.startup_s)
+            endpoint = process.endpoint
         started = time.perf_counter()
         warm = closed_loop(endpoint, _bodies(bench, endpoint, rows, WARMUP_REQUESTS), 1, REQUEST_TIMEOUT_S)
         failed = [t.error or "timed out" for t in warm.timings if not t.ok]
@@ -83,9 +81,6 @@ def served(bench, server, train_data, request):
             pytest.fail(f"{endpoint.name} ({endpoint.shown}): the warm-up request failed: {failed[0]}", pytrace=False)
         bench.note_timing(f"serve_warmup_{server}_s", time.perf_counter() - started)
         yield Served(endpoint, process, first_request_s=warm.timings[0].e2e_s)
-    finally:
-        if process is not None:
-            process.stop()
 
 
 @pytest.fixture(autouse=True)
