@@ -204,3 +204,15 @@ def test_a_started_process_dies_with_the_harness(tmp_path):
         time.sleep(0.1)
     os.kill(child, 9)
     pytest.fail("the child outlived its killed parent")
+
+
+def test_a_baseline_with_checks_of_other_servers_does_not_refuse_the_run(tmp_path):
+    baseline = tmp_path / "served.toml"
+    baseline.write_text('[meta]\nname = "served"\nmodel = "tiny-gpt-oss"\n[checks]\n'
+                        'output_tok_s = { min = 1.0, where = { server = "vllm", concurrency = 4 } }\n'
+                        'tpot_ms = { max = 500.0, where = { server = "transformers", concurrency = 64 } }\n')
+    result = run_pytest("suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu", "--baseline", str(baseline))
+    assert result.returncode == 4 and "concurrency=64" in result.stderr  # a level the profile never runs: loose
+    baseline.write_text(baseline.read_text().replace("concurrency = 64", "concurrency = 8"))
+    result = run_pytest("suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu", "--baseline", str(baseline))
+    assert result.returncode == 0, result.stderr  # the vllm check is another endpoint's: not this run's
