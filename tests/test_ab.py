@@ -56,7 +56,7 @@ def test_a_chain_is_judged_per_round_as_compare_and_per_window_as_ab():
 def test_bench_ab_runs_two_checkouts_in_rounds_and_compares_them_paired(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", ".", "--rounds", "2", "--report-dir",
                            str(tmp_path), "--run-id", "aa", "--format", "json", "--",
-                           "suites/test_load.py", "--gpu", "cpu", "--benchmark-disable"],
+                           "suites/test_load.py", "-k", "warm", "--gpu", "cpu", "--benchmark-disable"],
                           capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     data = json.loads(proc.stdout)
