@@ -12,6 +12,7 @@ Definitions follow `vllm bench serve`, so that numbers can be set side by side:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ def load_figures(rounds: list[tuple[list[RequestTiming], float]], slo: dict[str,
     failed = [name for name, limit in slo.items() if _p99(figures, name) is None or _p99(figures, name) > limit]
     if figures.errors or figures.timeouts:
         failed.append("errors")
-    return LoadFigures(**{**figures.__dict__, "slo_met": not failed, "failed_slos": failed})
+    return dataclasses.replace(figures, slo_met=not failed, failed_slos=failed)
 
 
 def _p99(figures: LoadFigures, name: str) -> float | None:

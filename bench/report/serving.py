@@ -14,9 +14,9 @@ ROW_METRICS = {"output_tok_s": "output_tok_s", "request_rps": "request_rps", "go
                "client_cpu_pct": "client_cpu_pct", "client_lag_p99_ms": "client_lag_p99_ms"}
 
 
-def server_of(run: RunData, params: dict, record) -> str:
-    lane = run.lane(record)
-    return f"{lane} {params['server']}".strip()
+def server_of(run: RunData, record) -> str:
+    """The server a record measured, after its lane where a run has several (two GPUs)."""
+    return f"{run.lane(record)} {record.params['server']}".strip()
 
 
 def load_points(run: RunData) -> list[dict]:
@@ -28,7 +28,7 @@ def load_points(run: RunData) -> list[dict]:
         params = r.params
         kind = "concurrency" if "concurrency" in params else "poisson"
         load = params.get("concurrency", params.get("request_rate"))
-        key = (server_of(run, params, r), kind, load)
+        key = (server_of(run, r), kind, load)
         row = rows.setdefault(key, {"server": key[0], "kind": kind, "load": f"c{load}" if kind == "concurrency"
                                     else f"Poisson {load} of peak", "order": _order(kind, load)})
         row[ROW_METRICS[r.metric]] = r.value
