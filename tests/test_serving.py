@@ -4,7 +4,6 @@ never reaches the run directory, a server that dies mid-run)."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,10 @@ from bench.errors import BenchError
 from bench.records.results import read_results
 from bench.serving.client import closed_loop, open_loop
 from bench.serving.endpoint import Endpoint, display_url, parse_endpoints, probe
+from bench.serving.server import free_port
 from conftest import REPO
 
 SLO = {"ttft": 1.0, "tpot": 0.05}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -41,7 +35,7 @@ def fake_server(request):
     processes = []
 
     def start(*args: str, env: dict | None = None) -> str:
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_openai.py"), str(port), *args],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes.append(proc)

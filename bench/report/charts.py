@@ -180,12 +180,11 @@ def latency_throughput(points: list[dict], slo: dict[str, float]) -> str | None:
     panels = ((axes[0], "ttft_p99_s", "p99 time to first token (s)", slo.get("ttft")),
               (axes[1], "tpot_p99_ms", "p99 time per output token (ms)", slo["tpot"] * 1000 if "tpot" in slo else None))
     for ax, key, label, limit in panels:
+        drawn = [p for p in points if p.get(key) is not None and p.get("output_tok_s") is not None]
         for index, server in enumerate(dict.fromkeys(p["server"] for p in points)):
             color = f"C{index}"
-            sweep = [p for p in points if p["server"] == server and p["kind"] == "concurrency"
-                     and p.get(key) is not None and p.get("output_tok_s") is not None]
-            rates = [p for p in points if p["server"] == server and p["kind"] == "poisson"
-                     and p.get(key) is not None and p.get("output_tok_s") is not None]
+            sweep = [p for p in drawn if p["server"] == server and p["kind"] == "concurrency"]
+            rates = [p for p in drawn if p["server"] == server and p["kind"] == "poisson"]
             if sweep:
                 ax.plot([p["output_tok_s"] for p in sweep], [p[key] for p in sweep], "-o", color=color,
                         markersize=4, linewidth=1.2, label=f"{server}: concurrency")
