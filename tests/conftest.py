@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _plain_subprocess_runs():
+    """Under `-n 2` this process is an xdist worker; the pytest runs the tests start must not think
+    they are too (pytest-benchmark switches itself off when it sees PYTEST_XDIST_WORKER)."""
+    for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
+        del os.environ[name]
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _model_cache(tmp_path_factory):
     """Build the tiny model once per test session, in BENCH_CACHE_DIR when CI sets it."""
     if not os.environ.get("BENCH_CACHE_DIR"):
@@ -58,3 +67,4 @@ def run_factory(tmp_path):
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+

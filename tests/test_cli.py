@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -111,3 +112,14 @@ def test_merge_keeps_every_record_once(run_factory, tmp_path):
     assert all(r.run_id == "merged" for r in merged)
     assert RunManifest.read(out).status == "complete" and (out / "report.html").is_file()
     assert main(["merge", str(a), str(b), "-o", str(out)]) == 2  # not over an existing run
+
+
+def test_merge_takes_a_retried_case_from_the_part_where_it_did_not_fail(run_factory, tmp_path):
+    failed = dataclasses.replace(_records(100, 1.0, "first")[0], metric="case", value=None, status="failed")
+    first = run_factory("first", [failed, *_records(100, 1.0, "first")[1:]])
+    retry = run_factory("retry", _records(80, 1.0, "retry")[:1])
+    out = tmp_path / "merged"
+    assert main(["merge", str(first), str(retry), "-o", str(out)]) == 0
+    merged = read_results(out)
+    assert [r.metric for r in merged if r.test_id == failed.test_id] == ["decode_tok_s"]
+    assert [r.metric for r in merged if r.status == "failed"] == []

@@ -52,6 +52,12 @@ def test_an_xdist_worker_count_spreads_over_the_gpus():
     assert [s.gpu for s in plan([0, 1], ["hf"], workers=3).slots] == [0, 1, 0]
 
 
+def test_a_users_dist_is_kept_where_it_keeps_a_load_group_on_one_worker():
+    assert plan(None, ["hf"], workers=2, dist="loadfile").dist == "loadfile"  # `pytest tests/ -n 2 --dist loadfile`
+    assert plan(None, ["hf"], workers=2, dist="load").dist == "loadgroup"  # would split a load group
+    assert plan([0, 1], ["hf"], dist="no").dist == "loadgroup"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(gpus=[0, 1], backends=["hf", "unsloth"]), "compares engines on one device"),
     (dict(gpus=[0], backends=["hf"], each_gpu=True), "--each-gpu needs several GPUs"),

@@ -200,6 +200,17 @@ def test_a_started_process_dies_with_the_harness(tmp_path):
     pytest.fail("the child outlived its killed parent")
 
 
+def test_a_second_sigterm_does_not_cut_the_cleanup_short():
+    """GNU timeout signals the harness and then its process group: the cleanup the first SIGTERM
+    started (servers stopped, the run marked interrupted) must not be interrupted by the second."""
+    code = ("import os, signal, time; from bench.telemetry.processes import terminate_as_interrupt\n"
+            "terminate_as_interrupt()\n"
+            "try:\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(10)\n"
+            "except KeyboardInterrupt:\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.3); print('cleaned up')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "cleaned up" in result.stdout, result.stderr
+
+
 def test_a_baseline_with_checks_of_other_servers_does_not_refuse_the_run(tmp_path):
     baseline = tmp_path / "served.toml"
     baseline.write_text('[meta]\nname = "served"\nmodel = "tiny-gpt-oss"\n[checks]\n'

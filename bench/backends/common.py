@@ -48,6 +48,10 @@ class TransformersBackend:
             os.environ["HF_HUB_OFFLINE"] = "1"
         return local_weights(source, self.device)
 
+    def servable(self, source: ModelSource) -> str:
+        """The weights a separate `transformers serve` process runs (the serving suite's own server)."""
+        return self.prepare(source)
+
     @property
     def dtype(self):
         import torch

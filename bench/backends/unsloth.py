@@ -35,6 +35,15 @@ class UnslothBackend(TransformersBackend):
                 self._prepared[source.spec] = super().prepare(source)
         return self._prepared[source.spec]
 
+    def servable(self, source: ModelSource) -> str:
+        """A replica's bf16 weights (rebuilt if the quantization removed them): plain transformers
+        cannot run Unsloth's saved 4-bit GPT-OSS, whose fused expert weights stay bitsandbytes bytes
+        (measured on an H200: `transformers serve` streams nothing, and with continuous batching
+        fails with "Expected mat_a to be Float32, BFloat16 or Float16 matrix, got Byte")."""
+        if source.kind == "replica" and self.four_bit(source):
+            return local_weights(source, self.device)
+        return self.prepare(source)
+
     def _quantized_replica(self, source: ModelSource) -> Path:
         from filelock import FileLock
         from unsloth import FastLanguageModel
@@ -60,9 +69,8 @@ class UnslothBackend(TransformersBackend):
             del model
             self._free()
             tmp.rename(target)
-            # The bf16 copy (39 GB for gpt-oss-20b) is not needed once quantized; the hf backend
-            # rebuilds it (about a minute) when it runs the replica.
-            shutil.rmtree(bf16_dir, ignore_errors=True)
+            # The bf16 copy stays (39 GB for gpt-oss-20b): the serving suite's server runs it (see
+            # `servable`), possibly in another worker at this very moment.
         return target
 
     def _load(self, source: ModelSource) -> Loaded:

@@ -103,7 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
         resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
         isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"),
         workers_per_gpu=config.getoption("--workers-per-gpu"), each_gpu=config.getoption("--each-gpu"),
-        workers=config.getoption("numprocesses", None) or None, max_time=config.getoption("--max-time"),
+        workers=config.getoption("numprocesses", None) or None, dist=config.getoption("dist", None),
+        max_time=config.getoption("--max-time"),
         endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
         endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"),
         run_gpus=tuple(int(g) for g in config.getoption("--bench-run-gpus").split(","))
@@ -444,7 +445,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is None:
         return
-    bench.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    # An internal error (e.g. a second interrupt during pytest's own interrupt handling) ended the
+    # run as surely as Ctrl-C did: never mark such a run complete.
+    bench.finish(interrupted=exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR))
     if bench.options.require_checks and bench.run_dir is not None and not bench.outcomes \
             and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # --require-checks: nothing was checked

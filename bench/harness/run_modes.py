@@ -150,7 +150,7 @@ def new_manifest(s: "BenchSession") -> RunManifest:
     if s.plan is not None:
         m.notes.extend(workers.describe(s.plan))
         names = sorted({g["name"] for g in m.gpus})
-        if s.plan.dist == "loadgroup" and len(names) > 1:
+        if s.plan.dist in workers.SPREADS and len(names) > 1:
             m.notes.append(f"the GPUs differ ({', '.join(names)}) and the cases were spread over them, "
                            "so no case ran on both: run with --each-gpu to compare them case by case")
     return m

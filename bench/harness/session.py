@@ -64,6 +64,7 @@ class BenchOptions:
     workers_per_gpu: int = 1
     each_gpu: bool = False
     workers: int | None = None  # a worker count given to pytest-xdist (-n N)
+    dist: str | None = None  # the --dist given to pytest-xdist
     worker_id: str | None = None  # this process is xdist worker gwN of a multi-device session
     turn: int | None = None  # its place in the queue of workers taking turns on one device
     run_gpus: tuple[int, ...] | None = None  # a worker's: every GPU of the run (the concurrency suite's)
@@ -86,7 +87,7 @@ class BenchSession:
         engines = _backend_names(options.backend)
         tiny = self.source.kind == "tiny"
         self.plan = None if options.worker_run else workers.plan(
-            self.gpu_indices, engines, options.workers_per_gpu, options.each_gpu, options.workers)
+            self.gpu_indices, engines, options.workers_per_gpu, options.each_gpu, options.workers, options.dist)
         if self.plan is None:
             self.device = self._pick_device(options.gpu is not None)
             self.backend_names = [resolve_backend_name(engines[0], self.device != "cpu", tiny)]

@@ -44,11 +44,17 @@ class Plan:
         return len(devices) != len(set(devices))
 
 
+SPREADS = {"loadgroup": "cases spread over the workers", "loadfile": "each test file on one worker",
+           "loadscope": "each module on one worker"}
+
+
 def plan(gpus: list[int] | None, backends: list[str], workers_per_gpu: int = 1, each_gpu: bool = False,
-         workers: int | None = None) -> Plan | None:
+         workers: int | None = None, dist: str | None = None) -> Plan | None:
     """The worker slots of a session, or None when it runs in this process (one device, one engine).
 
     `workers` is a worker count the user gave pytest-xdist (`-n N`): N workers over the GPUs in turn.
+    `dist` is the user's `--dist`: kept where it also keeps a load group on one worker (loadfile,
+    loadscope; xdist's loadgroup sets a group's module fixtures up again after its first test).
     """
     devices: list[int | None] = list(gpus) if gpus else [None]
     if workers_per_gpu < 1:
@@ -68,14 +74,15 @@ def plan(gpus: list[int] | None, backends: list[str], workers_per_gpu: int = 1, 
     count = workers or len(devices) * workers_per_gpu
     if count <= 1:
         return None
-    return Plan([Slot(devices[k % len(devices)], backend) for k in range(count)], "loadgroup")
+    return Plan([Slot(devices[k % len(devices)], backend) for k in range(count)],
+                dist if dist in SPREADS else "loadgroup")
 
 
 def describe(plan_: Plan) -> list[str]:
     """The manifest's notes on how the run was spread."""
     where = ", ".join(f"gw{k}: {'GPU ' + str(s.gpu) if s.gpu is not None else 'CPU'} ({s.backend})"
                       for k, s in enumerate(plan_.slots))
-    how = {"each": "every case on every worker", "loadgroup": "cases spread over the workers"}[plan_.dist]
+    how = {"each": "every case on every worker", **SPREADS}[plan_.dist]
     notes = [f"{len(plan_.slots)} pytest-xdist workers, {how}: {where}"]
     if any(s.turn is not None for s in plan_.slots):
         notes.append("the engines took turns on the device: each one's timings are its own; NVML figures are "

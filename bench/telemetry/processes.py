@@ -34,8 +34,11 @@ def die_with_parent() -> None:
 
 def terminate_as_interrupt() -> None:
     """SIGTERM ends this process as Ctrl-C does: cleanup runs (servers stop, the run is marked
-    interrupted and its report written) instead of dying mid-write."""
+    interrupted and its report written) instead of dying mid-write. Only the first SIGTERM: GNU
+    `timeout` signals the process and then its whole group, and a second interrupt raised inside
+    pytest's interrupt handling would cut that cleanup short (seen on an H200)."""
     def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt(f"terminated (signal {signum})")
 
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
