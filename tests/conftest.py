@@ -67,4 +67,3 @@ def run_factory(tmp_path):
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-

@@ -36,10 +36,11 @@ class UnslothBackend(TransformersBackend):
         return self._prepared[source.spec]
 
     def servable(self, source: ModelSource) -> str:
-        """A replica's bf16 weights (rebuilt if the quantization removed them): plain transformers
-        cannot run Unsloth's saved 4-bit GPT-OSS, whose fused expert weights stay bitsandbytes bytes
-        (measured on an H200: `transformers serve` streams nothing, and with continuous batching
-        fails with "Expected mat_a to be Float32, BFloat16 or Float16 matrix, got Byte")."""
+        """A replica's bf16 weights, kept beside its 4-bit ones: plain transformers cannot run
+        Unsloth's saved 4-bit GPT-OSS, whose fused expert weights stay bitsandbytes bytes (seen on an
+        H200: `transformers serve` streamed nothing, and with continuous batching failed with
+        "Expected mat_a to be Float32, BFloat16 or Float16 matrix, got Byte"). A published checkpoint
+        is served as it is; for a 4-bit one, point `--endpoint` at a server that runs it."""
         if source.kind == "replica" and self.four_bit(source):
             return local_weights(source, self.device)
         return self.prepare(source)

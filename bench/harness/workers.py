@@ -54,7 +54,8 @@ def plan(gpus: list[int] | None, backends: list[str], workers_per_gpu: int = 1, 
 
     `workers` is a worker count the user gave pytest-xdist (`-n N`): N workers over the GPUs in turn.
     `dist` is the user's `--dist`: kept where it also keeps a load group on one worker (loadfile,
-    loadscope; xdist's loadgroup sets a group's module fixtures up again after its first test).
+    loadscope): seen with xdist 3.8, its loadgroup set a group's module fixture up a second time
+    after the group's first test, which for the harness's own tests meant a second quick run.
     """
     devices: list[int | None] = list(gpus) if gpus else [None]
     if workers_per_gpu < 1:

@@ -64,6 +64,13 @@ def problem_rows(run: RunData) -> list[dict]:
             for (suite, metric, status, error), cases in groups.items()]
 
 
+def unmeasured(run: RunData) -> dict[str, int]:
+    """Whole cases that produced no measurement, apart from single metrics a measured case skipped
+    (a replica's loss): one count for both read as three unmeasured cases where one was."""
+    whole = {(r.test_id, r.gpu_uuid, r.backend) for r in run.problems if r.metric == "case"}
+    return {"cases": len(whole), "metrics": sum(1 for r in run.problems if r.metric != "case")}
+
+
 def context(run: RunData) -> dict:
     from bench.report.efficiency_table import efficiency_rows, run_energy
     from bench.report.lanes import gpu_rows, lane_sections
@@ -86,7 +93,8 @@ def context(run: RunData) -> dict:
         "checks_failed": sum(1 for c in checks if c["passed"] is False),
         "checks_passed": sum(1 for c in checks if c["passed"] is True),
         "results": frame.to_dict("records") if not frame.empty else [],
-        "problems": problem_rows(run), "why_profiles": profile_rows(run), "why_loads": load_rows(run),
+        "problems": problem_rows(run), "unmeasured": unmeasured(run),
+        "why_profiles": profile_rows(run), "why_loads": load_rows(run),
         "charts": charts_for(run, frame), "metrics": METRICS,
         "serve_points": serve_points, "serve_saturation": saturation(serve_points),
         "serve_curve": Markup(curve) if curve else None,  # matplotlib's, from numbers
