@@ -53,9 +53,9 @@ def plan(gpus: list[int] | None, backends: list[str], workers_per_gpu: int = 1, 
     """The worker slots of a session, or None when it runs in this process (one device, one engine).
 
     `workers` is a worker count the user gave pytest-xdist (`-n N`): N workers over the GPUs in turn.
-    `dist` is the user's `--dist`: kept where it also keeps a load group on one worker (loadfile,
-    loadscope): seen with xdist 3.8, its loadgroup set a group's module fixture up a second time
-    after the group's first test, which for the harness's own tests meant a second quick run.
+    `dist` is the user's `--dist`: kept where it also keeps every load group on one worker
+    (loadfile, loadscope: a whole file or module per worker, training cases spread less); a
+    pytest run of other tests (the harness's own, `-n 2 --dist loadfile`) needs its files whole.
     """
     devices: list[int | None] = list(gpus) if gpus else [None]
     if workers_per_gpu < 1:
