@@ -52,6 +52,24 @@ def test_a_chain_is_judged_per_round_as_compare_and_per_window_as_ab():
     assert any("s_per_step" in name for name in slowed["ab"]["named"][0])
 
 
+def test_errorrate_judges_chains_it_already_ran_again_without_running_them(tmp_path, capsys):
+    from bench.commands.cli import main
+    from conftest import write_run
+
+    drift = [1.0, 1.1, 0.95, 1.05]
+    for chain, factor in (("aa", 1.0), ("slow25", 1.25)):
+        for i, d in enumerate(drift):
+            write_run(tmp_path / chain / "runs", f"A-{i}", _run(1.0, d))
+            write_run(tmp_path / chain / "runs", f"B-{i}", _run(factor, d))
+    (tmp_path / "errorrate.json").write_text(json.dumps({"experiments": 2, "rounds": 2, "conditions": {
+        "unchanged": {"slowdown": 0.0}, "slowed 25%": {"slowdown": 0.25}}}))
+    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "4"]) == 0
+    table = capsys.readouterr().out
+    assert "| unchanged | 0 of 4 | 0 of 1 |" in table and "| slowed 25% | 4 of 4 | 1 of 1 |" in table
+    assert main(["errorrate", "--judge-only", "--out", str(tmp_path / "aa")]) == 2
+    assert "holds no errorrate.json" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_bench_ab_runs_two_checkouts_in_rounds_and_compares_them_paired(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", ".", "--rounds", "2", "--report-dir",

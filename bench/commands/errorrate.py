@@ -28,6 +28,8 @@ from pathlib import Path
 from bench.analysis.compare import Rules, baseline_of_run, compare, compare_rounds
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.commands.ab import DEFAULT_ROUNDS, run_ab
+from bench.errors import BenchError
+from bench.records.results import read_results
 from bench.telemetry.failpoints import SLOWDOWN_ENV
 
 GPU_NEIGHBOUR = ("import torch\na = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16)\n"
@@ -43,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="the gate's threshold (default %(default)s, per-metric ones from the baseline)")
     p.add_argument("--noise", choices=("none", "cpu", "gpu"), default="none", help="busy neighbours during the runs")
     p.add_argument("--out", default="errorrate", help="where the chains' runs and errorrate.json go")
+    p.add_argument("--judge-only", action="store_true",
+                   help="run nothing: judge the chains already in --out again (another --rounds window, a new engine)")
     p.set_defaults(func=main, takes_pytest_args=True)
 
 
@@ -98,6 +102,21 @@ def measure(out: Path, experiments: int, rounds: int, slowdowns: list[float], th
     return result
 
 
+def rejudge(out: Path, rounds: int, threshold: float) -> dict:
+    """The chains an earlier `measure` left in `out`, judged again with this engine and window size."""
+    saved = json.loads((out / "errorrate.json").read_text())
+    result = {**saved, "rounds": rounds, "threshold": threshold, "conditions": {}}
+    for name, condition in saved["conditions"].items():
+        chain = out / ("aa" if condition["slowdown"] == 0 else f"slow{round(condition['slowdown'] * 100)}")
+        count = len(list((chain / "runs").glob("B-*")))
+        a_runs = [read_results(chain / "runs" / f"A-{i}") for i in range(count)]
+        b_runs = [read_results(chain / "runs" / f"B-{i}") for i in range(count)]
+        compare_rules = Rules.of(threshold, baseline_of_run(chain / "runs" / "A-0"))
+        result["conditions"][name] = {"slowdown": condition["slowdown"],
+                                      **judge_chain(a_runs, b_runs, rounds, compare_rules, Rules(threshold))}
+    return result
+
+
 def table(result: dict) -> str:
     lines = ["| condition | bench compare: runs that fail | bench ab: experiments that fail | (overlapping windows) |",
              "|---|---|---|---|"]
@@ -112,6 +131,11 @@ def main(args: argparse.Namespace) -> int:
     pytest_args = args.pytest_args or ["suites/"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.judge_only:
+        if not (out / "errorrate.json").is_file():
+            raise BenchError(f"--judge-only: {out} holds no errorrate.json; run `bench errorrate --out {out}` first")
+        print(table(rejudge(out, args.rounds, parse_threshold(args.threshold))))
+        return 0
     slowdowns = [float(s) for s in args.slowdowns.split(",") if s.strip()]
     result = measure(out, args.experiments, args.rounds, slowdowns, parse_threshold(args.threshold), args.noise,
                      pytest_args, echo=lambda line: print(line, file=sys.stderr))
