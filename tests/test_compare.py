@@ -101,6 +101,28 @@ def test_a_run_of_many_unchanged_pairs_raises_no_false_regression():
     assert alarms <= 4
 
 
+def test_a_change_common_to_every_case_is_judged_in_its_own_family():
+    """Nine decode cases over three paired rounds, each round drifting every case alike and each
+    case moving on its own by 4%: 15% slower on every case. Per case, Holm over nine pairs at 2
+    degrees of freedom cannot call it; the all-cases pair, in a family of its own, does, and an
+    unchanged chain of the same noise raises no alarm."""
+    rng = np.random.default_rng(11)
+    cases = [(b, e) for b in (1, 2, 3) for e in ("low", "medium", "high")]
+
+    def run(factor, drift):
+        return [make_record("decode_tok_s", 100.0, samples=list(100 / (drift * factor * rng.normal(1, 0.04))
+                                                               * rng.normal(1, 0.01, 8)), batch_size=b, effort=e)
+                for b, e in cases]
+
+    drift = [1.0, 1.12, 0.93]
+    slowed = compare_rounds([run(1.0, d) for d in drift], [run(1.15, d) for d in drift])
+    [together] = [c for c in slowed.changes if "cases" in c.params]
+    assert slowed.failed and together.verdict == REGRESSION
+    assert slowed.all_cases_pairs == 1 and slowed.interval_pairs == 10
+    alarms = sum(compare_rounds([run(1.0, d) for d in drift], [run(1.0, d) for d in drift]).failed for _ in range(20))
+    assert alarms <= 2
+
+
 def test_retained_throughput_uses_its_own_interval():
     def retained(value, low, high):
         return make_record("train_retained", value, extra={"low": low, "high": high}, placement="shared")

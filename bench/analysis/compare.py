@@ -7,9 +7,10 @@ How a verdict is reached, per (case, metric) measured on both sides:
 1. one estimate of new/base (`stats`): geometric means with Welch's t, paired rounds, a metric's
    own interval, or a single reading;
 2. the gating pairs (the registry's gating metrics, or what a baseline's [gates] opts in) form
-   one family, and Holm's step-down over their one-sided p-values of "worse by more than the
-   threshold" sets the level each is judged at, so that the chance of any false regression in a
-   whole run is at most 5%, however many pairs it has;
+   two families, the per-case pairs and the all-cases pairs of each metric, at 2.5% each; Holm's
+   step-down within a family over the one-sided p-values of "worse by more than the threshold"
+   sets the level each is judged at, so that the chance of any false regression in a whole run is
+   at most 5%, however many pairs it has;
 3. a regression (or improvement) only when the interval at that level lies wholly beyond the
    threshold; unchanged when it lies within; inconclusive otherwise. Diagnostics get plain 95%
    intervals and never fail a run. Single readings are judged by their stated tolerance.
@@ -106,8 +107,13 @@ class Comparison:
 
     @property
     def interval_pairs(self) -> int:
-        """Gating pairs judged by an interval: the family Holm controls."""
+        """Gating pairs judged by an interval: the families Holm controls."""
         return sum(1 for c in self.gating if not c.estimate.single)
+
+    @property
+    def all_cases_pairs(self) -> int:
+        """Of those, the pairs of all cases of a metric together: a family of their own."""
+        return sum(1 for c in self.gating if not c.estimate.single and ALL_CASES in c.params)
 
 
 @dataclass(frozen=True)
@@ -195,14 +201,28 @@ def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
     return out
 
 
+def families(pairs: list[tuple[Measurement, Estimate]], rules: Rules) -> list[list[int]]:
+    """The gating pairs with an interval, as the families Holm runs within: the all-cases pairs and
+    the per-case pairs, alpha/2 each (Bonferroni between them, so a whole run still raises a false
+    regression at most alpha of the time). In one family, the few all-cases pairs, which see a
+    change common to every case of a metric, were judged at the level of thirty cases (a 99.8%
+    interval at three rounds); apart, they are judged at the level of the few of them."""
+    family = [i for i, (r, est) in enumerate(pairs) if rules.gating(r.metric, r.params) and not est.single]
+    aggregates = [i for i in family if ALL_CASES in pairs[i][0].params]
+    per_case = [i for i in family if ALL_CASES not in pairs[i][0].params]
+    return [f for f in (aggregates, per_case) if f]
+
+
 def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules) -> list[MetricChange]:
     """Verdicts for estimated pairs (`Measurement` gives the case, suite, metric and unit):
-    Holm over the gating pairs that have an interval, tolerances for single readings."""
+    Holm within each family of gating pairs that have an interval, tolerances for single readings."""
     gating = [rules.gating(r.metric, r.params) for r, _ in pairs]
     thresholds = [rules.threshold_for(r.metric, est.single) for r, est in pairs]
-    family = [i for i, (r, est) in enumerate(pairs) if gating[i] and not est.single]
-    tails = dict(zip(family, stats.holm_tails(
-        [stats.p_worse(pairs[i][1], pairs[i][0].better, thresholds[i]) for i in family], rules.alpha)))
+    tails: dict[int, float] = {}
+    groups = families(pairs, rules)
+    for members in groups:
+        tails.update(zip(members, stats.holm_tails(
+            [stats.p_worse(pairs[i][1], pairs[i][0].better, thresholds[i]) for i in members], rules.alpha / len(groups))))
     changes = []
     for i, (r, est) in enumerate(pairs):
         tail = tails.get(i, DIAGNOSTIC_TAIL)

@@ -81,9 +81,14 @@ def headline(cmp: Comparison) -> str:
 
 
 def method_text(cmp: Comparison) -> str:
+    together, cases = cmp.all_cases_pairs, cmp.interval_pairs - cmp.all_cases_pairs
+    if together and cases:
+        levels = (f"each interval at the level Holm's step-down gives it within its family ({cases} per-case "
+                  f"pairs, {together} all-cases pairs, {cmp.alpha / 2:.1%} each)")
+    else:
+        levels = f"each interval at the level Holm's step-down gives it over the {cmp.interval_pairs} gating pairs with intervals"
     return (f"{cmp.method}; a gating change is called when its whole interval lies beyond the threshold, "
-            f"each interval at the level Holm's step-down gives it over the {cmp.interval_pairs} gating pairs "
-            f"with intervals, so a whole run raises a false regression at most {cmp.alpha:.0%} of the time; "
+            f"{levels}, so a whole run raises a false regression at most {cmp.alpha:.0%} of the time; "
             "single readings are judged by their stated tolerance")
 
 
