@@ -130,12 +130,12 @@ def table(result: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     pytest_args = args.pytest_args or ["suites/"]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.judge_only:
         if not (out / "errorrate.json").is_file():
             raise BenchError(f"--judge-only: {out} holds no errorrate.json; run `bench errorrate --out {out}` first")
         print(table(rejudge(out, args.rounds, parse_threshold(args.threshold))))
         return 0
+    out.mkdir(parents=True, exist_ok=True)
     slowdowns = [float(s) for s in args.slowdowns.split(",") if s.strip()]
     result = measure(out, args.experiments, args.rounds, slowdowns, parse_threshold(args.threshold), args.noise,
                      pytest_args, echo=lambda line: print(line, file=sys.stderr))
