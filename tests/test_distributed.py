@@ -52,6 +52,34 @@ def test_an_xdist_worker_count_spreads_over_the_gpus():
     assert [s.gpu for s in plan([0, 1], ["hf"], workers=3).slots] == [0, 1, 0]
 
 
+def test_a_crashed_workers_replacement_takes_its_slot(tmp_path):
+    """xdist replaces a crashed worker under a new number (gw2 of two): it must get the dead one's
+    GPU, not an index error that ends the whole session (seen in CI)."""
+    from types import SimpleNamespace
+
+    from bench.harness.plugin import Controller
+
+    session = SimpleNamespace(plan=Plan([Slot(0, "hf"), Slot(1, "hf")], "loadgroup"), planned_dir=tmp_path,
+                              gpu_indices=[0, 1])
+    controller = Controller(session)
+    nodes = {w: SimpleNamespace(workerinput={"workerid": w}) for w in ("gw0", "gw1", "gw2")}
+    controller.pytest_configure_node(nodes["gw0"])
+    controller.pytest_configure_node(nodes["gw1"])
+    controller.pytest_testnodedown(nodes["gw1"], error="killed")
+    controller.pytest_configure_node(nodes["gw2"])
+    assert nodes["gw2"].workerinput["bench_slot"]["gpu"] == 1
+
+
+def test_workers_checking_one_report_dir_at_once_do_not_trip_each_other(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.harness.session import _writable_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        assert len(set(pool.map(lambda _: _writable_dir(tmp_path / "reports"), range(64)))) == 1
+    assert list((tmp_path / "reports").iterdir()) == []
+
+
 def test_a_users_dist_is_kept_where_it_keeps_a_load_group_on_one_worker():
     assert plan(None, ["hf"], workers=2, dist="loadfile").dist == "loadfile"  # `pytest tests/ -n 2 --dist loadfile`
     assert plan(None, ["hf"], workers=2, dist="load").dist == "loadgroup"  # would split a load group

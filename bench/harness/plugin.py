@@ -22,7 +22,8 @@ from bench.records.metrics import SUITES
 from bench.records.profiles import axes
 from bench.harness.session import BenchOptions, BenchSession
 from bench.harness.shard import assign, parse_shard
-from bench.harness.workers import configure_xdist, finish_turn, group_of, strip_group, wait_for_turn, worker_index
+from bench.harness.workers import (Slot, configure_xdist, finish_turn, group_of, strip_group, wait_for_turn,
+                                   worker_index)
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
@@ -185,14 +186,27 @@ class Controller:
 
     def __init__(self, session: BenchSession) -> None:
         self.session = session
+        self.slot_of: dict[str, Slot] = {}
+        self.orphaned: list[Slot] = []  # slots of crashed workers, for their replacements
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
-        slot = self.session.plan.slots[worker_index(node.workerinput["workerid"])]
+        """A worker's slot by its number; xdist numbers a crashed worker's replacement on (gw2 of
+        two slots): it takes the slot its predecessor left."""
+        workerid = node.workerinput["workerid"]
+        index = worker_index(workerid)
+        slots = self.session.plan.slots
+        slot = slots[index] if index < len(slots) else self.orphaned.pop(0)
+        self.slot_of[workerid] = slot
         node.workerinput["bench_run_dir"] = str(self.session.planned_dir)
         node.workerinput["bench_slot"] = dataclasses.asdict(slot)
         node.workerinput["bench_dist"] = self.session.plan.dist
         node.workerinput["bench_gpus"] = self.session.gpu_indices
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        if error is not None and node.workerinput["workerid"] in self.slot_of:
+            self.orphaned.append(self.slot_of[node.workerinput["workerid"]])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -408,11 +409,11 @@ def _new_run_id(model_slug: str, hardware: str) -> str:
 
 
 def _writable_dir(path: Path) -> Path:
+    """Checked by writing a file of this process's own: several workers check one directory at once."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise BenchError(f"--report-dir {path}: cannot write there ({exc.strerror}); "
                          "pass a writable directory with --report-dir") from None
