@@ -201,13 +201,13 @@ def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
     return out
 
 
-def families(pairs: list[tuple[Measurement, Estimate]], rules: Rules) -> list[list[int]]:
+def families(pairs: list[tuple[Measurement, Estimate]], gating: list[bool]) -> list[list[int]]:
     """The gating pairs with an interval, as the families Holm runs within: the all-cases pairs and
     the per-case pairs, alpha/2 each (Bonferroni between them, so a whole run still raises a false
     regression at most alpha of the time). In one family, the few all-cases pairs, which see a
     change common to every case of a metric, were judged at the level of thirty cases (a 99.8%
     interval at three rounds); apart, they are judged at the level of the few of them."""
-    family = [i for i, (r, est) in enumerate(pairs) if rules.gating(r.metric, r.params) and not est.single]
+    family = [i for i, (_, est) in enumerate(pairs) if gating[i] and not est.single]
     aggregates = [i for i in family if ALL_CASES in pairs[i][0].params]
     per_case = [i for i in family if ALL_CASES not in pairs[i][0].params]
     return [f for f in (aggregates, per_case) if f]
@@ -219,7 +219,7 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules) -> list[Metri
     gating = [rules.gating(r.metric, r.params) for r, _ in pairs]
     thresholds = [rules.threshold_for(r.metric, est.single) for r, est in pairs]
     tails: dict[int, float] = {}
-    groups = families(pairs, rules)
+    groups = families(pairs, gating)
     for members in groups:
         tails.update(zip(members, stats.holm_tails(
             [stats.p_worse(pairs[i][1], pairs[i][0].better, thresholds[i]) for i in members], rules.alpha / len(groups))))

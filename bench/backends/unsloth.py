@@ -29,7 +29,7 @@ class UnslothBackend(TransformersBackend):
         """A replica is quantized by Unsloth once and saved in 4-bit, so that later loads are cached
         loads of the 4-bit weights, as loading the published 4-bit checkpoint by name is."""
         if source.spec not in self._prepared:
-            if source.kind == "replica" and self.four_bit(source):
+            if self._quantizes(source):
                 self._prepared[source.spec] = str(self._quantized_replica(source))
             else:
                 self._prepared[source.spec] = super().prepare(source)
@@ -41,9 +41,13 @@ class UnslothBackend(TransformersBackend):
         H200: `transformers serve` streamed nothing, and with continuous batching failed with
         "Expected mat_a to be Float32, BFloat16 or Float16 matrix, got Byte"). A published checkpoint
         is served as it is; for a 4-bit one, point `--endpoint` at a server that runs it."""
-        if source.kind == "replica" and self.four_bit(source):
+        if self._quantizes(source):
             return local_weights(source, self.device)
         return self.prepare(source)
+
+    def _quantizes(self, source: ModelSource) -> bool:
+        """A replica this backend quantizes itself (the published 4-bit checkpoints come quantized)."""
+        return source.kind == "replica" and self.four_bit(source)
 
     def _quantized_replica(self, source: ModelSource) -> Path:
         from filelock import FileLock

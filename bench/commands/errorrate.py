@@ -90,16 +90,25 @@ def measure(out: Path, experiments: int, rounds: int, slowdowns: list[float], th
               "pytest_args": pytest_args, "conditions": {}}
     for level in slowdowns:
         name = "unchanged" if level == 0 else f"slowed {level:.0%}"
-        chain = out / ("aa" if level == 0 else f"slow{round(level * 100)}")
+        chain = chain_dir(out, level)
         echo(f"{name}: {experiments * rounds} rounds in {chain}")
         with neighbour(noise):
             a_runs, b_runs = run_ab((".", "."), pytest_args, chain, experiments * rounds,
                                     env_for={"B": {SLOWDOWN_ENV: str(level)}} if level else None, echo=echo)
-        compare_rules = Rules.of(threshold, baseline_of_run(chain / "runs" / "A-0"))  # as bench compare applies it
-        result["conditions"][name] = {"slowdown": level,
-                                      **judge_chain(a_runs, b_runs, rounds, compare_rules, Rules(threshold))}
+        result["conditions"][name] = judge_condition(chain, level, a_runs, b_runs, rounds, threshold)
         (out / "errorrate.json").write_text(json.dumps(result, indent=2))  # a chain at a time: nothing lost
     return result
+
+
+def chain_dir(out: Path, level: float) -> Path:
+    return out / ("aa" if level == 0 else f"slow{round(level * 100)}")
+
+
+def judge_condition(chain: Path, level: float, a_runs: list, b_runs: list, rounds: int, threshold: float) -> dict:
+    """One condition's entry: its chain judged, each round with the baseline's thresholds as
+    `bench compare` applies them, each window as `bench ab` does."""
+    compare_rules = Rules.of(threshold, baseline_of_run(chain / "runs" / "A-0"))
+    return {"slowdown": level, **judge_chain(a_runs, b_runs, rounds, compare_rules, Rules(threshold))}
 
 
 def rejudge(out: Path, rounds: int, threshold: float) -> dict:
@@ -107,13 +116,11 @@ def rejudge(out: Path, rounds: int, threshold: float) -> dict:
     saved = json.loads((out / "errorrate.json").read_text())
     result = {**saved, "rounds": rounds, "threshold": threshold, "conditions": {}}
     for name, condition in saved["conditions"].items():
-        chain = out / ("aa" if condition["slowdown"] == 0 else f"slow{round(condition['slowdown'] * 100)}")
+        chain = chain_dir(out, condition["slowdown"])
         count = len(list((chain / "runs").glob("B-*")))
         a_runs = [read_results(chain / "runs" / f"A-{i}") for i in range(count)]
         b_runs = [read_results(chain / "runs" / f"B-{i}") for i in range(count)]
-        compare_rules = Rules.of(threshold, baseline_of_run(chain / "runs" / "A-0"))
-        result["conditions"][name] = {"slowdown": condition["slowdown"],
-                                      **judge_chain(a_runs, b_runs, rounds, compare_rules, Rules(threshold))}
+        result["conditions"][name] = judge_condition(chain, condition["slowdown"], a_runs, b_runs, rounds, threshold)
     return result
 
 
