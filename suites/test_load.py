@@ -37,7 +37,7 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
     release()
     case.timed("load_s", timer.samples, extra={"backend_info": info, "import_s": bench.timings.get(
         f"import_{bench.backend_name}_s") if cache == "cold" else None})
-    if cache == "warm":  # where the time goes: one more load, under cProfile, not timed
+    if cache == "warm":  # where the time goes: one more load, sampled, not timed
         def profiled_load():
             loaded = backend.load(bench.source)
             synchronize(bench.device)

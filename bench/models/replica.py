@@ -11,9 +11,13 @@ to text: a server streams text, and an id without a string is a token it never s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -63,11 +67,7 @@ def build_dir(name: str, root: Path, variant: str = "bf16") -> Path:
 
 def ensure_built(name: str, root: Path, device: str) -> Path:
     """The bf16 replica directory, built on `device` on first use (tokenizer from the tiny model)."""
-    import torch
     from filelock import FileLock
-    from transformers import AutoTokenizer, GptOssForCausalLM
-
-    from bench.models import tiny
 
     target = build_dir(name, root)
     root.mkdir(parents=True, exist_ok=True)
@@ -76,32 +76,138 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
             widen_tokenizer(target / "tokenizer.json", model_config(name).vocab_size)  # a replica built before this
             return target
         shutil.rmtree(target, ignore_errors=True)
-        started = time.perf_counter()
-        config = model_config(name)
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.bfloat16)
-        try:
-            torch.manual_seed(0)
-            with torch.device(device):
-                model = GptOssForCausalLM(config)
-        finally:
-            torch.set_default_dtype(previous)
-        built_s = time.perf_counter() - started
         tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_built(root))
-        tokenizer.save_pretrained(tmp)
-        widen_tokenizer(tmp / "tokenizer.json", config.vocab_size)
-        n_params = sum(p.numel() for p in model.parameters())
-        del model
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        meta = {"name": name, "parameters": n_params, "build_s": built_s,
-                "save_s": time.perf_counter() - started - built_s, "dtype": "bfloat16"}
-        (tmp / "build.json").write_text(json.dumps(meta, indent=2))
+        write_replica(model_config(name), tmp, device, root, name)
         tmp.rename(target)
     return target
+
+
+@contextlib.contextmanager
+def scratch_built(name: str, root: Path, device: str) -> Iterator[Path]:
+    """A bf16 replica for one use (a backend quantizing it), deleted afterwards: in /dev/shm when
+    it has room (no disk write; on an H100 host the 20B's 39 GB take seconds there, against about
+    two minutes to disk), else beside the cache."""
+    config = model_config(name)
+    where = SHM if _room(SHM, _bf16_bytes(config) * 1.05) else root
+    where.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(where)
+    directory = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{build_dir(name, root).name}-", dir=where))
+    try:
+        write_replica(config, directory, device, root, name)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def write_replica(config, directory: Path, device: str, root: Path, name: str) -> dict:
+    """Build the random-weight model on `device` and write it as a checkpoint `from_pretrained`
+    reads: safetensors shards written straight from the model's tensors (transformers'
+    `save_pretrained` took about two minutes for the 20B's 39 GB on an H100 host), its config,
+    generation config and the widened tiny tokenizer. Returns the build record, also written
+    to build.json with the seconds of each phase."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, GptOssForCausalLM
+
+    from bench.models import tiny
+
+    started = time.perf_counter()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = GptOssForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    built = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    weight_map: dict[str, str] = {}
+    shards = _shards(model.state_dict())
+    for i, shard in enumerate(shards):
+        filename = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file({key: tensor.contiguous().cpu() for key, tensor in shard.items()}, str(directory / filename),
+                  metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, filename))
+    total = sum(t.numel() * t.element_size() for shard in shards for t in shard.values())
+    (directory / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(directory)
+    model.generation_config.save_pretrained(directory)
+    written = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(tiny.ensure_built(root))
+    tokenizer.save_pretrained(directory)
+    widen_tokenizer(directory / "tokenizer.json", config.vocab_size)
+    meta = {"name": name, "parameters": sum(p.numel() for p in model.parameters()), "dtype": "bfloat16",
+            "bytes": total, "build_s": round(built - started, 3), "write_s": round(written - built, 3),
+            "where": str(directory.parent)}
+    del model, shards
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    (directory / "build.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+SHM = Path("/dev/shm")
+SCRATCH_PREFIX = "bench-replica-"
+SHARD_BYTES = 5 * 1024**3
+
+
+def _shards(state: dict) -> list[dict]:
+    """The state dict in shards of at most SHARD_BYTES (a tensor larger than that alone), in order."""
+    shards: list[dict] = [{}]
+    size = 0
+    seen: set[int] = set()
+    for key, tensor in state.items():
+        if tensor.data_ptr() in seen:  # a tied weight: written once, tied again on load
+            continue
+        seen.add(tensor.data_ptr())
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    return shards
+
+
+def _bf16_bytes(config) -> int:
+    """The checkpoint's size, from the model built on the meta device (no memory)."""
+    import torch
+    from transformers import GptOssForCausalLM
+
+    with torch.device("meta"):
+        model = GptOssForCausalLM(config)
+    return sum(t.numel() for t in model.state_dict().values()) * 2
+
+
+def _remove_orphans(where: Path) -> None:
+    """Scratch copies whose process died before deleting them (killed by a timeout): tens of GB of
+    memory while they stay in /dev/shm."""
+    for stale in where.glob(f"{SCRATCH_PREFIX}*"):
+        pid = stale.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _room(path: Path, needed: float) -> bool:
+    try:
+        return shutil.disk_usage(path).free >= needed
+    except OSError:
+        return False
 
 
 def widen_tokenizer(path: Path, vocab_size: int) -> None:

@@ -40,7 +40,7 @@ METRICS: dict[str, Metric] = {
     "load_s": M("s", "lower", ("load",), "model load time; params.cache says cold (first in process) or warm",
                 gates=True, gate_where={"cache": "warm"}, tolerance=0.5, charted=True, frozen=True),
     "load_profiled_s": M("s", "lower", ("load",),
-                         "one extra warm load under cProfile, untimed: the sum of its phases (extra: phases, "
+                         "one extra warm load, sampled, untimed: the sum of its phases (extra: phases, "
                          "the profiled wall time and the timed median beside it)", compared=False),
     "load_memory_gb": M("GB", "lower", ("load",), "torch allocated after load (CUDA) / RSS growth (CPU)",
                         tolerance=0.25),

@@ -1,0 +1,85 @@
+"""Replica checkpoints written straight from the model's tensors load as `save_pretrained`'s do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from bench.models import replica, tiny  # noqa: E402
+from bench.models.store import cache_root  # noqa: E402
+
+
+@pytest.fixture
+def small_config():
+    return tiny.model_config(vocab_size=300)
+
+
+def test_written_checkpoint_loads_as_the_model_built(tmp_path, small_config, monkeypatch):
+    monkeypatch.setattr(replica, "SHARD_BYTES", 2_000_000)  # several shards from a small model
+    meta = replica.write_replica(small_config, tmp_path / "w", "cpu", cache_root(), "small")
+    shards = sorted((tmp_path / "w").glob("model-*.safetensors"))
+    assert len(shards) > 1
+    index = json.loads((tmp_path / "w" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {p.name for p in shards}
+
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        built = transformers.GptOssForCausalLM(small_config)
+    finally:
+        torch.set_default_dtype(previous)
+    built.save_pretrained(tmp_path / "reference")
+    reference = json.loads((tmp_path / "reference" / "model.safetensors.index.json").read_text()
+                           if (tmp_path / "reference" / "model.safetensors.index.json").exists() else "{}")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "reference" / "model.safetensors"), "pt") as f:
+        reference_keys = set(f.keys())
+    assert not reference or set(reference["weight_map"]) == reference_keys
+    assert set(index["weight_map"]) == reference_keys
+
+    loaded = transformers.GptOssForCausalLM.from_pretrained(tmp_path / "w", dtype=torch.bfloat16)
+    expected = built.state_dict()
+    for key, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, expected[key]), key
+    assert meta["parameters"] == sum(p.numel() for p in built.parameters())
+    assert meta["bytes"] == index["metadata"]["total_size"]
+    assert json.loads((tmp_path / "w" / "build.json").read_text())["write_s"] >= 0
+    assert len(transformers.AutoTokenizer.from_pretrained(tmp_path / "w")) >= small_config.vocab_size
+
+
+def test_scratch_copy_goes_where_there_is_room_and_is_deleted(tmp_path, small_config, monkeypatch):
+    monkeypatch.setattr(replica, "model_config", lambda name: small_config)
+    monkeypatch.setattr(replica, "SHM", tmp_path / "shm")
+    (tmp_path / "shm").mkdir()
+    with replica.scratch_built("small", cache_root(), "cpu") as directory:
+        assert directory.parent == tmp_path / "shm"
+        assert (directory / "config.json").is_file()
+    assert not directory.exists()
+
+    monkeypatch.setattr(replica, "_room", lambda path, needed: False)
+    with replica.scratch_built("small", cache_root(), "cpu") as directory:
+        assert directory.parent == cache_root()
+    assert not directory.exists()
+
+
+def test_a_dead_process_scratch_copy_is_removed(tmp_path, small_config, monkeypatch):
+    monkeypatch.setattr(replica, "model_config", lambda name: small_config)
+    monkeypatch.setattr(replica, "SHM", tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"{replica.SCRATCH_PREFIX}{dead.stdout.strip()}-replica-x-abc"
+    live = tmp_path / f"{replica.SCRATCH_PREFIX}{os.getpid()}-replica-y-abc"
+    orphan.mkdir()
+    live.mkdir()
+    with replica.scratch_built("small", cache_root(), "cpu"):
+        pass
+    assert not orphan.exists()
+    assert live.exists()
