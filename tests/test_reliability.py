@@ -67,6 +67,31 @@ def test_a_killed_run_keeps_its_records_and_resumes_every_case_exactly_once(tmp_
 
 
 @pytest.mark.slow
+def test_a_case_cut_short_by_sigterm_runs_again_when_resumed(tmp_path):
+    """A timeout's SIGTERM inside a case: the peaks its tracker saw must not mark it finished (on an
+    H100 a 20B training case cut off this way came back from --resume with memory and no timing)."""
+    select = ["suites/test_infer.py", "-k", "bs1-low"]
+    log = tmp_path / "out.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", *select, "-v", "--report-dir", str(tmp_path),
+                                 "--run-id", "cut", *SUITE_ARGS], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "BENCH_TEST_SLOWDOWN": "200"})  # minutes per case
+        deadline = time.time() + 300
+        while time.time() < deadline and "test_generate[bs1-low]" not in log.read_text():
+            time.sleep(0.05)
+        time.sleep(10)  # past the model's setup, into the case's call (the slowed case lasts minutes)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    records = read_results(tmp_path / "cut")
+    assert not [r for r in records if r.metric in ("peak_rss_gb", "decode_tok_s")], log.read_text()[-2000:]
+
+    resumed = run_pytest(*select, "-q", "--resume", str(tmp_path / "cut"), "--report-dir", str(tmp_path), *SUITE_ARGS)
+    assert resumed.returncode == 0, resumed.stdout[-2000:]
+    metrics = {r.metric for r in read_results(tmp_path / "cut") if r.status == "ok"}
+    assert {"decode_tok_s", "peak_rss_gb"} <= metrics
+
+
+@pytest.mark.slow
 def test_a_hung_case_times_out_with_its_own_status(tmp_path):
     # 64 tokens stretched 200 times take minutes; the limit leaves the model's setup enough time
     result = run_pytest("suites/test_infer.py", "-q", "-k", "bs1-high", "--timeout", "30", "--report-dir", str(tmp_path),

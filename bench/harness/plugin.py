@@ -419,11 +419,18 @@ def pytest_runtest_call(item: pytest.Item):
     item_case = item.stash.get(CASE_KEY, None)
     if item_case is None:
         return (yield)
+    interrupted = False
     try:
         with item_case.tracking():
             result = yield
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        item_case.record_usage()  # an out-of-memory case keeps the peak it reached
+        # An out-of-memory case keeps the peak it reached; a case cut short by an interrupt (Ctrl-C, a
+        # timeout's SIGTERM) writes no closing records, so that --resume runs it again.
+        if not interrupted:
+            item_case.record_usage()
     problems = [f"baseline check failed: {message}" for message in item_case.failures]
     if problems:
         item_case.judged = True  # measured, then failed on its checks
