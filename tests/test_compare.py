@@ -144,3 +144,22 @@ def test_rounds_pair_drift_away():
     assert slower.failed and "paired" in slower.method
     faster = compare_rounds([run(1.0, d) for d in drift], [run(0.8, d) for d in drift])
     assert faster.changes[0].verdict == IMPROVEMENT
+
+
+def test_paired_rounds_call_a_significant_change_beyond_the_threshold_and_raise_no_false_alarm():
+    """Three rounds, 3% noise between a round's pair: a 10% slowdown's interval often straddles the
+    5% margin, where the two-run rule (whole interval beyond it) caught 19 of these 40; the paired
+    rule calls it, and unchanged pairs of the same noise stay clean."""
+    rng = np.random.default_rng(11)
+
+    def run(factor, d):
+        return [make_record("decode_tok_s", 10.0, samples=list(10.0 / (d * factor) * rng.normal(1, 0.01, 5)),
+                            batch_size=b, effort="low") for b in (1, 2, 3)]
+
+    caught = alarms = 0
+    for _ in range(40):
+        drift = rng.normal(1, 0.04, 3)
+        base = [run(1.0, d) for d in drift]
+        caught += compare_rounds(base, [run(1.1, d * rng.normal(1, 0.03)) for d in drift]).failed
+        alarms += compare_rounds(base, [run(1.0, d * rng.normal(1, 0.03)) for d in drift]).failed
+    assert caught >= 34 and alarms == 0

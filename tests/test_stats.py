@@ -84,6 +84,18 @@ def test_verdict_needs_the_whole_interval_beyond_threshold(low, high, better, ex
     assert stats.verdict(low, high, better, 0.05) == expected
 
 
+@pytest.mark.parametrize("low, high, point, better, expected", [
+    (1.01, 1.20, 1.10, "lower", stats.REGRESSION),     # excludes no change, 10% slower
+    (0.99, 1.20, 1.10, "lower", stats.INCONCLUSIVE),   # may be no change at all
+    (1.01, 1.07, 1.04, "lower", stats.INCONCLUSIVE),   # a real but small change: below the threshold
+    (0.80, 0.99, 0.89, "higher", stats.REGRESSION),    # throughput down 11%
+    (0.80, 0.99, 0.89, "lower", stats.IMPROVEMENT),
+    (0.99, 1.02, 1.00, "lower", stats.UNCHANGED),
+])
+def test_paired_verdict_is_significant_and_beyond_the_threshold(low, high, point, better, expected):
+    assert stats.verdict(low, high, better, 0.05, point) == expected
+
+
 def test_verdict_rejects_unknown_direction():
     with pytest.raises(ValueError):
         stats.verdict(1, 1, "sideways", 0.05)

@@ -233,12 +233,21 @@ def worse_bounds(low: float, high: float, better: str) -> tuple[float, float]:
     return (low, high) if better == "lower" else (1 / high, 1 / low)
 
 
-def verdict(low: float, high: float, better: str, threshold: float) -> str:
-    """Regression or improvement only when the whole interval lies beyond the threshold."""
+def verdict(low: float, high: float, better: str, threshold: float, point: float | None = None) -> str:
+    """Regression or improvement when the whole interval lies beyond the threshold; with `point`
+    (an estimate that sees the noise between runs, paired rounds), when the interval excludes no
+    change and the point estimate lies beyond the threshold (asv's rule: significant, and by more
+    than the factor). Unchanged when the interval lies within the threshold; inconclusive otherwise."""
     worse_lo, worse_hi = worse_bounds(low, high, better)
-    if worse_lo > 1 + threshold:
+    if point is None:
+        regressed, improved = worse_lo > 1 + threshold, worse_hi < 1 / (1 + threshold)
+    else:
+        worse = point if better == "lower" else 1 / point
+        regressed = worse_lo > 1 and worse > 1 + threshold
+        improved = worse_hi < 1 and worse < 1 / (1 + threshold)
+    if regressed:
         return REGRESSION
-    if worse_hi < 1 / (1 + threshold):
+    if improved:
         return IMPROVEMENT
     if worse_hi <= 1 + threshold and worse_lo >= 1 / (1 + threshold):
         return UNCHANGED
