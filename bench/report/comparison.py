@@ -87,8 +87,10 @@ def method_text(cmp: Comparison) -> str:
                   f"pairs, {together} all-cases pairs, {cmp.alpha / 2:.1%} each)")
     else:
         levels = f"each interval at the level Holm's step-down gives it over the {cmp.interval_pairs} gating pairs with intervals"
-    rule = ("a gating change is called when its interval excludes no change and its estimate lies beyond the "
-            "threshold" if cmp.paired else "a gating change is called when its whole interval lies beyond the threshold")
+    rule = "a gating change is called when its whole interval lies beyond the threshold"
+    if cmp.paired:
+        rule += (" (an all-cases pair: when its interval excludes no change and its estimate lies beyond the "
+                 "threshold, the rounds' pairing having removed the drift)")
     return (f"{cmp.method}; {rule}, "
             f"{levels}, so a whole run raises a false regression at most {cmp.alpha:.0%} of the time; "
             "single readings are judged by their stated tolerance")
