@@ -78,6 +78,7 @@ def ensure_built(name: str, root: Path, device: str) -> Path:
             return target
         shutil.rmtree(target, ignore_errors=True)
         tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # a build killed half way: its shards may be numbered otherwise
         write_replica(model_config(name), tmp, device, root, name)
         tmp.rename(target)
     return target
