@@ -8,7 +8,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.harness.isolate import plan_groups, resolve_mode
-from bench.telemetry.kernels import _union_s, profile_round
+from bench.telemetry.kernels import _gpu_round, _union_s, profile_round
 from bench.telemetry.load_phases import (BUILD, COMPILE, COPY, IMPORT, OTHER, PHASES, QUANTIZE, READ, claim,
                                          phase_of, profile_load)
 from bench.telemetry.rounds import Precision, half_width, run_rounds
@@ -45,6 +45,31 @@ def test_a_cpu_round_profile_names_its_top_operators_and_no_gpu_figures():
     assert prof.busy_fraction is None and prof.launches is None and prof.what == "operators"
     assert any("mm" in row["name"] for row in prof.top)
     assert prof.summary(per=20, unit="token")["launches_per_token"] is None
+
+
+class _Event:
+    """A stand-in for kineto's flat event (name, device, start and end in ns)."""
+
+    def __init__(self, name: str, device: str, start_us: float, end_us: float) -> None:
+        self._name, self._device, self._start, self._end = name, device, int(start_us * 1e3), int(end_us * 1e3)
+
+    def name(self): return self._name
+    def device_type(self): return self._device
+    def start_ns(self): return self._start
+    def end_ns(self): return self._end
+
+
+def test_a_gpu_round_counts_kernels_on_the_gpu_and_launch_calls_on_the_host():
+    events = [_Event("cudaLaunchKernel", "cpu", 0, 2), _Event("gemm", "gpu", 5, 25),
+              _Event("cudaLaunchKernel", "cpu", 3, 4), _Event("gemm", "gpu", 20, 40),
+              _Event("aten::mm", "cpu", 0, 10), _Event("cudaGraphLaunch", "cpu", 50, 51),
+              _Event("dequant", "gpu", 60, 70)]
+    prof = _gpu_round(100e-6, events, "gpu")
+    assert (prof.kernels, prof.launches) == (3, 3)
+    assert prof.busy_s == pytest.approx(45e-6)  # 5-40 and 60-70: overlapping kernels count once
+    assert prof.busy_fraction == pytest.approx(0.45)
+    assert [(row["name"], row["calls"], row["ms"]) for row in prof.top] == [("gemm", 2, 0.04), ("dequant", 1, 0.01)]
+    assert prof.summary(per=3, unit="token")["launches_per_token"] == 1
 
 
 def test_load_phases_follow_the_innermost_frame_a_rule_claims():
