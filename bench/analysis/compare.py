@@ -178,10 +178,11 @@ ALL_CASES = "cases"  # the parameter naming an across-cases pair: {"cases": "all
 
 def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
                  rounds: dict[int, list[float]] | None = None) -> list[tuple[Measurement, Estimate]]:
-    """The pairs with, per gating metric of three or more cases, one more pair for all its cases
-    together. Two separate runs (`rounds` None): each case's interval also carries the between-run
-    variance its metric's cases show (`stats.between_case_variance`). Paired rounds (`rounds`: each
-    pair's per-round log differences, by index): the rounds are the noise of the whole."""
+    """The pairs with, per gating metric, one more pair for all its cases together. Two separate
+    runs (`rounds` None): for metrics of three or more cases, whose spread is then the between-run
+    noise each case's interval also carries (`stats.between_case_variance`). Paired rounds
+    (`rounds`: each pair's per-round log differences, by index): for every gating metric, even of
+    one case (a quick profile's one training case), since the rounds, not the cases, are the noise."""
     by_metric: dict[tuple, list[int]] = {}
     for i, (r, est) in enumerate(pairs):
         if not est.single and rules.gating(r.metric, r.params):
@@ -189,7 +190,7 @@ def across_cases(pairs: list[tuple[Measurement, Estimate]], rules: Rules,
     out = list(pairs)
     for members in by_metric.values():
         ests = [pairs[i][1] for i in members]
-        if len(ests) < 3:
+        if len(ests) < (1 if rounds is not None else 3):
             continue
         first = pairs[members[0]][0]
         aggregate = dataclasses.replace(first, params={ALL_CASES: f"all {len(members)}"},
@@ -217,6 +218,24 @@ def families(pairs: list[tuple[Measurement, Estimate]], gating: list[bool]) -> l
     return [f for f in (aggregates, per_case) if f]
 
 
+def same_tests(pairs: list[tuple[Measurement, Estimate]]) -> dict[int, int]:
+    """Pairs whose metric is an exact function of another metric of the same case (the registry's
+    `same_test_as`), by index, to the index of that pair: they are judged at its level, not counted
+    again in its Holm family, where a duplicate would only tighten every other pair's level."""
+    index = {(r.suite, r.metric, _key(r.params), r.backend, r.gpu_name): i for i, (r, _) in enumerate(pairs)}
+    out = {}
+    for i, (r, _) in enumerate(pairs):
+        source = METRICS[r.metric].same_test_as if r.metric in METRICS else None
+        j = index.get((r.suite, source, _key(r.params), r.backend, r.gpu_name)) if source else None
+        if j is not None:
+            out[i] = j
+    return out
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
 def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool = False) -> list[MetricChange]:
     """Verdicts for estimated pairs (`Measurement` gives the case, suite, metric and unit):
     Holm within each family of gating pairs that have an interval, tolerances for single readings.
@@ -233,12 +252,14 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool 
     gating = [rules.gating(r.metric, r.params) for r, _ in pairs]
     thresholds = [rules.threshold_for(r.metric, est.single) for r, est in pairs]
     significant = [paired and ALL_CASES in r.params for r, _ in pairs]  # judged by significance, not margin
+    same = {i: j for i, j in same_tests(pairs).items() if gating[i] and gating[j]}
     tails: dict[int, float] = {}
-    groups = families(pairs, gating)
+    groups = families(pairs, [g and i not in same for i, g in enumerate(gating)])
     for members in groups:
         tails.update(zip(members, stats.holm_tails(
             [stats.p_worse(pairs[i][1], pairs[i][0].better, 0.0 if significant[i] else thresholds[i]) for i in members],
             rules.alpha / len(groups))))
+    tails.update({i: tails[j] for i, j in same.items() if j in tails})
     changes = []
     for i, (r, est) in enumerate(pairs):
         tail = tails.get(i, DIAGNOSTIC_TAIL)

@@ -33,6 +33,9 @@ class Metric:
     frozen: bool = False  # written as a check by `bench baseline save`
     closes_case: bool = False  # written when a case ends (also when it raised): resuming knows it finished
     own_interval: bool = False  # the record's extra holds its own 95% interval (low, high)
+    # Another metric of the same case this one is an exact function of (tokens per step are fixed
+    # by the case, so tokens/s is the reciprocal of s/step): one hypothesis, tested once.
+    same_test_as: str | None = None
 
 
 M = Metric
@@ -59,7 +62,7 @@ METRICS: dict[str, Metric] = {
     "s_per_step": M("s", "lower", ("train",), "optimizer step time, warm-up step excluded",
                     gates=True, charted=True, frozen=True),
     "train_tokens_per_s": M("tok/s", "higher", ("train",), "non-padding tokens trained per second",
-                            gates=True, charted=True, frozen=True),
+                            gates=True, charted=True, frozen=True, same_test_as="s_per_step"),
     "initial_loss": M("", "lower", ("train",), "training loss at the first logged step", tolerance=0.03),
     "final_loss": M("", "lower", ("train",), "training loss at the end: mean of the last 5 logged steps",
                     gates=True, tolerance=0.03, charted=True, frozen=True),
