@@ -67,7 +67,20 @@ def test_errorrate_judges_chains_it_already_ran_again_without_running_them(tmp_p
     table = capsys.readouterr().out
     assert "| unchanged | 0 of 4 | 0 of 1 |" in table and "| slowed 25% | 4 of 4 | 1 of 1 |" in table
     assert main(["errorrate", "--judge-only", "--out", str(tmp_path / "aa")]) == 2
-    assert "holds no errorrate.json" in capsys.readouterr().err
+    assert "holds no chain" in capsys.readouterr().err
+
+
+def test_a_chain_a_time_limit_cut_short_is_judged_on_its_complete_rounds(tmp_path, capsys):
+    from bench.commands.cli import main
+    from conftest import write_run
+
+    drift = [1.0, 1.1, 0.95, 1.05]
+    for i, d in enumerate(drift):
+        write_run(tmp_path / "slow25" / "runs", f"A-{i}", _run(1.0, d))
+        write_run(tmp_path / "slow25" / "runs", f"B-{i}", _run(1.25, d))
+    write_run(tmp_path / "slow25" / "runs", "A-4", _run(1.0, 1.0))  # its B was never run
+    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "3"]) == 0
+    assert "| slowed 25% | 4 of 4 | 1 of 1 | 2 of 2 |" in capsys.readouterr().out
 
 
 @pytest.mark.slow

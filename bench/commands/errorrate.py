@@ -29,7 +29,7 @@ from bench.analysis.compare import Rules, baseline_of_run, compare, compare_roun
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.commands.ab import DEFAULT_ROUNDS, run_ab
 from bench.errors import BenchError
-from bench.records.results import read_results
+from bench.records.results import RunManifest, read_results
 from bench.telemetry.failpoints import SLOWDOWN_ENV
 
 GPU_NEIGHBOUR = ("import torch\na = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16)\n"
@@ -112,16 +112,39 @@ def judge_condition(chain: Path, level: float, a_runs: list, b_runs: list, round
 
 
 def rejudge(out: Path, rounds: int, threshold: float) -> dict:
-    """The chains an earlier `measure` left in `out`, judged again with this engine and window size."""
-    saved = json.loads((out / "errorrate.json").read_text())
+    """The chains an earlier `measure` left in `out`, judged again with this engine and window size.
+    A chain cut short (a time limit killed it before errorrate.json was written) is found by its
+    directory name and judged on its complete rounds."""
+    saved = json.loads((out / "errorrate.json").read_text()) if (out / "errorrate.json").is_file() else {
+        "conditions": {("unchanged" if level == 0 else f"slowed {level:.0%}"): {"slowdown": level}
+                       for level in found_levels(out)}}
     result = {**saved, "rounds": rounds, "threshold": threshold, "conditions": {}}
     for name, condition in saved["conditions"].items():
         chain = chain_dir(out, condition["slowdown"])
-        count = len(list((chain / "runs").glob("B-*")))
+        count = complete_rounds(chain / "runs")
         a_runs = [read_results(chain / "runs" / f"A-{i}") for i in range(count)]
         b_runs = [read_results(chain / "runs" / f"B-{i}") for i in range(count)]
         result["conditions"][name] = judge_condition(chain, condition["slowdown"], a_runs, b_runs, rounds, threshold)
     return result
+
+
+def found_levels(out: Path) -> list[float]:
+    """Slowdown levels of the chain directories in `out` (aa, slow10, slow25, ...)."""
+    levels = [0.0] if (out / "aa" / "runs").is_dir() else []
+    levels += sorted(int(d.name[4:]) / 100 for d in out.glob("slow*") if d.name[4:].isdigit() and (d / "runs").is_dir())
+    if not levels:
+        raise BenchError(f"--judge-only: {out} holds no chain (aa/ or slowNN/ with runs/); "
+                         f"run `bench errorrate --out {out}` first")
+    return levels
+
+
+def complete_rounds(runs: Path) -> int:
+    """Rounds from the first whose A and B runs both finished (a killed run is not judged)."""
+    count = 0
+    while all((runs / f"{side}-{count}" / "manifest.json").is_file()
+              and RunManifest.read(runs / f"{side}-{count}").status == "complete" for side in "AB"):
+        count += 1
+    return count
 
 
 def table(result: dict) -> str:
@@ -138,8 +161,6 @@ def main(args: argparse.Namespace) -> int:
     pytest_args = args.pytest_args or ["suites/"]
     out = Path(args.out)
     if args.judge_only:
-        if not (out / "errorrate.json").is_file():
-            raise BenchError(f"--judge-only: {out} holds no errorrate.json; run `bench errorrate --out {out}` first")
         print(table(rejudge(out, args.rounds, parse_threshold(args.threshold))))
         return 0
     out.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,7 @@ class CaseResult:
 
     outcome: str  # "passed" | "failed" | "skipped"
     longrepr: str | None
-    duration: float
+    durations: dict[str, float]  # setup, call, teardown as the child timed them (--durations shows each)
     records: list[Measurement]
     died: str | None = None  # the child ended before this case finished: why
 
@@ -209,11 +209,11 @@ class Isolator:
             call = phases.get("call") or phases.get("setup")
             if call is None or ("teardown" not in phases and call["outcome"] == "passed"):
                 why = death_reason(code) if code not in (0, 1) else "the isolated process ended before this case ran"
-                self.results[nodeid] = CaseResult("failed", f"{why}\n{output}", 0.0, mine, died=why)
+                self.results[nodeid] = CaseResult("failed", f"{why}\n{output}", {}, mine, died=why)
                 continue
             outcome = "failed" if any(r["outcome"] == "failed" for r in phases.values()) else call["outcome"]
             text = next((r["longrepr"] for r in phases.values() if r["outcome"] != "passed"), None)
-            self.results[nodeid] = CaseResult(outcome, text, duration, mine)
+            self.results[nodeid] = CaseResult(outcome, text, {when: r["duration"] for when, r in phases.items()}, mine)
         self.outside_cases_s += max(0.0, wall - spent)
         for path in (child.go, child.go.with_suffix(".ready"), child.reports):
             path.unlink(missing_ok=True)  # the log stays, for reading

@@ -342,7 +342,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         outcome = result.outcome if when == "call" else "passed"
         report = pytest.TestReport(item.nodeid, item.location, {k: 1 for k in item.keywords}, outcome,
                                    longrepr if when == "call" else None, when,
-                                   duration=result.duration if when == "call" else 0.0)
+                                   duration=result.durations.get(when, 0.0))
         item.ihook.pytest_runtest_logreport(report=report)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
