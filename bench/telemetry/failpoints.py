@@ -52,7 +52,7 @@ def stretch(elapsed_s: float) -> None:
 
     Spinning, not sleeping: a real regression is more work, and a sleep of a millisecond between
     tokens lets the core idle and the work after it run slower too. Sleeping, a 10% stretch slowed
-    the tiny model's decode by 15% on the 2-core CPU (45 rounds) and an H100's by 18% (5 rounds)."""
+    the tiny model's decode by 15% on the 2-core CPU (45 rounds) and an H100's by 19% (5 rounds)."""
     factor = slowdown_factor()
     if factor > 0 and elapsed_s > 0:
         until = time.perf_counter() + factor * elapsed_s
