@@ -163,3 +163,28 @@ def test_paired_rounds_call_a_significant_common_change_beyond_the_threshold_wit
         caught += compare_rounds(base, [run(1.1, d * rng.normal(1, 0.03)) for d in drift]).failed
         alarms += compare_rounds(base, [run(1.0, d * rng.normal(1, 0.03)) for d in drift]).failed
     assert caught >= 28 and alarms == 0
+
+
+def test_a_metric_of_one_case_is_judged_as_a_whole_in_paired_rounds_and_its_reciprocal_with_it():
+    """The quick profile has one training case. Three paired rounds with 2% noise between a round's
+    runs: its 10% slower step is a regression through its all-cases pair (asv's rule), where its
+    per-case pair needs the whole interval beyond 5%; tokens/s, the step time's reciprocal, is judged
+    at the step's level instead of counting as a second test; unchanged rounds of the same noise stay clean."""
+    rng = np.random.default_rng(5)
+
+    def run(factor, d):
+        step = d * factor * rng.normal(1, 0.01, 4)
+        return [make_record("s_per_step", 1.0, samples=list(step), lora_r=8),
+                make_record("train_tokens_per_s", 1000.0, samples=list(1000 / step), lora_r=8)]
+
+    caught = alarms = 0
+    for _ in range(20):
+        drift = rng.normal(1, 0.05, 3)
+        base = [run(1.0, d) for d in drift]
+        slowed = compare_rounds(base, [run(1.1, d * rng.normal(1, 0.02)) for d in drift])
+        whole = {c.metric: c for c in slowed.changes if "cases" in c.params}
+        assert whole["s_per_step"].params == {"cases": "all 1"}
+        assert whole["train_tokens_per_s"].confidence == whole["s_per_step"].confidence
+        caught += whole["s_per_step"].verdict == REGRESSION
+        alarms += compare_rounds(base, [run(1.0, d * rng.normal(1, 0.02)) for d in drift]).failed
+    assert caught >= 16 and alarms == 0
