@@ -7,10 +7,12 @@ How a verdict is reached, per (case, metric) measured on both sides:
 1. one estimate of new/base (`stats`): geometric means with Welch's t, paired rounds, a metric's
    own interval, or a single reading;
 2. the gating pairs (the registry's gating metrics, or what a baseline's [gates] opts in) form
-   two families, the per-case pairs and the all-cases pairs of each metric, at 2.5% each; Holm's
-   step-down within a family over the one-sided p-values of "worse by more than the threshold"
-   (all-cases pairs of paired rounds: "worse") sets the level each is judged at, so that the
-   chance of any false regression in a whole run is at most 5%, however many pairs it has;
+   two families, the per-case pairs and the all-cases pairs of each metric (of three or more cases
+   between two runs; of any number in paired rounds), at 2.5% each; Holm's step-down within a
+   family over the one-sided p-values of "worse by more than the threshold" (all-cases pairs of
+   paired rounds: "worse") sets the level each is judged at, so that the chance of any false
+   regression in a whole run is at most 5%, however many pairs it has; a metric that is an exact
+   function of another of its case (tokens/s of s/step) takes that pair's level, as one test;
 3. a regression (or improvement) when the interval at that level lies wholly beyond the threshold;
    for the all-cases pairs of paired rounds, whose interval holds the drift between runs, when the
    interval excludes no change and the estimate lies beyond the threshold, Holm then testing
