@@ -224,18 +224,15 @@ def same_tests(pairs: list[tuple[Measurement, Estimate]]) -> dict[int, int]:
     """Pairs whose metric is an exact function of another metric of the same case (the registry's
     `same_test_as`), by index, to the index of that pair: they are judged at its level, not counted
     again in its Holm family, where a duplicate would only tighten every other pair's level."""
-    index = {(r.suite, r.metric, _key(r.params), r.backend, r.gpu_name): i for i, (r, _) in enumerate(pairs)}
+    index = {r.case_key() + (r.backend, r.gpu_name): i for i, (r, _) in enumerate(pairs)}
     out = {}
     for i, (r, _) in enumerate(pairs):
         source = METRICS[r.metric].same_test_as if r.metric in METRICS else None
-        j = index.get((r.suite, source, _key(r.params), r.backend, r.gpu_name)) if source else None
+        suite, _, params = r.case_key()
+        j = index.get((suite, source, params, r.backend, r.gpu_name)) if source else None
         if j is not None:
             out[i] = j
     return out
-
-
-def _key(params: dict) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in params.items()))
 
 
 def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool = False) -> list[MetricChange]:

@@ -89,7 +89,7 @@ def measure(out: Path, experiments: int, rounds: int, slowdowns: list[float], th
     result = {"experiments": experiments, "rounds": rounds, "threshold": threshold, "noise": noise,
               "pytest_args": pytest_args, "conditions": {}}
     for level in slowdowns:
-        name = "unchanged" if level == 0 else f"slowed {level:.0%}"
+        name = condition_name(level)
         chain = chain_dir(out, level)
         echo(f"{name}: {experiments * rounds} rounds in {chain}")
         with neighbour(noise):
@@ -98,6 +98,10 @@ def measure(out: Path, experiments: int, rounds: int, slowdowns: list[float], th
         result["conditions"][name] = judge_condition(chain, level, a_runs, b_runs, rounds, threshold)
         (out / "errorrate.json").write_text(json.dumps(result, indent=2))  # a chain at a time: nothing lost
     return result
+
+
+def condition_name(level: float) -> str:
+    return "unchanged" if level == 0 else f"slowed {level:.0%}"
 
 
 def chain_dir(out: Path, level: float) -> Path:
@@ -116,8 +120,7 @@ def rejudge(out: Path, rounds: int, threshold: float) -> dict:
     A chain cut short (a time limit killed it before errorrate.json was written) is found by its
     directory name and judged on its complete rounds."""
     saved = json.loads((out / "errorrate.json").read_text()) if (out / "errorrate.json").is_file() else {
-        "conditions": {("unchanged" if level == 0 else f"slowed {level:.0%}"): {"slowdown": level}
-                       for level in found_levels(out)}}
+        "conditions": {condition_name(level): {"slowdown": level} for level in found_levels(out)}}
     result = {**saved, "rounds": rounds, "threshold": threshold, "conditions": {}}
     for name, condition in saved["conditions"].items():
         chain = chain_dir(out, condition["slowdown"])
