@@ -27,6 +27,13 @@ def _devices(bench, placement):
     return (gpus[0], gpus[0]) if gpus else (None, None)
 
 
+@pytest.fixture(autouse=True)
+def _telemetry_of_the_device(bench, case):
+    """The work runs in the two sides' processes: the case's figures are the GPU's (NVML) and never
+    this process's allocator, which would start CUDA in a process that has no use for it."""
+    case.watch(None, bench.gpu.uuid if bench.gpu else None)
+
+
 def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
     if bench.options.worker_id and bench.collected_suites - {"concurrency"}:
         pytest.skip("with several workers the concurrency suite needs the GPUs to itself: "
@@ -47,7 +54,7 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
     serve = dataclasses.replace(train, role="serve", gpu=serve_gpu)
     case.params.update(lora_r=train.lora_r, batch_size=batch_size, grad_accum=grad_accum, serve_batch=serve_batch,
                        effort=SERVE_EFFORT)
-    with Pair(train, serve) as pair:
+    with Pair(train, serve, bench.processes()) as pair:
         result = pair.measure(solo_steps, solo_rounds)
     if len(result.serve_together) < 2:
         pytest.fail(f"only {len(result.serve_together)} serving rounds fell inside the training window; "

@@ -70,10 +70,10 @@ def served(bench, server, train_data, request):
             endpoint, process = bench.endpoints[server], None
         else:
             log = bench.start() / "serve-logs" / f"{server}.log"
-            weights = request.getfixturevalue("backend").servable(bench.source)
+            weights = bench.prepare_safely(request.getfixturevalue("backend").servable)
             kv_tokens = max(bench.profile.serve_concurrency) * bench.profile.max_seq_length
             process = stack.enter_context(SelfServed(server, weights, bench.device, continuous_batching=server.endswith("-cb"),
-                                                     log_path=log, kv_tokens=kv_tokens))
+                                                     log_path=log, context=bench.processes(), kv_tokens=kv_tokens))
             bench.note_timing(f"serve_start_{server}_s", process.startup_s)
             endpoint = process.endpoint
         started = time.perf_counter()

@@ -115,11 +115,20 @@ def get_backend(name: str, device: str, **options: Any) -> Backend:
 
 
 # What each engine imports before its first case, in this order (unsloth patches the others, so it
-# comes first): an isolated child imports these while it waits for its turn.
+# comes first): an isolated child imports these while it waits for its turn. transformers and trl
+# import their trainers lazily, at a case's first use (1 s on the 2-core CPU machine, several on a
+# GPU host): here, so that no case pays it.
+_LAZY = ("transformers.trainer", "trl.trainer.sft_trainer")
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "hf": ("torch", "transformers", "peft", "trl"),
-    "unsloth": ("unsloth", "torch", "transformers", "peft", "trl"),
+    "hf": ("torch", "transformers", "peft", "trl", *_LAZY),
+    "unsloth": ("unsloth", "torch", "transformers", "peft", "trl", *_LAZY),
 }
+
+# What a fork server may import for an engine's children (bench.telemetry.processes), with the
+# transformers CLI a self-started server runs: not unsloth, which initializes CUDA when imported (a
+# child forked after that cannot use CUDA), nor what it patches, which must be imported after it.
+PRELOADABLE: dict[str, tuple[str, ...]] = {"hf": (*LIBRARIES["hf"], "transformers.cli.transformers"),
+                                           "unsloth": ("torch",)}
 
 
 def import_libraries(name: str) -> None:

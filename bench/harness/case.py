@@ -54,7 +54,7 @@ class Case:
         self.judged = False  # measured, then failed on its checks: its records say it all
         # the process whose memory the case's telemetry follows when it is not this one (a server
         # the serving suite started) and the GPU it runs on: then torch's allocator has nothing to say
-        self.watched: tuple[int, str | None] | None = None
+        self.watched: tuple[int | None, str | None] | None = None
 
     def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
                  status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
@@ -93,8 +93,9 @@ class Case:
     def failures(self) -> list[str]:
         return [o.message for o in self.outcomes if not o.passed]
 
-    def watch(self, pid: int, gpu_uuid: str | None) -> None:
-        """Follow another process's memory (and the GPU's) instead of this one's."""
+    def watch(self, pid: int | None, gpu_uuid: str | None) -> None:
+        """Follow another process's memory (and the GPU's) instead of this one's; `pid` None: the
+        GPU's only (the case's work runs in several processes), torch's allocator never asked."""
         self.watched = (pid, gpu_uuid)
 
     @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Training and serving at the same time: the seed's "train on GPU 0 while serving on GPU 1".
 
-Each side runs in its own spawned process, pinned to its device before CUDA starts (two engines in
+Each side runs in its own process (forked from the session's fork server), pinned to its device before CUDA starts (two engines in
 one process would share its interpreter lock and allocator). The parent drives both through pipes:
 each side is measured alone, then both run together, training for a fixed number of optimizer
 steps and serving batches back to back until training ends. Only the serving rounds that lie
@@ -12,7 +12,6 @@ synchronized and kept as a sample.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import statistics
 import time
@@ -195,8 +194,8 @@ class Interference:
 class Pair:
     """`with Pair(train, serve) as pair: pair.measure(steps)`; both processes end with the block."""
 
-    def __init__(self, train: Side, serve: Side) -> None:
-        context = mp.get_context("spawn")  # a forked child cannot use CUDA
+    def __init__(self, train: Side, serve: Side, context) -> None:
+        """`context`: where the two processes come from (the session's fork server)."""
         self.stop = context.Event()
         self.train = SideProcess(train, context, self.stop)
         self.serve = SideProcess(serve, context, self.stop)

@@ -8,38 +8,46 @@ process's first), all inference cases together (they share one loaded model, as 
 and every training case, the adapter and the resume case alone (each loads its own model).
 `--isolate case` gives every case its own process; `--isolate off` runs all in this one.
 
-Children are spawned, never forked (a forked child cannot use a CUDA context its parent made), and
-the parent never touches CUDA while they run. Each child is `python -m pytest NODEIDS
---bench-worker-run RUN_DIR`: it appends its records to the run's results file and its pytest
-reports to a file of its own, which the parent replays under each case's own test id.
+Children are forked from a fork server that imported torch and the engine's libraries without
+touching CUDA (`bench.telemetry.processes`), never from the parent, which never touches CUDA while
+they run. Each child runs `pytest NODEIDS --bench-worker-run RUN_DIR`: it appends its records to
+the run's results file and its pytest reports to a file of its own, which the parent replays under
+each case's own test id.
 
-Starting a child costs an interpreter, torch and the engine's import (transformers: 13 s, Unsloth:
-20-45 s). On a machine with enough cores the next two groups' children are started while the
-current one runs, do their imports and wait (`standby`) until told to go, after the current child
-has exited; with Unsloth a waiting child holds a CUDA context, which the device-wide NVML figure of
-the running case includes and the per-process one (`nvml_process_peak_gb`) does not. What isolation
+A child then costs a fork, pytest's start and what the server could not preload (Unsloth's import,
+20-45 s: it initializes CUDA, so each child imports it). On a machine with enough cores the next
+two groups' children are started while the current one runs, do their imports and wait (`standby`)
+until told to go, after the current child has exited; with Unsloth a waiting child holds a CUDA
+context, which the device-wide NVML figure of the running case includes and the per-process one
+(`nvml_process_peak_gb`) does not. What isolation
 cost (start-up the run waited for, child time outside the cases) goes into the manifest.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing.context
+import multiprocessing.process
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.telemetry.processes import die_with_parent
+from bench.telemetry.processes import run_pytest, start_python
 from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
 from bench.telemetry.environment import redact
 
 TAIL_CHARS = 3000
 MODES = ("auto", "off", "group", "case")
+# Suites whose measured work runs in processes they start themselves (a server, the two sides of
+# the concurrency suite): the parent runs their cases, with those processes forked from its fork
+# server. A child of their own would only add a process start and a second fork server, and the
+# figures of their cases are those processes' and the GPU's, never the test process's.
+PARENT_SUITES = frozenset({"concurrency", "serve"})
 # Below this many cores a waiting child's imports would compete with the running case's threads.
 STANDBY_MIN_CPUS = 8
 # Children started ahead: two, because a short group (a load, a tiny model's training) ends before
@@ -74,9 +82,16 @@ def plan_groups(nodeids: list[str], groups: list[str | None], mode: str) -> list
 
 
 def pytest_command(nodeids: list[str], options) -> list[str]:
+    """`python -m pytest` with `pytest_args` (a confirming re-measurement: a process of its own)."""
+    return [sys.executable, "-m", "pytest", *pytest_args(nodeids, options)]
+
+
+def pytest_args(nodeids: list[str], options) -> list[str]:
     """A child pytest running some cases of this session with its settings (isolated cases, a
     confirming re-measurement). The parent compares and judges; the child only measures."""
-    cmd = [sys.executable, "-m", "pytest", *nodeids, "-q", "-rfEs", "-p", "no:cacheprovider",
+    cmd = [*nodeids, "-q", "-rfEs", "-p", "no:cacheprovider",
+           # a plugin module the fork server imported with a library (anyio) cannot be rewritten: say nothing
+           "-W", "ignore::pytest.PytestAssertRewriteWarning",
            "--model", options.model, "--backend", options.backend, "--profile", options.profile,
            "--dataset", options.dataset, "--precision", options.precision]
     if options.gpu:
@@ -112,7 +127,7 @@ class CaseResult:
 @dataclass
 class Child:
     nodeids: list[str]
-    proc: subprocess.Popen
+    proc: multiprocessing.process.BaseProcess
     log: Path
     reports: Path
     go: Path
@@ -120,7 +135,7 @@ class Child:
     went_at: float = 0.0  # perf_counter when it was told to go
 
     def is_ready(self) -> bool:
-        return self.go.with_suffix(".ready").exists() or self.proc.poll() is not None
+        return self.go.with_suffix(".ready").exists() or self.proc.exitcode is not None
 
 
 @dataclass
@@ -130,6 +145,7 @@ class Isolator:
     run_dir: Path
     options: object
     groups: list[list[str]]
+    context: multiprocessing.context.BaseContext  # where children come from (the session's fork server)
     case_timeout: float | None = None
     standby: bool = False
     in_order: bool = True  # the groups run in the planned order (not so in an xdist worker)
@@ -154,14 +170,13 @@ class Isolator:
     def _spawn(self, i: int) -> Child:
         nodeids = self.groups[i]
         stem = self.scratch / f"group-{i}"
-        cmd = pytest_command(nodeids, self.options) + ["--bench-worker-run", str(self.run_dir),
-                                                       "--bench-reports", f"{stem}.reports.jsonl",
-                                                       "--bench-standby", f"{stem}.go"]
+        args = pytest_args(nodeids, self.options) + ["--bench-worker-run", str(self.run_dir),
+                                                     "--bench-reports", f"{stem}.reports.jsonl",
+                                                     "--bench-standby", f"{stem}.go"]
         if self.case_timeout:
-            cmd += ["--timeout", str(self.case_timeout)]
+            args += ["--timeout", str(self.case_timeout)]
         log = stem.with_suffix(".log")
-        with log.open("w", encoding="utf-8") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
+        proc = start_python(self.context, run_pytest, (args,), log)
         self.processes += 1
         child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.time())
         self.children[i] = child
@@ -182,13 +197,11 @@ class Isolator:
         child.went_at = time.perf_counter()
         child.go.touch()
         limit = self.case_timeout * len(child.nodeids) + 60 if self.case_timeout else None
-        try:
-            code = child.proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
+        child.proc.join(limit)
+        if child.proc.exitcode is None:
             child.proc.kill()
-            child.proc.wait()
-            code = -signal.SIGKILL
-        self._collect(child, code)
+            child.proc.join()
+        self._collect(child, child.proc.exitcode)
 
     def _collect(self, child: Child, code: int) -> None:
         wall = time.perf_counter() - child.went_at
@@ -222,7 +235,7 @@ class Isolator:
         """Standbys nobody needed (a -x stop, an interrupt) are stopped; their scratch stays for reading."""
         for child in self.children.values():
             child.proc.kill()
-            child.proc.wait()
+            child.proc.join()
         self.children.clear()
 
     def describe(self, wall_s: float) -> str:

@@ -181,6 +181,14 @@ def _suite_of(item: pytest.Item) -> str | None:
     return marker.args[0] if marker else None
 
 
+def _isolated(item: pytest.Item) -> bool:
+    """Whether a case runs in a child when isolating (a suite case the parent does not run itself)."""
+    from bench.harness.isolate import PARENT_SUITES
+
+    suite = _suite_of(item)
+    return suite is not None and suite not in PARENT_SUITES
+
+
 class Controller:
     """Hooks of the process that runs no case itself but hands each xdist worker its slot."""
 
@@ -246,7 +254,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
         cannot_split = split_unavailable(bench.run_gpus)
         for item in items:  # the time limit is the child's to enforce; no second timer in the parent
-            if _suite_of(item):
+            if _isolated(item):
                 item.add_marker(pytest.mark.timeout(0))
             params = getattr(item, "callspec", None)
             if cannot_split and params is not None and params.params.get("placement") == "split":
@@ -279,12 +287,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         wait_for_go(go)
     elif suite_items and bench.isolation != "off":
         from bench.harness.isolate import Isolator, plan_groups, standby_possible
+        from bench.telemetry.processes import warm_up
 
-        measured = [item for item in suite_items if not item.get_closest_marker("skip")]
+        measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
-        bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
+        context = bench.processes()
+        warm_up(context)  # the fork server imports the engine's libraries while the first child is planned
+        bench.isolator = Isolator(bench.run_dir, bench.options, groups, context, session.config.getoption("timeout", None),
                                   standby_possible(bench.device), in_order=bench.options.worker_id is None)
 
 
@@ -326,7 +337,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """An isolated case ran in a child process (with its load group); its outcome is reported here."""
     bench = item.config.stash.get(SESSION_KEY, None)
     isolator = getattr(bench, "isolator", None)
-    if isolator is None or _suite_of(item) is None or item.get_closest_marker("skip"):
+    if isolator is None or not _isolated(item) or item.get_closest_marker("skip"):
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     following = strip_group(nextitem.nodeid, _group_of(nextitem)) if nextitem is not None else None
@@ -366,7 +377,7 @@ def prepared(bench: BenchSession, backend, request: pytest.FixtureRequest) -> st
     started = time.perf_counter()
     _say(request.config, f"preparing {bench.source.spec} (built on first use and cached; a build takes a minute or more)")
     try:
-        target = backend.prepare(bench.source)
+        target = bench.prepare_safely(backend.prepare)
     except BenchError as exc:  # e.g. a broken HF cache: say why, once per case, no traceback
         pytest.fail(f"cannot load {bench.source.spec}: {exc}", pytrace=False)
     bench.note_timing("prepare_model_s", time.perf_counter() - started)

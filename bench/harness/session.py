@@ -20,14 +20,15 @@ from bench.harness import run_modes, workers
 from bench.telemetry import environment
 from bench.telemetry.kernels import RoundProfile, profile_round
 from bench.telemetry.rounds import Precision
-from bench.backends import TrainSettings, resolve_backend_name
+from bench.backends import PRELOADABLE, TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
 from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
+from bench.telemetry.processes import preloading_context, start_python
 from bench.errors import BenchError
 from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
 from bench.records.metrics import METRICS
-from bench.models import resolve_model
+from bench.models import ModelSource, resolve_model
 from bench.analysis.prices import price_per_hour
 from bench.harness.isolate import resolve_mode as resolve_isolation
 from bench.harness.resume import check_resume
@@ -292,6 +293,26 @@ class BenchSession:
         if self.gpu is not None:
             self.left_on_device_gb = process_memory_gb(self.gpu.index, os.getpid())
             self.mode.note(self)
+
+    def processes(self):
+        """Where the processes this session starts come from (isolated cases, servers, the sides of
+        the concurrency suite): a fork server that has imported the engine's libraries."""
+        return preloading_context(PRELOADABLE.get(self.backend_name, ()))
+
+    def prepare_safely(self, prepare: Callable[[ModelSource], str]) -> str:
+        """`prepare(source)`: a backend's `prepare` or `servable`. The parent of isolated children
+        must not start CUDA (its context would sit in the device-wide figure of every later case),
+        and building a replica uses the GPU: there a child runs it first, and this process then
+        only finds the result on disk."""
+        if self.isolation != "off" and self.device.startswith("cuda"):
+            log = self.start() / "prepare.log"
+            process = start_python(self.processes(), prepare, (self.source,), log)
+            process.join()
+            if process.exitcode:
+                lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or [""]
+                raise BenchError(f"preparing {self.source.spec} failed in a child process (exit code "
+                                 f"{process.exitcode}): {lines[-1][:300]} (log: {log})")
+        return prepare(self.source)
 
     def note_timing(self, name: str, seconds: float) -> None:
         """Run-level costs paid once per process (library import, model build), for the report."""

@@ -3,11 +3,11 @@ in the run directory, stopped (with everything it spawned) when the suite is don
 
 from __future__ import annotations
 
+import multiprocessing.context
+import multiprocessing.process
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,12 +15,11 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.serving.endpoint import Endpoint
-from bench.telemetry.processes import die_with_parent
+from bench.telemetry.processes import start_python
 
 STARTUP_TIMEOUT_S = 600.0  # a 20B model in bf16 reads 40 GB before /health answers
 CPU_BLOCK_TOKENS = 256  # KV cache block size given to a CPU server along with its block count
-# The transformers CLI as a module, so the server runs in the interpreter that runs the suites.
-CLI = "from transformers.cli.transformers import main; main()"
+STOP_TIMEOUT_S = 15.0
 
 
 def free_port() -> int:
@@ -33,21 +32,24 @@ class SelfServed:
     """A context manager: the server is up (its /health answers) inside, gone outside."""
 
     def __init__(self, name: str, model_dir: str, device: str, continuous_batching: bool, log_path: Path,
-                 startup_timeout_s: float = STARTUP_TIMEOUT_S, kv_tokens: int | None = None) -> None:
+                 context: multiprocessing.context.BaseContext, startup_timeout_s: float = STARTUP_TIMEOUT_S,
+                 kv_tokens: int | None = None) -> None:
         self.name, self.model_dir, self.device = name, model_dir, device
+        self.context = context  # where the server process comes from (the session's fork server)
         self.continuous_batching = continuous_batching
         self.kv_tokens = kv_tokens  # the most tokens the workload keeps in flight (CPU cache sizing)
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
         self.port = 0
-        self.process: subprocess.Popen | None = None
+        self.process: multiprocessing.process.BaseProcess | None = None
         self.startup_s: float | None = None
 
     @property
     def command(self) -> list[str]:
+        """The `transformers` command line the server process runs."""
         dtype = "bfloat16" if self.device.startswith("cuda") else "float32"  # what the in-process suites use
         device = "cuda" if self.device.startswith("cuda") else "cpu"  # this process's pinned GPU
-        return [sys.executable, "-c", CLI, "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
+        return ["transformers", "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
                 "--device", device, "--dtype", dtype, "--log-level", "info",
                 "--continuous-batching" if self.continuous_batching else "--no-continuous-batching",
                 *self._cpu_cache_size()]
@@ -69,11 +71,8 @@ class SelfServed:
         self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        with open(self.log_path, "ab") as log:
-            # its own session: stopping it stops whatever it spawned
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # its own session: stopping it stops whatever it spawned
+        self.process = start_python(self.context, _serve, (self.command,), self.log_path, new_session=True)
         try:
             self._wait_healthy()
         except BaseException:
@@ -88,8 +87,8 @@ class SelfServed:
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"the {self.name} server exited with code {self.process.returncode} while starting: "
+            if self.process.exitcode is not None:
+                raise BenchError(f"the {self.name} server exited with code {self.process.exitcode} while starting: "
                                  f"{self.last_log_line()} (log: {self.log_path})")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
@@ -104,7 +103,7 @@ class SelfServed:
     @property
     def exit_code(self) -> int | None:
         """None while it runs; its exit code once it has died."""
-        return None if self.process is None else self.process.poll()
+        return None if self.process is None else self.process.exitcode
 
     def last_log_line(self) -> str:
         try:
@@ -114,13 +113,27 @@ class SelfServed:
         return lines[-1][:300] if lines else ""
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or self.process.exitcode is not None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-        except ProcessLookupError:
-            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.process.join(STOP_TIMEOUT_S)
+            if self.process.exitcode is not None:
+                return
+
+
+def _serve(argv: list[str]) -> None:
+    """The server process: the transformers CLI, in the fork server's interpreter."""
+    import sys
+
+    from transformers.cli.transformers import main
+    from transformers.utils import logging
+
+    # no progress bar in a log; tqdm's lock would be a multiprocessing semaphore that a stopped
+    # server never releases (the harness's resource tracker warns about it at exit)
+    logging.disable_progress_bar()
+    sys.argv = argv
+    main()
