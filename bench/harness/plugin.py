@@ -147,6 +147,10 @@ def pytest_configure(config: pytest.Config) -> None:
         import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
 
         session.note_timing("import_unsloth_s", time.perf_counter() - started)
+    if session.isolation != "off" and not config.option.collectonly:
+        from bench.telemetry.processes import warm_up
+
+        warm_up(session.processes())  # its imports (21 s on an H100 host) overlap this process's collection
     session.say = lambda line: _say(config, line)
     config.stash[SESSION_KEY] = session
     if config.getoption("--bench-reports"):
@@ -287,15 +291,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         wait_for_go(go)
     elif suite_items and bench.isolation != "off":
         from bench.harness.isolate import Isolator, plan_groups, standby_possible
-        from bench.telemetry.processes import warm_up
 
         measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
-        context = bench.processes()
-        warm_up(context)  # the fork server imports the engine's libraries while the first child is planned
-        bench.isolator = Isolator(bench.run_dir, bench.options, groups, context, session.config.getoption("timeout", None),
+        bench.isolator = Isolator(bench.run_dir, bench.options, groups, bench.processes(),
+                                  session.config.getoption("timeout", None),
                                   standby_possible(bench.device), in_order=bench.options.worker_id is None)
 
 

@@ -308,10 +308,12 @@ class BenchSession:
             log = self.start() / "prepare.log"
             process = start_python(self.processes(), prepare, (self.source,), log)
             process.join()
+            lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
             if process.exitcode:
-                lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or [""]
                 raise BenchError(f"preparing {self.source.spec} failed in a child process (exit code "
-                                 f"{process.exitcode}): {lines[-1][:300]} (log: {log})")
+                                 f"{process.exitcode}): {(lines or [''])[-1][:300]} (log: {log})")
+            if not lines:
+                log.unlink()  # found on disk: nothing to keep
         return prepare(self.source)
 
     def note_timing(self, name: str, seconds: float) -> None:

@@ -1,0 +1,61 @@
+"""Children from the preloading fork server: what they inherit, how they end, and the preload's
+answers to torchao's import-time GPU questions (CPU machine: NVML's answers are faked)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench.telemetry import preload
+from bench.telemetry.processes import preloading_context, start_python
+
+
+def test_a_child_sees_the_environment_and_directory_of_when_it_was_started(tmp_path, monkeypatch):
+    context = preloading_context()
+    first = start_python(context, exec, ("print('first')",), tmp_path / "first.log")
+    first.join(60)  # the server is running now; what changes after it started must still reach a child
+    monkeypatch.setenv("BENCH_TEST_VALUE", "set-after-the-server-started")
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "child.log"
+    child = start_python(context, exec, ("import os; print(os.environ['BENCH_TEST_VALUE'], os.getcwd())",), log)
+    child.join(60)
+    assert child.exitcode == 0
+    assert log.read_text().split() == ["set-after-the-server-started", str(tmp_path)]
+
+
+def test_a_childs_exit_code_and_error_reach_the_parent_and_its_log(tmp_path):
+    log = tmp_path / "child.log"
+    child = start_python(preloading_context(), exec, ("raise SystemExit(3)",), log)
+    child.join(60)
+    assert child.exitcode == 3
+    failing = start_python(preloading_context(), exec, ("raise ValueError('what went wrong')",), log)
+    failing.join(60)
+    assert failing.exitcode == 1 and "ValueError: what went wrong" in log.read_text()
+
+
+def test_while_preloading_the_gpu_questions_are_answered_from_nvml_then_torch_answers_again(monkeypatch):
+    import torch.cuda
+    import torch.utils._triton as triton_utils
+
+    own = torch.cuda.get_device_capability, triton_utils.has_triton
+    monkeypatch.setattr(preload, "_pinned_capability", lambda: (9, 0))
+    with preload.answered_from_nvml():
+        assert torch.cuda.get_device_capability() == (9, 0)  # torch would start CUDA to say so
+        assert triton_utils.has_triton() == triton_utils.has_triton_package()
+    assert (torch.cuda.get_device_capability, triton_utils.has_triton) == own
+
+
+def test_without_a_gpu_nothing_is_replaced(monkeypatch):
+    import torch.cuda
+
+    own = torch.cuda.get_device_capability
+    monkeypatch.setattr(preload, "_pinned_capability", lambda: None)
+    with preload.answered_from_nvml():
+        assert torch.cuda.get_device_capability is own
+
+
+@pytest.mark.parametrize("visible", ["", "not-a-gpu"])
+def test_no_capability_where_nvml_cannot_name_the_pinned_gpu(monkeypatch, visible):
+    monkeypatch.setitem(os.environ, "CUDA_VISIBLE_DEVICES", visible)
+    assert preload._pinned_capability() is None  # this machine has no GPU, or the value names none
