@@ -18,7 +18,7 @@ RNG = np.random.default_rng(9)
 
 
 def test_rounds_alternate_which_side_goes_first():
-    assert order(3) == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
+    assert [order(i) for i in range(3)] == [("A", "B"), ("B", "A"), ("A", "B")]
 
 
 def test_a_checkout_knows_where_its_plugin_lives(tmp_path):
@@ -63,7 +63,7 @@ def test_errorrate_judges_chains_it_already_ran_again_without_running_them(tmp_p
             write_run(tmp_path / chain / "runs", f"B-{i}", _run(factor, d))
     (tmp_path / "errorrate.json").write_text(json.dumps({"experiments": 2, "rounds": 2, "conditions": {
         "unchanged": {"slowdown": 0.0}, "slowed 25%": {"slowdown": 0.25}}}))
-    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "4"]) == 0
+    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "4", "--max-rounds", "4"]) == 0
     table = capsys.readouterr().out
     assert "| unchanged | 0 of 4 | 0 of 1 |" in table and "| slowed 25% | 4 of 4 | 1 of 1 |" in table
     assert main(["errorrate", "--judge-only", "--out", str(tmp_path / "aa")]) == 2
@@ -79,8 +79,8 @@ def test_a_chain_a_time_limit_cut_short_is_judged_on_its_complete_rounds(tmp_pat
         write_run(tmp_path / "slow25" / "runs", f"A-{i}", _run(1.0, d))
         write_run(tmp_path / "slow25" / "runs", f"B-{i}", _run(1.25, d))
     write_run(tmp_path / "slow25" / "runs", "A-4", _run(1.0, 1.0))  # its B was never run
-    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "3"]) == 0
-    assert "| slowed 25% | 4 of 4 | 1 of 1 | 2 of 2 |" in capsys.readouterr().out
+    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "3", "--max-rounds", "3"]) == 0
+    assert "| slowed 25% | 4 of 4 | 1 of 1 | 2 of 2 | 3.0 |" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -98,3 +98,49 @@ def test_bench_ab_runs_two_checkouts_in_rounds_and_compares_them_paired(tmp_path
     assert runs == ["A-0", "A-1", "B-0", "B-1"]
     assert not list((tmp_path / "aa").glob("worktree-*"))  # the refs' checkouts are cleaned up
     assert proc.returncode == (1 if data["failed"] else 0)
+
+
+def test_looks_come_every_rounds_rounds_and_at_the_most():
+    from bench.analysis.compare import look_points
+    from bench.commands.ab import max_rounds_of
+    from bench.errors import BenchError
+
+    assert look_points(5, 15) == [5, 10, 15] and look_points(5, 12) == [5, 10, 12] and look_points(5, 5) == [5]
+    assert max_rounds_of(5, None) == 15 and max_rounds_of(5, 5) == 5
+    with pytest.raises(BenchError, match="--max-rounds 3: give at least --rounds"):
+        max_rounds_of(5, 3)
+
+
+def _step_runs(factor: float, rounds: int, seed: int, noise: float = 0.08):
+    """Rounds of one training case whose whole-run time moves by `noise` (sd) from round to round."""
+    rng = np.random.default_rng(seed)
+    return [[make_record("s_per_step", 1.0, samples=list(factor * d * rng.normal(1, 0.01, 10)), lora_r=8)]
+            for d in np.exp(rng.normal(0, noise, rounds))]
+
+
+def test_more_rounds_only_while_an_all_cases_pair_points_at_a_regression_it_cannot_call():
+    from bench.analysis.compare import replay_sequential, worth_more_rounds, compare_rounds
+
+    base = _step_runs(1.0, 15, seed=1)
+    same = _step_runs(1.0, 15, seed=2)
+    cmp, used = replay_sequential(base, same, Rules(), 5, 15)
+    assert not cmp.failed and used == 5 and not worth_more_rounds(compare_rounds(base[:5], same[:5], looks=3))
+    slower = _step_runs(1.12, 15, seed=2)  # the same noise, 12% slower
+    first = compare_rounds(base[:5], slower[:5], looks=3)
+    assert not first.failed and [c.metric for c in worth_more_rounds(first)] == ["s_per_step"]
+    cmp, used = replay_sequential(base, slower, Rules(), 5, 15)
+    assert cmp.failed and used > 5 and cmp.looks == 3
+    assert cmp.alpha == pytest.approx(Rules().alpha / 3)  # each look at a third: all three together at alpha
+
+
+def test_bench_ab_stops_at_the_first_look_that_decides(tmp_path, monkeypatch):
+    import bench.commands.ab as ab
+
+    ran = []
+    monkeypatch.setattr(ab, "run_side", lambda side, args, runs, run_id, env: ran.append(run_id) or tmp_path)
+    monkeypatch.setattr(ab, "read_results", lambda run_dir: [])
+    a, b = ab.run_ab((".", "."), [], tmp_path, 2, looks=[2, 4, 6], enough=lambda a, b: len(a) >= 4, echo=lambda _: None)
+    assert len(a) == len(b) == 4 and ran == ["A-0", "B-0", "B-1", "A-1", "A-2", "B-2", "B-3", "A-3"]
+    ran.clear()
+    ab.run_ab((".", "."), [], tmp_path, 2, looks=[2, 4, 6], enough=lambda a, b: False, echo=lambda _: None)
+    assert len(ran) == 12

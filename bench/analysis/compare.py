@@ -79,9 +79,10 @@ class Comparison:
     changes: list[MetricChange] = field(default_factory=list)
     only_base: list[tuple] = field(default_factory=list)  # case keys measured in BASE only
     only_new: list[tuple] = field(default_factory=list)
-    alpha: float = ALPHA
+    alpha: float = ALPHA  # the false-alarm rate of this comparison (of one look, in a sequential one)
     method: str = "two runs"
     paired: bool = False  # paired rounds: all-cases pairs judged significant and beyond the threshold
+    looks: int = 1  # a sequential `bench ab`: the looks planned, each at alpha, `looks * alpha` in all
 
     @property
     def gating(self) -> list[MetricChange]:
@@ -286,11 +287,12 @@ def compare(base: list[Measurement], new: list[Measurement], rules: Rules | None
 
 
 def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measurement]],
-                   rules: Rules | None = None) -> Comparison:
+                   rules: Rules | None = None, looks: int = 1) -> Comparison:
     """Runs of two versions measured in alternating rounds (`bench ab`): round i of each side is
     paired; a metric's paired variance is pooled over its cases. Cases measured in every run of
-    both sides are compared; the rest are listed as missing."""
-    rules = rules or Rules()
+    both sides are compared; the rest are listed as missing. `looks`: this is one of that many
+    looks of a sequential comparison, judged at the rules' alpha divided among them."""
+    rules = dataclasses.replace(rules or Rules(), alpha=(rules or Rules()).alpha / looks)
     if len(base_runs) != len(new_runs) or not base_runs:
         raise ValueError("rounds need the same number of runs on each side, at least one")
     by_run_b = [comparable(run) for run in base_runs]
@@ -318,7 +320,49 @@ def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measu
     return Comparison(judge(across_cases(pairs, rules, differences), rules, paired=True),
                       only_base=sorted(keys_b - keys_n, key=str),
                       only_new=sorted(keys_n - keys_b, key=str), alpha=rules.alpha,
-                      method=f"{len(base_runs)} alternating rounds a side, paired", paired=True)
+                      method=f"{len(base_runs)} alternating rounds a side, paired", paired=True, looks=looks)
+
+
+# ---- a sequential `bench ab`: more rounds only where the rounds so far point at a regression ----------
+def look_points(rounds: int, max_rounds: int) -> list[int]:
+    """The round counts at which a sequential comparison is judged: every `rounds`, and `max_rounds`."""
+    return sorted({*range(rounds, max_rounds, rounds), max(rounds, max_rounds)})
+
+
+def worth_more_rounds(cmp: Comparison) -> list[MetricChange]:
+    """The all-cases pairs that point at a regression the rounds so far cannot call: inconclusive,
+    estimated worse than their threshold. A per-case pair is not enough: among tens of them one
+    usually strays that far in a few noisy rounds (on the 2-core CPU, an unchanged comparison of 5
+    rounds nearly always had one), while a metric's cases together move less than each."""
+    out = []
+    for c in cmp.gating:
+        if ALL_CASES not in c.params or c.verdict != stats.INCONCLUSIVE or c.threshold is None:
+            continue
+        worse_by = (1 / c.estimate.ratio - 1) if c.better == "higher" else (c.estimate.ratio - 1)
+        if worse_by > c.threshold:
+            out.append(c)
+    return out
+
+
+def look(base_runs: list[list[Measurement]], new_runs: list[list[Measurement]], rules: Rules,
+         planned: int) -> tuple[Comparison, bool]:
+    """One look of a sequential comparison of paired rounds: its verdicts, each at alpha/planned (so
+    that all the looks together raise a false regression at most alpha of the time, whenever they
+    stop), and whether to stop here: on a regression, or when nothing points at one."""
+    cmp = compare_rounds(base_runs, new_runs, rules, looks=planned)
+    return cmp, cmp.failed or not worth_more_rounds(cmp)
+
+
+def replay_sequential(base_runs: list[list[Measurement]], new_runs: list[list[Measurement]], rules: Rules,
+                      rounds: int, max_rounds: int) -> tuple[Comparison, int]:
+    """What a sequential `bench ab` would have concluded had these been its rounds (`bench
+    errorrate`), and after how many rounds."""
+    points = look_points(rounds, max_rounds)
+    for n in points:
+        cmp, stop = look(base_runs[:n], new_runs[:n], rules, len(points))
+        if stop:
+            break
+    return cmp, n
 
 
 def describe(change: MetricChange, params: Callable[[dict], str] | None = None) -> str:

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ from bench.records.results import RESULTS_FILE, Measurement, read_results
 # failed every window of five rounds and about three in four of three; no unchanged window of either
 # size raised an alarm. Ten runs a comparison instead of six.
 DEFAULT_ROUNDS = 5
+# Up to three times as many, in blocks of --rounds, while the rounds so far point at a regression they
+# cannot call (`compare.worth_more_rounds`): on the 2-core CPU a true 10% slowdown needs 10-15 rounds,
+# unchanged code mostly stops at the first look (reports/examples/cpu-gate-sequential-ab).
+MAX_ROUNDS_FACTOR = 3
 # With autoload off (the installed entry point names this checkout's plugin, not a ref's), the
 # plugins a suites run needs are named explicitly.
 PLUGINS = ("pytest_benchmark.plugin", "xdist.plugin", "pytest_timeout")
@@ -103,33 +108,51 @@ def run_side(side: Side, pytest_args: list[str], runs_dir: Path, run_id: str, en
     return run_dir
 
 
-def order(rounds: int) -> list[tuple[int, str]]:
-    """A B, B A, A B, ...: each round's pair, alternating which side goes first."""
-    out = []
-    for i in range(rounds):
-        out += [(i, "A"), (i, "B")] if i % 2 == 0 else [(i, "B"), (i, "A")]
-    return out
+def max_rounds_of(rounds: int, max_rounds: int | None) -> int:
+    """--max-rounds, or its default: MAX_ROUNDS_FACTOR times --rounds (equal to it: a fixed number of rounds)."""
+    if max_rounds is None:
+        return rounds * MAX_ROUNDS_FACTOR
+    if max_rounds < rounds:
+        raise BenchError(f"--max-rounds {max_rounds}: give at least --rounds ({rounds}); equal to it, "
+                         "exactly that many rounds are run")
+    return max_rounds
+
+
+def order(i: int) -> tuple[str, str]:
+    """Round i's pair: A B, B A, A B, ..., alternating which side goes first."""
+    return ("A", "B") if i % 2 == 0 else ("B", "A")
+
+
+Records = list[list[Measurement]]
 
 
 def run_ab(refs: tuple[str, str], pytest_args: list[str], out: Path, rounds: int = DEFAULT_ROUNDS,
-           env_for: dict[str, dict] | None = None, echo=print) -> tuple[list[list[Measurement]], list[list[Measurement]]]:
-    """Run both sides in alternating rounds; their records, round by round. `env_for` adds
-    environment variables per side (the error-rate measurement slows one side down with it)."""
+           env_for: dict[str, dict] | None = None, echo=print, looks: list[int] | None = None,
+           enough: Callable[[Records, Records], bool] | None = None) -> tuple[Records, Records]:
+    """Run both sides in alternating rounds; their records, round by round. `looks`: the round
+    counts after which `enough(a, b)` is asked whether to stop (the last one ends the rounds;
+    default: `rounds` rounds). `env_for` adds environment variables per side (the error-rate
+    measurement slows one side down with it)."""
     if rounds < 2:
         raise BenchError(f"--rounds {rounds}: give 2 or more (one round has no spread to judge by)")
     taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED]
     if taken:
         raise BenchError(f"{taken[0]}: bench ab sets it for each run; leave it out of the pytest arguments")
+    looks = looks or [rounds]
     out.mkdir(parents=True, exist_ok=True)
     sides = {s.label: s for s in checkout(refs, Path.cwd(), out)}
-    records: dict[str, list[list[Measurement]]] = {"A": [], "B": []}
-    for i, label in order(rounds):
-        side = sides[label]
-        started = time.monotonic()
-        run_dir = run_side(side, pytest_args, out / "runs", f"{label}-{i}",
-                           {**os.environ, **(env_for or {}).get(label, {})})
-        records[label].append(read_results(run_dir))
-        echo(f"round {i + 1}/{rounds} {label} ({side.ref}): {time.monotonic() - started:.0f} s, {run_dir}")
+    records: dict[str, Records] = {"A": [], "B": []}
+    for i in range(looks[-1]):
+        for label in order(i):
+            side = sides[label]
+            started = time.monotonic()
+            run_dir = run_side(side, pytest_args, out / "runs", f"{label}-{i}",
+                               {**os.environ, **(env_for or {}).get(label, {})})
+            records[label].append(read_results(run_dir))
+            echo(f"round {i + 1}/{looks[-1]} {label} ({side.ref}): {time.monotonic() - started:.0f} s, {run_dir}")
+        if i + 1 in looks[:-1] and enough is not None and enough(records["A"], records["B"]):
+            echo(f"stopped after {i + 1} rounds: the comparison is decided")
+            break
     return records["A"], records["B"]
 
 

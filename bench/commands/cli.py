@@ -138,24 +138,27 @@ def cmd_ab(args: argparse.Namespace) -> int:
     import time
 
     from bench.analysis.baselines import load_baseline
-    from bench.analysis.compare import Rules, compare_rounds
-    from bench.commands.ab import remove_worktrees, run_ab
+    from bench.analysis.compare import Rules, look, look_points
+    from bench.commands.ab import max_rounds_of, remove_worktrees, run_ab
     from bench.report.comparison import to_json, to_markdown
 
     pytest_args = args.pytest_args or ["suites/"]
     out = Path(args.report_dir) / (args.run_id or time.strftime("%Y%m%d-%H%M%S-ab"))
     if out.exists() and any(out.iterdir()):
         raise BenchError(f"{out} exists and is not empty; choose another --run-id")
+    # A baseline's [thresholds] absorb the drift between two separate runs; paired rounds measure that
+    # drift instead, so they apply here only when a baseline is named.
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    rules = Rules.of(parse_threshold(args.threshold), baseline)
+    points = look_points(args.rounds, max_rounds_of(args.rounds, args.max_rounds))
     try:
-        a, b = run_ab((args.ref_a, args.ref_b), pytest_args, out, args.rounds,
+        a, b = run_ab((args.ref_a, args.ref_b), pytest_args, out, args.rounds, looks=points,
+                      enough=lambda a, b: look(a, b, rules, len(points))[1],
                       echo=lambda line: print(line, file=sys.stderr))
     finally:
         if not args.keep_worktrees:
             remove_worktrees(out)
-    # A baseline's [thresholds] absorb the drift between two separate runs; paired rounds measure that
-    # drift instead, so they apply here only when a baseline is named.
-    baseline = load_baseline(args.baseline) if args.baseline else None
-    result = compare_rounds(a, b, Rules.of(parse_threshold(args.threshold), baseline))
+    result = look(a, b, rules, len(points))[0]
     (out / "ab.md").write_text(to_markdown(result, args.ref_a, args.ref_b), encoding="utf-8")
     (out / "ab.json").write_text(to_json(result, args.ref_a, args.ref_b), encoding="utf-8")
     _emit(result, args.ref_a, args.ref_b, args.format, args.all)
@@ -224,13 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list unchanged metrics and diagnostics too (table format)")
     p.set_defaults(func=cmd_compare)
 
-    from bench.commands.ab import DEFAULT_ROUNDS
+    from bench.commands.ab import DEFAULT_ROUNDS, MAX_ROUNDS_FACTOR
 
     p = sub.add_parser("ab", help="run two git refs' suites in alternating rounds here and compare them paired; "
                                   "exit 1 on a regression (the recommended CI gate)")
     p.add_argument("ref_a", help="the reference version: a branch, tag or commit (. is the working tree)")
     p.add_argument("ref_b", help="the version to judge")
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds of A and B (default {DEFAULT_ROUNDS})")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"rounds of A and B before the first look, and between looks (default {DEFAULT_ROUNDS})")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="rounds at most: more are run, --rounds at a time, while the rounds so far point at a "
+                        f"regression they cannot call (default {MAX_ROUNDS_FACTOR} x --rounds; equal to --rounds: "
+                        "exactly that many)")
     p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change that counts (default %(default)s)")
     p.add_argument("--baseline", help="a baseline whose [thresholds] and [gates] apply (default: none; --threshold for all)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")

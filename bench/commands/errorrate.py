@@ -7,8 +7,9 @@ Every condition is one chain of `bench ab` rounds of the working tree against it
 (every timed training step and generated token stretched by that fraction). From each chain:
 - `bench compare`: each round's A and B are two runs made one after the other; a pair that exits 1
   is a false alarm in the A/A chain and a detection in a slowed one;
-- `bench ab`: consecutive windows of --rounds rounds are paired comparisons; each window is one
-  experiment (disjoint windows; the overlapping ones are reported beside them).
+- `bench ab`: consecutive windows of --max-rounds rounds are paired comparisons, each judged as
+  `bench ab --rounds R --max-rounds M` judges (a look every R rounds, stopping once decided); each
+  window is one experiment (disjoint windows; the overlapping ones are reported beside them).
 An alarm is what CI sees: the comparison fails (a gating regression), whatever metric it names.
 `--noise cpu` runs busy neighbours during every run (processes spinning on the cores), `--noise
 gpu` a neighbour doing bf16 matrix products on the GPU, so the rates hold for a machine that is
@@ -25,9 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.analysis.compare import Rules, baseline_of_run, compare, compare_rounds
+from bench.analysis.compare import Rules, baseline_of_run, compare, replay_sequential
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
-from bench.commands.ab import DEFAULT_ROUNDS, run_ab
+from bench.commands.ab import DEFAULT_ROUNDS, max_rounds_of, run_ab
 from bench.errors import BenchError
 from bench.records.results import RunManifest, read_results
 from bench.telemetry.failpoints import SLOWDOWN_ENV
@@ -39,7 +40,10 @@ CPU_NEIGHBOUR = "while True:\n    pass\n"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiments", type=int, default=10, help="bench ab experiments per condition (default 10)")
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds per bench ab experiment (default {DEFAULT_ROUNDS})")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"bench ab's --rounds: rounds between its looks (default {DEFAULT_ROUNDS})")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="bench ab's --max-rounds: an experiment's window of rounds (default: bench ab's, 3 x --rounds)")
     p.add_argument("--slowdowns", default="0,0.1,0.25",
                    help="slowdown levels of side B, fractions; 0 is the unchanged (A/A) chain (default 0,0.1,0.25)")
     p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="the gate's threshold (default %(default)s, per-metric ones from the baseline)")
@@ -67,35 +71,42 @@ def neighbour(kind: str):
             proc.wait()
 
 
-def judge_chain(a_runs: list, b_runs: list, rounds: int, compare_rules: Rules, ab_rules: Rules) -> dict:
-    """One chain's verdicts: per round as `bench compare`, per window of `rounds` as `bench ab`,
-    each with the rules it applies by default."""
+def judge_chain(a_runs: list, b_runs: list, rounds: int, compare_rules: Rules, ab_rules: Rules,
+                max_rounds: int | None = None) -> dict:
+    """One chain's verdicts: per round as `bench compare`, per window as `bench ab` with `--rounds
+    rounds --max-rounds max_rounds` (a window of `max_rounds` rounds, of which the sequential
+    comparison uses what it needs), each with the rules it applies by default."""
+    max_rounds = max_rounds or rounds
     pairs = [compare(a, b, compare_rules) for a, b in zip(a_runs, b_runs)]
     n = len(a_runs)
-    windows = {start: compare_rounds(a_runs[start:start + rounds], b_runs[start:start + rounds], ab_rules)
-               for start in range(0, n - rounds + 1)}
-    disjoint = [windows[s] for s in range(0, n - rounds + 1, rounds)]
+    windows = {start: replay_sequential(a_runs[start:start + max_rounds], b_runs[start:start + max_rounds],
+                                        ab_rules, rounds, max_rounds)
+               for start in range(0, n - max_rounds + 1)}
+    disjoint = [windows[s][0] for s in range(0, n - max_rounds + 1, max_rounds)]
+    used = [u for _, u in windows.values()]
 
     def alarms(results) -> list[list[str]]:
         return [[f"{c.suite} {c.metric} {c.params}: {c.change_pct:+.1f}%" for c in r.regressions] for r in results]
 
     return {"compare": {"pairs": len(pairs), "alarms": sum(r.failed for r in pairs), "named": alarms(pairs)},
             "ab": {"experiments": len(disjoint), "alarms": sum(r.failed for r in disjoint), "named": alarms(disjoint),
-                   "overlapping_experiments": len(windows), "overlapping_alarms": sum(r.failed for r in windows.values())}}
+                   "overlapping_experiments": len(windows),
+                   "overlapping_alarms": sum(r.failed for r, _ in windows.values()),
+                   "mean_rounds": round(sum(used) / len(used), 1) if used else None}}
 
 
-def measure(out: Path, experiments: int, rounds: int, slowdowns: list[float], threshold: float, noise: str,
-            pytest_args: list[str], echo=print) -> dict:
-    result = {"experiments": experiments, "rounds": rounds, "threshold": threshold, "noise": noise,
-              "pytest_args": pytest_args, "conditions": {}}
+def measure(out: Path, experiments: int, rounds: int, max_rounds: int, slowdowns: list[float], threshold: float,
+            noise: str, pytest_args: list[str], echo=print) -> dict:
+    result = {"experiments": experiments, "rounds": rounds, "max_rounds": max_rounds, "threshold": threshold,
+              "noise": noise, "pytest_args": pytest_args, "conditions": {}}
     for level in slowdowns:
         name = condition_name(level)
         chain = chain_dir(out, level)
-        echo(f"{name}: {experiments * rounds} rounds in {chain}")
+        echo(f"{name}: {experiments * max_rounds} rounds in {chain}")
         with neighbour(noise):
-            a_runs, b_runs = run_ab((".", "."), pytest_args, chain, experiments * rounds,
+            a_runs, b_runs = run_ab((".", "."), pytest_args, chain, experiments * max_rounds,
                                     env_for={"B": {SLOWDOWN_ENV: str(level)}} if level else None, echo=echo)
-        result["conditions"][name] = judge_condition(chain, level, a_runs, b_runs, rounds, threshold)
+        result["conditions"][name] = judge_condition(chain, level, a_runs, b_runs, rounds, max_rounds, threshold)
         (out / "errorrate.json").write_text(json.dumps(result, indent=2))  # a chain at a time: nothing lost
     return result
 
@@ -108,26 +119,28 @@ def chain_dir(out: Path, level: float) -> Path:
     return out / ("aa" if level == 0 else f"slow{round(level * 100)}")
 
 
-def judge_condition(chain: Path, level: float, a_runs: list, b_runs: list, rounds: int, threshold: float) -> dict:
+def judge_condition(chain: Path, level: float, a_runs: list, b_runs: list, rounds: int, max_rounds: int,
+                    threshold: float) -> dict:
     """One condition's entry: its chain judged, each round with the baseline's thresholds as
     `bench compare` applies them, each window as `bench ab` does."""
     compare_rules = Rules.of(threshold, baseline_of_run(chain / "runs" / "A-0"))
-    return {"slowdown": level, **judge_chain(a_runs, b_runs, rounds, compare_rules, Rules(threshold))}
+    return {"slowdown": level, **judge_chain(a_runs, b_runs, rounds, compare_rules, Rules(threshold), max_rounds)}
 
 
-def rejudge(out: Path, rounds: int, threshold: float) -> dict:
+def rejudge(out: Path, rounds: int, max_rounds: int, threshold: float) -> dict:
     """The chains an earlier `measure` left in `out`, judged again with this engine and window size.
     A chain cut short (a time limit killed it before errorrate.json was written) is found by its
     directory name and judged on its complete rounds."""
     saved = json.loads((out / "errorrate.json").read_text()) if (out / "errorrate.json").is_file() else {
         "conditions": {condition_name(level): {"slowdown": level} for level in found_levels(out)}}
-    result = {**saved, "rounds": rounds, "threshold": threshold, "conditions": {}}
+    result = {**saved, "rounds": rounds, "max_rounds": max_rounds, "threshold": threshold, "conditions": {}}
     for name, condition in saved["conditions"].items():
         chain = chain_dir(out, condition["slowdown"])
         count = complete_rounds(chain / "runs")
         a_runs = [read_results(chain / "runs" / f"A-{i}") for i in range(count)]
         b_runs = [read_results(chain / "runs" / f"B-{i}") for i in range(count)]
-        result["conditions"][name] = judge_condition(chain, condition["slowdown"], a_runs, b_runs, rounds, threshold)
+        result["conditions"][name] = judge_condition(chain, condition["slowdown"], a_runs, b_runs, rounds, max_rounds,
+                                                     threshold)
     return result
 
 
@@ -151,24 +164,26 @@ def complete_rounds(runs: Path) -> int:
 
 
 def table(result: dict) -> str:
-    lines = ["| condition | bench compare: runs that fail | bench ab: experiments that fail | (overlapping windows) |",
-             "|---|---|---|---|"]
+    lines = ["| condition | bench compare: runs that fail | bench ab: experiments that fail | (overlapping windows) "
+             "| rounds an experiment used (mean) |", "|---|---|---|---|---|"]
     for name, c in result["conditions"].items():
         lines.append(f"| {name} | {c['compare']['alarms']} of {c['compare']['pairs']} | "
                      f"{c['ab']['alarms']} of {c['ab']['experiments']} | "
-                     f"{c['ab']['overlapping_alarms']} of {c['ab']['overlapping_experiments']} |")
+                     f"{c['ab']['overlapping_alarms']} of {c['ab']['overlapping_experiments']} | "
+                     f"{c['ab'].get('mean_rounds') or '-'} |")
     return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> int:
     pytest_args = args.pytest_args or ["suites/"]
     out = Path(args.out)
+    max_rounds = max_rounds_of(args.rounds, args.max_rounds)
     if args.judge_only:
-        print(table(rejudge(out, args.rounds, parse_threshold(args.threshold))))
+        print(table(rejudge(out, args.rounds, max_rounds, parse_threshold(args.threshold))))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     slowdowns = [float(s) for s in args.slowdowns.split(",") if s.strip()]
-    result = measure(out, args.experiments, args.rounds, slowdowns, parse_threshold(args.threshold), args.noise,
+    result = measure(out, args.experiments, args.rounds, max_rounds, slowdowns, parse_threshold(args.threshold), args.noise,
                      pytest_args, echo=lambda line: print(line, file=sys.stderr))
     (out / "errorrate.md").write_text(table(result) + "\n")
     print(table(result))

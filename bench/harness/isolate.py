@@ -19,8 +19,8 @@ A child then costs a fork, pytest's start and what the server could not preload 
 two groups' children are started while the current one runs, do their imports and wait (`standby`)
 until told to go, after the current child has exited; with Unsloth a waiting child holds a CUDA
 context, which the device-wide NVML figure of the running case includes and the per-process one
-(`nvml_process_peak_gb`) does not. What isolation
-cost (start-up the run waited for, child time outside the cases) goes into the manifest.
+(`nvml_process_peak_gb`) does not. What isolation cost (start-up the run waited for, child time
+outside the cases) goes into the manifest.
 """
 
 from __future__ import annotations

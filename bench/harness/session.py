@@ -7,6 +7,7 @@ suite cases are actually collected (`start`), so `pytest tests/` leaves nothing 
 
 from __future__ import annotations
 
+import multiprocessing.context
 import os
 import re
 import sys
@@ -294,7 +295,7 @@ class BenchSession:
             self.left_on_device_gb = process_memory_gb(self.gpu.index, os.getpid())
             self.mode.note(self)
 
-    def processes(self):
+    def processes(self) -> multiprocessing.context.BaseContext:
         """Where the processes this session starts come from (isolated cases, servers, the sides of
         the concurrency suite): a fork server that has imported the engine's libraries."""
         return preloading_context(PRELOADABLE.get(self.backend_name, ()))

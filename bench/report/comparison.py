@@ -91,8 +91,11 @@ def method_text(cmp: Comparison) -> str:
     if cmp.paired:
         rule += (" (an all-cases pair: when its interval excludes no change and its estimate lies beyond the "
                  "threshold, the rounds' pairing having removed the drift)")
+    if cmp.looks > 1:
+        levels += (f", {cmp.alpha:.2%} in all at this look, one of {cmp.looks} planned (more rounds are run only "
+                   "while an all-cases pair points at a regression it cannot call yet)")
     return (f"{cmp.method}; {rule}, "
-            f"{levels}, so a whole run raises a false regression at most {cmp.alpha:.0%} of the time; "
+            f"{levels}, so a whole run raises a false regression at most {cmp.alpha * cmp.looks:.0%} of the time; "
             "single readings are judged by their stated tolerance")
 
 
