@@ -106,7 +106,7 @@ def test_looks_come_every_rounds_rounds_and_at_the_most():
     from bench.errors import BenchError
 
     assert look_points(5, 15) == [5, 10, 15] and look_points(5, 12) == [5, 10, 12] and look_points(5, 5) == [5]
-    assert max_rounds_of(5, None) == 15 and max_rounds_of(5, 5) == 5
+    assert max_rounds_of(5, None) == 20 and max_rounds_of(5, 5) == 5
     with pytest.raises(BenchError, match="--max-rounds 3: give at least --rounds"):
         max_rounds_of(5, 3)
 

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                    help=f"bench ab's --rounds: rounds between its looks (default {DEFAULT_ROUNDS})")
     p.add_argument("--max-rounds", type=int, default=None,
-                   help="bench ab's --max-rounds: an experiment's window of rounds (default: bench ab's, 3 x --rounds)")
+                   help="bench ab's --max-rounds: an experiment's window of rounds (default: bench ab's, 4 x --rounds)")
     p.add_argument("--slowdowns", default="0,0.1,0.25",
                    help="slowdown levels of side B, fractions; 0 is the unchanged (A/A) chain (default 0,0.1,0.25)")
     p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="the gate's threshold (default %(default)s, per-metric ones from the baseline)")
