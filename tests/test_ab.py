@@ -131,6 +131,10 @@ def test_more_rounds_only_while_an_all_cases_pair_points_at_a_regression_it_cann
     cmp, used = replay_sequential(base, slower, Rules(), 5, 15)
     assert cmp.failed and used > 5 and cmp.looks == 3
     assert cmp.alpha == pytest.approx(Rules().alpha / 3)  # each look at a third: all three together at alpha
+    from bench.report.comparison import method_text
+
+    text = method_text(cmp)  # what every view prints
+    assert "one of 3 planned" in text and "at most 5% of the time" in text
 
 
 def test_bench_ab_stops_at_the_first_look_that_decides(tmp_path, monkeypatch):

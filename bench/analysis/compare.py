@@ -292,7 +292,8 @@ def compare_rounds(base_runs: list[list[Measurement]], new_runs: list[list[Measu
     paired; a metric's paired variance is pooled over its cases. Cases measured in every run of
     both sides are compared; the rest are listed as missing. `looks`: this is one of that many
     looks of a sequential comparison, judged at the rules' alpha divided among them."""
-    rules = dataclasses.replace(rules or Rules(), alpha=(rules or Rules()).alpha / looks)
+    rules = rules or Rules()
+    rules = dataclasses.replace(rules, alpha=rules.alpha / looks)
     if len(base_runs) != len(new_runs) or not base_runs:
         raise ValueError("rounds need the same number of runs on each side, at least one")
     by_run_b = [comparable(run) for run in base_runs]
