@@ -173,7 +173,7 @@ def test_children_start_ahead_in_the_planned_order_or_only_for_the_known_next_ca
 
     from bench.harness.isolate import Child, Isolator
 
-    iso = Isolator(tmp_path, None, [["a"], ["b"], ["c"], ["d"]], None, standby=True, in_order=in_order)
+    iso = Isolator(tmp_path, None, [["a"], ["b"], ["c"], ["d"]], standby=True, in_order=in_order)
     spawned: list[int] = []
 
     def spawn(i):
@@ -193,7 +193,7 @@ def test_a_childs_kept_log_has_no_secret_from_the_environment(tmp_path, monkeypa
     from bench.harness.isolate import Child, Isolator
 
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz0123")
-    iso = Isolator(tmp_path, None, [["suites/test_load.py::test_load[cold]"]], None)
+    iso = Isolator(tmp_path, None, [["suites/test_load.py::test_load[cold]"]])
     log = tmp_path / "group-0.log"
     log.write_text("loading with token hf_abcdefghijklmnopqrstuvwxyz0123\nboom\n")
     child = Child(iso.groups[0], _FakeProc(), log, tmp_path / "none.jsonl", tmp_path / "go", 0.0)

@@ -1,11 +1,11 @@
 """Training and serving at the same time: the seed's "train on GPU 0 while serving on GPU 1".
 
-Each side runs in its own process (forked from the session's fork server), pinned to its device before CUDA starts (two engines in
-one process would share its interpreter lock and allocator). The parent drives both through pipes:
-each side is measured alone, then both run together, training for a fixed number of optimizer
-steps and serving batches back to back until training ends. Only the serving rounds that lie
-wholly inside the training window count as "together", so the two throughputs describe the same
-stretch of time. Every unit (one optimizer step, one batch generated) is timed with the device
+Each side runs in its own process (forked from the session's fork server), pinned to its device
+before CUDA starts (two engines in one process would share its interpreter lock and allocator).
+The parent drives both through pipes: each side is measured alone, then both run together,
+training for a fixed number of optimizer steps and serving batches back to back until training
+ends. Only the serving rounds that lie wholly inside the training window count as "together", so
+the two throughputs describe the same stretch of time. Every unit (one optimizer step, one batch generated) is timed with the device
 synchronized and kept as a sample.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.backends import LoraSettings, TrainSettings
+from bench.telemetry.processes import preloading_context
 
 READY_TIMEOUT_S = 1800.0  # a side loads its model (an unsloth import and a 20B load take minutes)
 WARMUP_NEW_TOKENS = 8
@@ -194,8 +195,9 @@ class Interference:
 class Pair:
     """`with Pair(train, serve) as pair: pair.measure(steps)`; both processes end with the block."""
 
-    def __init__(self, train: Side, serve: Side, context) -> None:
+    def __init__(self, train: Side, serve: Side, context=None) -> None:
         """`context`: where the two processes come from (the session's fork server)."""
+        context = context or preloading_context()
         self.stop = context.Event()
         self.train = SideProcess(train, context, self.stop)
         self.serve = SideProcess(serve, context, self.stop)

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.telemetry.processes import run_pytest, start_python
+from bench.telemetry.processes import preloading_context, run_pytest, start_python
 from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
 from bench.telemetry.environment import redact
@@ -145,10 +145,10 @@ class Isolator:
     run_dir: Path
     options: object
     groups: list[list[str]]
-    context: multiprocessing.context.BaseContext  # where children come from (the session's fork server)
     case_timeout: float | None = None
     standby: bool = False
     in_order: bool = True  # the groups run in the planned order (not so in an xdist worker)
+    context: multiprocessing.context.BaseContext | None = None  # where children come from: the session's fork server
     results: dict[str, CaseResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # the children's one-off costs (import, build)
     children: dict[int, Child] = field(default_factory=dict)
@@ -176,7 +176,7 @@ class Isolator:
         if self.case_timeout:
             args += ["--timeout", str(self.case_timeout)]
         log = stem.with_suffix(".log")
-        proc = start_python(self.context, run_pytest, (args,), log)
+        proc = start_python(self.context or preloading_context(), run_pytest, (args,), log)
         self.processes += 1
         child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.time())
         self.children[i] = child

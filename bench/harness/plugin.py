@@ -296,9 +296,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
-        bench.isolator = Isolator(bench.run_dir, bench.options, groups, bench.processes(),
-                                  session.config.getoption("timeout", None),
-                                  standby_possible(bench.device), in_order=bench.options.worker_id is None)
+        bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
+                                  standby_possible(bench.device), in_order=bench.options.worker_id is None,
+                                  context=bench.processes())
 
 
 class ChildReports:

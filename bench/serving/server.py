@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.serving.endpoint import Endpoint
-from bench.telemetry.processes import start_python
+from bench.telemetry.processes import preloading_context, start_python
 
 STARTUP_TIMEOUT_S = 600.0  # a 20B model in bf16 reads 40 GB before /health answers
 CPU_BLOCK_TOKENS = 256  # KV cache block size given to a CPU server along with its block count
@@ -32,10 +32,11 @@ class SelfServed:
     """A context manager: the server is up (its /health answers) inside, gone outside."""
 
     def __init__(self, name: str, model_dir: str, device: str, continuous_batching: bool, log_path: Path,
-                 context: multiprocessing.context.BaseContext, startup_timeout_s: float = STARTUP_TIMEOUT_S,
-                 kv_tokens: int | None = None) -> None:
+                 startup_timeout_s: float = STARTUP_TIMEOUT_S, kv_tokens: int | None = None,
+                 context: multiprocessing.context.BaseContext | None = None) -> None:
         self.name, self.model_dir, self.device = name, model_dir, device
-        self.context = context  # where the server process comes from (the session's fork server)
+        # where the server process comes from: the session's fork server
+        self.context = context or preloading_context()
         self.continuous_batching = continuous_batching
         self.kv_tokens = kv_tokens  # the most tokens the workload keeps in flight (CPU cache sizing)
         self.log_path = log_path
