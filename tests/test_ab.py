@@ -148,3 +148,10 @@ def test_bench_ab_stops_at_the_first_look_that_decides(tmp_path, monkeypatch):
     ran.clear()
     ab.run_ab((".", "."), [], tmp_path, 2, looks=[2, 4, 6], enough=lambda a, b: False, echo=lambda _: None)
     assert len(ran) == 12
+
+
+def test_an_interval_never_reads_as_100_percent_confident():
+    from bench.report.comparison import confidence_text
+
+    assert confidence_text(0.95) == "95.0%" and confidence_text(0.9996) == "99.96%"
+    assert confidence_text(0.99996) == "99.996%"
