@@ -59,3 +59,13 @@ def test_without_a_gpu_nothing_is_replaced(monkeypatch):
 def test_no_capability_where_nvml_cannot_name_the_pinned_gpu(monkeypatch, visible):
     monkeypatch.setitem(os.environ, "CUDA_VISIBLE_DEVICES", visible)
     assert preload._pinned_capability() is None  # this machine has no GPU, or the value names none
+
+
+def test_a_failing_preload_never_takes_the_fork_server_down(monkeypatch, capsys):
+    def broken():
+        raise AttributeError("module 'torch.utils._triton' has no attribute 'has_triton_package'")
+
+    monkeypatch.setattr(preload, "_pinned_capability", lambda: (9, 0))
+    monkeypatch.setattr("torch.utils._triton.has_triton_package", broken)
+    preload.preload(["json"])  # must not raise
+    assert "preloaded less than asked: AttributeError" in capsys.readouterr().err

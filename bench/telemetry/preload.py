@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 from collections.abc import Iterator
 
 from bench.telemetry.processes import PRELOAD_ENV
@@ -57,18 +58,24 @@ def answered_from_nvml() -> Iterator[None]:
         yield
     finally:
         torch.cuda.get_device_capability, triton_utils.has_triton = saved
-        saved[1].cache_clear()
+        getattr(saved[1], "cache_clear", lambda: None)()
 
 
 def preload(names: list[str]) -> None:
+    """Never raises: the fork server dies on any error but ImportError, and with it every child.
+    What fails here the child imports itself, and fails there with the case that needed it."""
     if not names:
         return
-    with answered_from_nvml():
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except ImportError:  # an optional library: the child imports what it needs itself
-                pass
+    try:
+        with answered_from_nvml():
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except ImportError:  # an optional library
+                    pass
+    except Exception as exc:  # a torch without these functions, a library that fails to import
+        print(f"gpt-oss bench: the fork server preloaded less than asked: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
 
 preload([name for name in os.environ.get(PRELOAD_ENV, "").split(",") if name])
