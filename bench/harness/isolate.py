@@ -241,8 +241,11 @@ class Isolator:
     def describe(self, wall_s: float) -> str:
         unit = "load group" if any(len(g) > 1 for g in self.groups) else "case"
         paid = self.waited_s + self.outside_cases_s
-        return (f"isolation: each {unit} ran in a fresh process ({self.processes} processes"
-                f"{', the next ones importing while the current one ran' if self.standby else ''}); it cost "
+        forked = " forked from a fork server that had imported the engine's libraries" \
+            if (self.context or preloading_context()).get_start_method() == "forkserver" else ""
+        count = f"{self.processes} process{'es' if self.processes != 1 else ''}"
+        return (f"isolation: each {unit} ran in a fresh process ({count}{forked}"
+                f"{', the next ones started while the current one ran' if self.standby else ''}); it cost "
                 f"{paid:.1f} s of the run's {wall_s:.0f} s ({self.waited_s:.1f} s waiting for a process to start, "
                 f"{self.outside_cases_s:.1f} s of process time outside the cases), so that no case's memory "
                 "figures include what an earlier case left")
