@@ -339,8 +339,7 @@ def worth_more_rounds(cmp: Comparison) -> list[MetricChange]:
     for c in cmp.gating:
         if ALL_CASES not in c.params or c.verdict != stats.INCONCLUSIVE or c.threshold is None:
             continue
-        worse_by = (1 / c.estimate.ratio - 1) if c.better == "higher" else (c.estimate.ratio - 1)
-        if worse_by > c.threshold:
+        if stats.times_worse(c.estimate.ratio, c.better) > 1 + c.threshold:
             out.append(c)
     return out
 

@@ -226,11 +226,16 @@ def across_cases_rounds(estimates: list[Estimate], differences: list[list[float]
                     n, n)
 
 
-def worse_bounds(low: float, high: float, better: str) -> tuple[float, float]:
-    """An interval of new/base as an interval of "how many times worse" (above 1 is worse)."""
+def times_worse(ratio: float, better: str) -> float:
+    """A ratio new/base as "how many times worse" (above 1 is worse)."""
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', not {better!r}")
-    return (low, high) if better == "lower" else (1 / high, 1 / low)
+    return ratio if better == "lower" else 1 / ratio
+
+
+def worse_bounds(low: float, high: float, better: str) -> tuple[float, float]:
+    """An interval of new/base as an interval of "how many times worse"."""
+    return tuple(sorted((times_worse(low, better), times_worse(high, better))))
 
 
 def verdict(low: float, high: float, better: str, threshold: float, point: float | None = None) -> str:
@@ -242,7 +247,7 @@ def verdict(low: float, high: float, better: str, threshold: float, point: float
     if point is None:
         regressed, improved = worse_lo > 1 + threshold, worse_hi < 1 / (1 + threshold)
     else:
-        worse = point if better == "lower" else 1 / point
+        worse = times_worse(point, better)
         regressed = worse_lo > 1 and worse > 1 + threshold
         improved = worse_hi < 1 and worse < 1 / (1 + threshold)
     if regressed:

@@ -157,6 +157,7 @@ class Isolator:
     processes: int = 0
 
     def __post_init__(self) -> None:
+        self.context = self.context or preloading_context()
         self.scratch = Path(tempfile.mkdtemp(prefix="isolation-logs-", dir=self.run_dir))
         self.index = {nodeid: i for i, group in enumerate(self.groups) for nodeid in group}
 
@@ -176,7 +177,7 @@ class Isolator:
         if self.case_timeout:
             args += ["--timeout", str(self.case_timeout)]
         log = stem.with_suffix(".log")
-        proc = start_python(self.context or preloading_context(), run_pytest, (args,), log)
+        proc = start_python(self.context, run_pytest, (args,), log)
         self.processes += 1
         child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.time())
         self.children[i] = child
@@ -242,7 +243,7 @@ class Isolator:
         unit = "load group" if any(len(g) > 1 for g in self.groups) else "case"
         paid = self.waited_s + self.outside_cases_s
         forked = " forked from a fork server that had imported the engine's libraries" \
-            if (self.context or preloading_context()).get_start_method() == "forkserver" else ""
+            if self.context.get_start_method() == "forkserver" else ""
         count = f"{self.processes} process{'es' if self.processes != 1 else ''}"
         return (f"isolation: each {unit} ran in a fresh process ({count}{forked}"
                 f"{', the next ones started while the current one ran' if self.standby else ''}); it cost "
