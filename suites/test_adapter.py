@@ -16,21 +16,33 @@ PROMPTS = 3
 def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path):
     lora = LoraSettings(bench.profile.lora_ranks[0])
     batch_size, grad_accum = bench.profile.train_batches[0]
-    trained = backend.add_lora(backend.load(bench.source), lora)
+    with case.phase("load and LoRA"):
+        trained = backend.add_lora(backend.load(bench.source), lora)
     settings = bench.train_settings(batch_size, grad_accum, bench.adapter_steps, tmp_path / "run")
-    backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, []).train()
+    with case.phase("trainer set-up"):
+        trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [])
+    with case.phase("training"):
+        trainer.train()
     prompts = inference_prompts(train_data.rows, trained.tokenizer, PROMPTS, "low")
     backend.for_inference(trained)
-    in_memory = backend.generate(trained, prompts, NEW_TOKENS)
-    backend.save_adapter(trained, tmp_path / "adapter")
-    backend.unload(trained)
+    with case.phase("generation"):
+        in_memory = backend.generate(trained, prompts, NEW_TOKENS)
+    with case.phase("adapter save"):
+        backend.save_adapter(trained, tmp_path / "adapter")
+    with case.phase("unload"):
+        backend.unload(trained)
 
-    base = backend.load(bench.source)
-    backend.for_inference(base)
-    base_out = backend.generate(base, prompts, NEW_TOKENS)
-    reloaded = backend.load_adapter(base, tmp_path / "adapter")
-    reloaded_out = backend.generate(reloaded, prompts, NEW_TOKENS)
-    backend.unload(reloaded)
+    with case.phase("load and LoRA"):
+        base = backend.load(bench.source)
+        backend.for_inference(base)
+    with case.phase("generation"):
+        base_out = backend.generate(base, prompts, NEW_TOKENS)
+    with case.phase("load and LoRA"):
+        reloaded = backend.load_adapter(base, tmp_path / "adapter")
+    with case.phase("generation"):
+        reloaded_out = backend.generate(reloaded, prompts, NEW_TOKENS)
+    with case.phase("unload"):
+        backend.unload(reloaded)
 
     equal, changed = reloaded_out == in_memory, reloaded_out != base_out
     decode = trained.tokenizer.decode

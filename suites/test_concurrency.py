@@ -59,6 +59,9 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
     if len(result.serve_together) < 2:
         pytest.fail(f"only {len(result.serve_together)} serving rounds fell inside the training window; "
                     "the interference cannot be measured", pytrace=False)
+    together = result.train_together
+    case.add_timed_work(sum(u.end - u.start for u in result.train_solo + result.serve_solo)
+                        + (together[-1].end - together[0].start if together else 0.0))
     where = {"train_gpu": train_gpu, "serve_gpu": serve_gpu}
     for name, units in (("train_tok_s_alone", result.train_solo), ("train_tok_s_together", result.train_together),
                         ("serve_tok_s_alone", result.serve_solo), ("serve_tok_s_together", result.serve_together)):

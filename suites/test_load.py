@@ -33,6 +33,7 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
     benchmark.group = "load"
     run_rounds(benchmark, load, setup=release, rounds=rounds,
                until=bench.precision(lambda: timer.samples) if cache == "warm" else None)
+    case.add_timed_work(sum(timer.samples))
     info = holder[0].info if holder else {}
     release()
     case.timed("load_s", timer.samples, extra={"backend_info": info, "import_s": bench.timings.get(
@@ -43,8 +44,9 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
             synchronize(bench.device)
             return loaded
 
-        wall, phases, loaded = profile_load(profiled_load)
-        backend.unload(loaded)
+        with case.phase("profiled load"):
+            wall, phases, loaded = profile_load(profiled_load)
+            backend.unload(loaded)
         case("load_profiled_s", sum(phases.values()), extra={"phases": phases, "profiled_wall_s": wall,
                                                              "timed_median_s": statistics.median(timer.samples)})
     case("load_memory_gb", max(memory_gb), samples=memory_gb)

@@ -120,6 +120,7 @@ def test_serve(bench, served, case, load, train_data):
         else:
             rounds.append(open_loop(endpoint, bodies, rate, SEED + index, REQUEST_TIMEOUT_S))
         served.check_alive()
+    case.add_timed_work(sum(r.wall_s for r in rounds))
     figures = load_figures([(r.timings, r.wall_s) for r in rounds], bench.slo)
     per_round = figures.rounds
     if not any(r.ok for r in per_round):

@@ -15,12 +15,14 @@ pytestmark = pytest.mark.suite("train")
 
 def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, train_batch, tmp_path):
     batch_size, grad_accum = train_batch
-    loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
+    with case.phase("load and LoRA"):
+        loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
     steps = bench.train_steps
     gate = StepGate(bench.device)
     # one step more than timed: the last one runs under the profiler, outside the timed ones
-    trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
-                              bench.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out"), [gate])
+    with case.phase("trainer set-up"):
+        trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
+                                  bench.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out"), [gate])
     run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
     step_joules: list[float] = []
 
@@ -34,10 +36,14 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     benchmark.group = "train"
     with EnergyCounter(bench.device) as energy:
         run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
-    why = bench.profiled(run.step)
-    run.finish()
+    with case.phase("profiled step"):
+        why = bench.profiled(run.step)
+    with case.phase("trainer end"):
+        run.finish()
 
     step_s = timer.samples[1:]  # the first step is the warm-up: compilation, allocator growth
+    case.add_timed_work(sum(step_s))
+    case.add_phase("warm-up step", timer.samples[0])
     tokens = gate.tokens_per_step[1:steps]
     curve = [point for point in loss_curve(trainer) if point[0] <= steps]  # not the profiled step
     case.timed("s_per_step", step_s, extra={"warmup_step_s": timer.samples[0], "loss_curve": curve})
@@ -57,12 +63,14 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
         for metric in ("initial_loss", "final_loss", "steps_to_target_loss"):
             case.skip_metric(metric, bench.source.why_no_loss)
     adapter_dir = tmp_path / "adapter"
-    backend.save_adapter(loaded, adapter_dir)
+    with case.phase("adapter save"):
+        backend.save_adapter(loaded, adapter_dir)
     case("adapter_mb", adapter_size_mb(adapter_dir))
     case.profiled(why, per=1, unit="step")
     case("trainable_params_m", sum(p.numel() for p in loaded.model.parameters() if p.requires_grad) / 1e6)
     benchmark.extra_info.update({"s_per_step": step_s, "loss_curve": curve})
-    backend.unload(loaded)
+    with case.phase("unload"):
+        backend.unload(loaded)
 
 
 def test_resume(bench, backend, prepared, case, train_data, tmp_path):
@@ -73,19 +81,27 @@ def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     lora = LoraSettings(bench.profile.lora_ranks[0])
     settings = bench.train_settings(batch_size, grad_accum, steps, tmp_path / "run", save_steps=steps // 2)
 
-    first = backend.add_lora(backend.load(bench.source), lora)
-    trainer = backend.trainer(first, train_data(first.tokenizer, bench.fixed_length), settings, [])
-    trainer.train()
+    with case.phase("load and LoRA"):
+        first = backend.add_lora(backend.load(bench.source), lora)
+    with case.phase("trainer set-up"):
+        trainer = backend.trainer(first, train_data(first.tokenizer, bench.fixed_length), settings, [])
+    with case.phase("uninterrupted training"):
+        trainer.train()
     uninterrupted = dict(loss_curve(trainer))
     del trainer  # it holds the model and its optimizer state: the second load must not sit beside them
-    backend.unload(first)  # (seen on an H200, 20B replica: 28.0 GB peak against 15.0 GB for one training)
+    with case.phase("unload"):
+        backend.unload(first)  # (seen on an H200, 20B replica: 28.0 GB peak against 15.0 GB for one training)
 
-    second = backend.add_lora(backend.load(bench.source), lora)
-    resumed_trainer = backend.trainer(second, train_data(second.tokenizer, bench.fixed_length), settings, [])
-    resumed_trainer.train(resume_from_checkpoint=str(tmp_path / "run" / f"checkpoint-{steps // 2}"))
+    with case.phase("load and LoRA"):
+        second = backend.add_lora(backend.load(bench.source), lora)
+    with case.phase("trainer set-up"):
+        resumed_trainer = backend.trainer(second, train_data(second.tokenizer, bench.fixed_length), settings, [])
+    with case.phase("resumed training"):
+        resumed_trainer.train(resume_from_checkpoint=str(tmp_path / "run" / f"checkpoint-{steps // 2}"))
     resumed = dict(loss_curve(resumed_trainer))
     del resumed_trainer
-    backend.unload(second)
+    with case.phase("unload"):
+        backend.unload(second)
 
     after = [s for s in sorted(resumed) if s > steps // 2]
     assert after, "the resumed run logged no step after its checkpoint"

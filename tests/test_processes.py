@@ -69,3 +69,13 @@ def test_a_failing_preload_never_takes_the_fork_server_down(monkeypatch, capsys)
     monkeypatch.setattr("torch.utils._triton.has_triton_package", broken)
     preload.preload(["json"])  # must not raise
     assert "preloaded less than asked: AttributeError" in capsys.readouterr().err
+
+
+def test_a_calibration_that_fails_in_its_child_says_why_and_caches_nothing(tmp_path):
+    """The GPU's ceilings are measured in a child of the fork server (the parent must not start
+    CUDA); here there is no GPU, so the child fails, and the parent says so with its log."""
+    from bench.telemetry.calibration import cached
+
+    with pytest.raises(RuntimeError, match=r"measuring the GPU's ceilings failed \(exit code 1\): .*its log: "):
+        cached(tmp_path, "GPU-none", "0", "cuda:0", context=preloading_context())
+    assert not list(tmp_path.glob("calibration-*.json"))

@@ -71,6 +71,25 @@ def test_run_directory_holds_manifest_report_and_summary(quick_run):
     assert "checks passed, 0 failed" in (run_dir / "summary.md").read_text()
 
 
+def test_the_run_says_where_its_time_went(quick_run):
+    """Every measured case records its setup, call and timed seconds; the run's wall time covers
+    them all, and the report, summary.md and the terminal say how much was overhead."""
+    result, run_dir, _ = quick_run
+    manifest = RunManifest.read(run_dir)
+    wall = manifest.timings["run_wall_s"]
+    times = {r.test_id: r for r in read_results(run_dir) if r.metric == "case_s"}
+    train = times["suites/test_train.py::test_train[r8-b2x2]"]
+    steps = next(r for r in read_results(run_dir) if r.metric == "s_per_step")
+    assert train.extra["timed_s"] == pytest.approx(sum(steps.samples), rel=1e-3)  # the warm-up step not in it
+    assert 0 < train.extra["timed_s"] < train.extra["call_s"] <= train.value
+    assert times["suites/test_train.py::test_resume"].extra["timed_s"] == 0  # a correctness check times nothing
+    assert {"load and LoRA", "trainer set-up", "warm-up step"} <= set(train.extra["phases"])
+    assert 0 < manifest.timings["startup_s"] < sum(r.value for r in times.values()) < wall
+    assert "Where the run's time went" in (run_dir / "summary.md").read_text()
+    assert 'id="time-budget"' in (run_dir / "report.html").read_text()
+    assert re.search(r"time: [\d.]+ s; timed rounds [\d.]+ s \(\d+%\), one-off setup .* harness overhead", result.stdout)
+
+
 def test_pytest_benchmark_output_keeps_working(quick_run):
     _, _, out = quick_run
     data = json.loads((out / "benchmark.json").read_text())

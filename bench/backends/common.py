@@ -86,8 +86,17 @@ class TransformersBackend:
     def trainer(self, loaded: Loaded, dataset: Any, settings: TrainSettings, callbacks: list) -> Any:
         from trl import SFTTrainer
 
-        return SFTTrainer(model=loaded.model, args=self.sft_config(settings), train_dataset=dataset,
-                          processing_class=loaded.tokenizer, callbacks=callbacks)
+        args = self.sft_config(settings)
+        stored = prepared_set_path(dataset, loaded.tokenizer, args.max_length)
+        if stored is not None and stored.is_dir():
+            import datasets
+
+            dataset = datasets.load_from_disk(str(stored), keep_in_memory=True)
+        trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=dataset,
+                             processing_class=loaded.tokenizer, callbacks=callbacks)
+        if stored is not None and not stored.is_dir():
+            _store(trainer.train_dataset, stored)
+        return trainer
 
     def for_inference(self, loaded: Loaded) -> None:
         loaded.model.eval()
@@ -137,3 +146,40 @@ class TransformersBackend:
             import torch
 
             torch.cuda.empty_cache()
+
+
+def prepared_set_path(dataset: Any, tokenizer: Any, max_length: int | None) -> Path | None:
+    """Where the training set as SFTTrainer prepares it (tokenized, labelled, truncated) is kept.
+
+    SFTTrainer tokenizes the whole set every time a trainer is built (2 s of each training case's
+    set-up on the tiny model, once more in every isolated process) and skips that for a set that has
+    input_ids already: the rows and their order are the same either way. The key is the raw set's
+    content fingerprint (deterministic across processes), the tokenizer, the length and the library
+    versions that prepare it. None: a set without a fingerprint (a streamed one), prepared each time."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint is None:
+        return None
+    import hashlib
+
+    import datasets
+    import trl
+
+    from bench.models.store import cache_root
+
+    key = "|".join(map(str, (fingerprint, tokenizer.name_or_path, len(tokenizer), max_length, trl.__version__,
+                             datasets.__version__)))
+    return cache_root() / "prepared-sets" / hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _store(dataset: Any, path: Path) -> None:
+    """Written beside, then renamed: processes preparing the same set at once leave one copy."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    try:
+        dataset.save_to_disk(str(scratch))
+        scratch.rename(path)
+    except OSError:  # another process stored it first, or the disk is full: train on, uncached
+        shutil.rmtree(scratch, ignore_errors=True)

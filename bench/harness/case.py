@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import time
 from collections.abc import Callable, Iterator
 
 from bench.analysis.baselines import CheckOutcome
+from bench.analysis.time_budget import CASE_TIME_METRIC
 from bench.records.results import Measurement
 from bench.telemetry import MemoryTracker, sampler_for
 from bench.telemetry.kernels import RoundProfile
 from bench.telemetry.memory import release_garbage
 
-SERIES_POINTS = 240
-CASE_METRIC = "case"  # the record of a case that did not finish normally  # time-series points kept per case for the report
+SERIES_POINTS = 240  # time-series points kept per case for the report
+CASE_METRIC = "case"  # the record of a case that did not finish normally
 
 
 def case_params(callspec_params: dict) -> dict:
@@ -55,6 +57,8 @@ class Case:
         # the process whose memory the case's telemetry follows when it is not this one (a server
         # the serving suite started) and the GPU it runs on: then torch's allocator has nothing to say
         self.watched: tuple[int | None, str | None] | None = None
+        self.timed_s = 0.0  # seconds spent inside the rounds whose samples were recorded
+        self.phases: dict[str, float] = {}  # untimed work by name (`phase`), for the time record
 
     def __call__(self, metric: str, value: float | None, *, samples: list[float] | None = None,
                  status: str = "ok", error: str | None = None, extra: dict | None = None) -> None:
@@ -66,6 +70,33 @@ class Case:
     def timed(self, metric: str, samples: list[float], extra: dict | None = None) -> None:
         """A repeated measurement: the value is the median, every sample is kept."""
         self(metric, statistics.median(samples), samples=samples, extra=extra)
+
+    def add_timed_work(self, seconds: float) -> None:
+        """Seconds inside the rounds this case's figures come from (not warm-ups, loads or profiled
+        rounds): the part of the run's wall time that measured something (`bench.analysis.time_budget`)."""
+        self.timed_s += seconds
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Host wall time of a named piece of untimed work (a load, a trainer's set-up, the profiled
+        round), summed by name into the case's time record: what its overhead is made of. Work the
+        GPU still runs when the block ends counts in the next one."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_phase(name, time.perf_counter() - started)
+
+    def add_phase(self, name: str, seconds: float) -> None:
+        """Untimed work timed elsewhere (a warm-up round its own clock measured)."""
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+    def record_time(self, setup_s: float, call_s: float) -> None:
+        """Where the case's own time went: its fixtures' setup, its call, the timed rounds inside it,
+        the named phases of its untimed work."""
+        self(CASE_TIME_METRIC, setup_s + call_s,
+             extra={"setup_s": round(setup_s, 4), "call_s": round(call_s, 4), "timed_s": round(self.timed_s, 4),
+                    "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()}})
 
     def close(self, status: str, error: str) -> None:
         """Record once how a case that did not finish normally ended."""

@@ -27,6 +27,7 @@ from bench.harness.workers import (Slot, configure_xdist, finish_turn, group_of,
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
+SETUP_S_KEY = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -428,11 +429,22 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    """How long the case's fixtures took to set up (a model prepared or loaded for a module, a
+    server started): its one-off costs, in the case's time record."""
+    started = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        item.stash[SETUP_S_KEY] = time.perf_counter() - started
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     item_case = item.stash.get(CASE_KEY, None)
     if item_case is None:
         return (yield)
-    interrupted = False
+    interrupted, started = False, time.perf_counter()
     try:
         with item_case.tracking():
             result = yield
@@ -444,6 +456,7 @@ def pytest_runtest_call(item: pytest.Item):
         # timeout's SIGTERM) writes no closing records, so that --resume runs it again.
         if not interrupted:
             item_case.record_usage()
+            item_case.record_time(item.stash.get(SETUP_S_KEY, 0.0), time.perf_counter() - started)
     problems = [f"baseline check failed: {message}" for message in item_case.failures]
     if problems:
         item_case.judged = True  # measured, then failed on its checks

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.harness import workers
+from bench.analysis.time_budget import STARTUP_TIMING
 from bench.harness.resume import keep_finished
 from bench.records.metrics import SUITES
 from bench.records.results import RESULTS_FILE, ResultsWriter, RunManifest, read_results
@@ -27,12 +28,18 @@ if TYPE_CHECKING:
     from bench.harness.session import BenchSession
 
 
+def add_wall_time(timings: dict, name: str) -> None:
+    """Seconds since this process started, added to what earlier parts of a resumed run spent."""
+    timings[name] = round(timings.get(name, 0.0) + time.time() - environment.process_started(), 3)
+
+
 class NewRun:
     owns_run = True
 
     def open(self, s: "BenchSession") -> Path:
         s.run_dir = s.planned_dir
         s.run_dir.mkdir(parents=True, exist_ok=True)
+        add_wall_time(s.timings, STARTUP_TIMING)
         s.manifest = new_manifest(s)
         s.manifest.calibration = s.calibrate()
         s.manifest.write(s.run_dir)
@@ -58,6 +65,7 @@ class ResumedRun(NewRun):
                                 f"{len(s.finished)} cases already finished")
         s.manifest.timings.update(s.timings)
         s.timings = s.manifest.timings
+        add_wall_time(s.timings, STARTUP_TIMING)
         s.manifest.write(s.run_dir)
         s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
         return s.run_dir

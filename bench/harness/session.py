@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.harness import run_modes, workers
+from bench.harness.run_modes import add_wall_time
+from bench.analysis.time_budget import WALL_TIMING
 from bench.telemetry import environment
 from bench.telemetry.kernels import RoundProfile, profile_round
 from bench.telemetry.rounds import Precision
@@ -278,7 +280,7 @@ class BenchSession:
         # a parent of isolated children must hold no CUDA context of its own: it would count in
         # every child's NVML figures
         return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device,
-                      in_subprocess=self.isolation != "off", announce=self.say)
+                      context=self.processes() if self.isolation != "off" else None, announce=self.say)
 
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say
@@ -394,6 +396,7 @@ class BenchSession:
         self.compare()
         self.manifest.status = "incomplete" if interrupted else "complete"
         self.manifest.finished = time.time()
+        add_wall_time(self.timings, WALL_TIMING)
         self.manifest.write(self.run_dir)
         from bench.report import render_run
 

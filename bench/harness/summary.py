@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from bench.analysis.runs import describe_params, lane_by, lane_of
+from bench.analysis.time_budget import CASE_TIME_METRIC, time_budget
+from bench.records.metrics import SUITES
 from bench.harness.session import BenchSession
 from bench.records.results import RESULTS_FILE
 from bench.report.terminal import text_table
@@ -15,6 +17,8 @@ def summary_lines(session: BenchSession) -> list[str]:
         checked.setdefault((o.test_id, o.check.metric), []).append(o)
     by = lane_by(session.records)
     for r in session.records:
+        if r.metric == CASE_TIME_METRIC:  # summed into the time line below
+            continue
         outcomes = checked.get((r.test_id, r.metric), [])
         if r.status != "ok":  # the reason too: a skip or failure with no why is no answer
             reason = " ".join((r.error or "").split())
@@ -43,6 +47,10 @@ def summary_lines(session: BenchSession) -> list[str]:
                   for c in comparison.regressions]
         lines += [f"  improvement {describe(c, describe_params)}" for c in comparison.improvements]
         lines.append(f"compared with {session.options.compare}: {headline(comparison)}")
+    budget = time_budget(session.records, session.timings, session.manifest.workers if session.manifest else None,
+                         SUITES)
+    if budget is not None:
+        lines.append(budget.headline())
     if session.run_dir is not None:
         lines.append(f"results: {session.run_dir / RESULTS_FILE}")
         if session.report_error:

@@ -75,7 +75,7 @@ def context(run: RunData) -> dict:
     from bench.report.efficiency_table import efficiency_rows, run_energy
     from bench.report.lanes import gpu_rows, lane_sections
     from bench.report.serving import load_points, saturation, slo_of
-    from bench.report.why import load_rows, profile_rows
+    from bench.report.why import load_rows, profile_rows, run_time_budget
 
     frame = results_frame(run)
     checks = checks_table(run)
@@ -94,7 +94,7 @@ def context(run: RunData) -> dict:
         "checks_passed": sum(1 for c in checks if c["passed"] is True),
         "results": frame.to_dict("records") if not frame.empty else [],
         "problems": problem_rows(run), "unmeasured": unmeasured(run),
-        "why_profiles": profile_rows(run), "why_loads": load_rows(run),
+        "why_profiles": profile_rows(run), "why_loads": load_rows(run), "budget": run_time_budget(run),
         "charts": charts_for(run, frame), "metrics": METRICS,
         "serve_points": serve_points, "serve_saturation": saturation(serve_points),
         "serve_curve": Markup(curve) if curve else None,  # matplotlib's, from numbers

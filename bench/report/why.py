@@ -4,6 +4,8 @@ for the report and summary.md."""
 from __future__ import annotations
 
 from bench.analysis.runs import RunData
+from bench.analysis.time_budget import TimeBudget, time_budget
+from bench.records.metrics import SUITES
 
 TOP_SHOWN = 3
 
@@ -35,3 +37,8 @@ def load_rows(run: RunData) -> list[dict]:
                      "wall_s": r.extra.get("profiled_wall_s"),
                      "ratio": r.value / timed if timed else None})
     return rows
+
+
+def run_time_budget(run: RunData) -> TimeBudget | None:
+    """Where the run's wall time went."""
+    return time_budget(run.records, run.manifest.timings, run.manifest.workers, SUITES)

@@ -8,6 +8,7 @@ Cached per GPU UUID and driver, so a run pays for it once (a few seconds).
 from __future__ import annotations
 
 import json
+import multiprocessing.context
 from pathlib import Path
 
 MATMUL_N = 8192
@@ -50,11 +51,12 @@ def measure(device: str = "cuda:0") -> dict:
             "matmul_ms": mm, "copy_ms": cp, "method": f"median of {REPEATS} CUDA-event timings after warm-up"}
 
 
-def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0", in_subprocess: bool = False,
-           announce=lambda line: None) -> dict:
+def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0",
+           context: multiprocessing.context.BaseContext | None = None, announce=lambda line: None) -> dict:
     """Measured once per GPU and driver; workers sharing a GPU wait for one measurement rather than
-    measuring at the same time (each would see half the GPU). `in_subprocess`: measured by a child
-    process, so that the caller never makes a CUDA context."""
+    measuring at the same time (each would see half the GPU). `context`: measured by a child started
+    from it (the session's fork server, torch already imported), so that the caller never makes a
+    CUDA context."""
     from filelock import FileLock
 
     path = cache_dir / f"calibration-{uuid}-{driver}.json"
@@ -64,15 +66,26 @@ def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0", in_s
             return json.loads(path.read_text())
         except (OSError, ValueError):
             announce("measuring this GPU's ceilings (matmul and copy; once per GPU and driver, a few seconds)")
-            result = _measure_in_child(device) if in_subprocess else measure(device)
+            result = _measure_in_child(device, context, path) if context is not None else measure(device)
             path.write_text(json.dumps(result))
             return result
 
 
-def _measure_in_child(device: str) -> dict:
-    import subprocess
-    import sys
+def _measure_in_child(device: str, context: multiprocessing.context.BaseContext, path: Path) -> dict:
+    from bench.telemetry.processes import start_python
 
-    code = f"import json; from bench.telemetry.calibration import measure; print(json.dumps(measure({device!r})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out, log = path.with_suffix(".measuring"), path.with_suffix(".log")
+    process = start_python(context, _measure_into, (device, str(out)), log)
+    process.join()
+    try:
+        return json.loads(out.read_text())
+    except (OSError, ValueError):
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"measuring the GPU's ceilings failed (exit code {process.exitcode}): {tail[0]}; "
+                           f"its log: {log}") from None
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def _measure_into(device: str, out: str) -> None:
+    Path(out).write_text(json.dumps(measure(device)))

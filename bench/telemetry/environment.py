@@ -105,3 +105,10 @@ def gpus(indices: list[int] | None) -> list[dict]:
     if not indices:
         return []
     return [asdict(g) for g in nvml_gpus() if g.index in indices]
+
+
+def process_started() -> float:
+    """When this process started (epoch seconds): a run's wall time includes its imports and collection."""
+    import psutil
+
+    return psutil.Process().create_time()

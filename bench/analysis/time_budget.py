@@ -1,0 +1,121 @@
+"""Where a run's wall time went: timed rounds, one-off costs, and the harness's overhead.
+
+Overhead is issue 15's definition: wall time minus timed work minus one-off costs. Timed work is
+the time inside the rounds whose samples became figures; one-off costs are the cases' fixture
+setups (a model prepared or loaded for a module, a server started and warmed up). Everything else
+is overhead, split into what happened inside the cases (warm-up and profiled rounds, loads and
+trainer set-up inside a case, cases that check correctness and time nothing) and what happened
+outside them (the process's start-up and collection, isolated processes starting, the report).
+
+Where several workers ran cases at the same time, the run's capacity is its wall time times the
+number of workers, and the shares are of that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bench.records.results import Measurement
+
+CASE_TIME_METRIC = "case_s"
+WALL_TIMING = "run_wall_s"  # the run's wall time, summed over its resumed parts
+STARTUP_TIMING = "startup_s"  # from the process's start to its run directory's opening
+
+
+@dataclass(frozen=True)
+class SuiteTime:
+    suite: str
+    cases: int
+    case_s: float  # setup and call of its cases
+    setup_s: float  # one-off: fixtures' setup
+    timed_s: float  # inside the timed rounds
+    phases: dict[str, float] = field(default_factory=dict)  # named untimed work, summed over the cases
+
+    @property
+    def untimed_s(self) -> float:
+        """Inside the cases' calls, outside their timed rounds."""
+        return max(0.0, self.case_s - self.setup_s - self.timed_s)
+
+    def largest_phases(self, n: int = 3) -> list[tuple[str, float]]:
+        return sorted(((k, v) for k, v in self.phases.items() if v > 0), key=lambda kv: -kv[1])[:n]
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    wall_s: float
+    lanes: int  # workers that ran cases at the same time
+    startup_s: float | None
+    suites: tuple[SuiteTime, ...]
+
+    @property
+    def capacity_s(self) -> float:
+        return self.wall_s * self.lanes
+
+    @property
+    def timed_s(self) -> float:
+        return sum(s.timed_s for s in self.suites)
+
+    @property
+    def one_off_s(self) -> float:
+        return sum(s.setup_s for s in self.suites)
+
+    @property
+    def untimed_in_cases_s(self) -> float:
+        return sum(s.untimed_s for s in self.suites)
+
+    @property
+    def outside_cases_s(self) -> float:
+        return max(0.0, self.capacity_s - sum(s.case_s for s in self.suites))
+
+    @property
+    def overhead_s(self) -> float:
+        return max(0.0, self.capacity_s - self.timed_s - self.one_off_s)
+
+    def share(self, seconds: float) -> float:
+        return seconds / self.capacity_s if self.capacity_s > 0 else float("nan")
+
+    def headline(self) -> str:
+        """One line for the terminal."""
+        def part(seconds: float) -> str:
+            return f"{seconds:.1f} s ({self.share(seconds):.0%})"
+
+        lanes = f" x {self.lanes} workers" if self.lanes > 1 else ""
+        return (f"time: {self.wall_s:.1f} s{lanes}; timed rounds {part(self.timed_s)}, one-off setup "
+                f"{part(self.one_off_s)}, harness overhead {part(self.overhead_s)}")
+
+
+def suite_times(records: Iterable[Measurement], order: Iterable[str] = ()) -> tuple[SuiteTime, ...]:
+    """Per suite, from each case's time record (the last one where a case was measured twice)."""
+    last: dict[tuple, Measurement] = {}
+    for r in records:
+        if r.metric == CASE_TIME_METRIC and r.value is not None:
+            last[(r.test_id, r.gpu_uuid, r.backend)] = r
+    by_suite: dict[str, list[Measurement]] = {}
+    for r in last.values():
+        by_suite.setdefault(r.suite, []).append(r)
+    ranked = list(order)
+    names = sorted(by_suite, key=lambda s: (ranked.index(s) if s in ranked else len(ranked), s))
+    return tuple(SuiteTime(name, len(by_suite[name]), sum(r.value for r in by_suite[name]),
+                           sum(r.extra.get("setup_s", 0.0) for r in by_suite[name]),
+                           sum(r.extra.get("timed_s", 0.0) for r in by_suite[name]),
+                           _summed(r.extra.get("phases", {}) for r in by_suite[name])) for name in names)
+
+
+def _summed(dicts: Iterable[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for d in dicts:
+        for name, seconds in d.items():
+            total[name] = total.get(name, 0.0) + seconds
+    return total
+
+
+def time_budget(records: Iterable[Measurement], timings: dict, workers: list[dict] | None = None,
+                order: Iterable[str] = ()) -> TimeBudget | None:
+    """None for a run that recorded no wall time (made before this was measured, or still running).
+    `workers`: the manifest's; those that took turns on one device count as one lane."""
+    wall = timings.get(WALL_TIMING)
+    if not wall:
+        return None
+    lanes = 1 if not workers or any(w.get("turn") is not None for w in workers) else len(workers)
+    return TimeBudget(float(wall), lanes, timings.get(STARTUP_TIMING), suite_times(records, order))

@@ -1,0 +1,57 @@
+"""Where a run's time went (`bench.analysis.time_budget`): pure arithmetic on case time records."""
+
+import dataclasses
+import math
+
+import pytest
+
+from bench.analysis.time_budget import time_budget
+
+from conftest import make_record
+
+
+def _case(suite: str, name: str, setup: float, call: float, timed: float, **phases: float):
+    record = make_record("case_s", setup + call, suite=suite,
+                         extra={"setup_s": setup, "call_s": call, "timed_s": timed, "phases": phases})
+    return dataclasses.replace(record, test_id=f"suites/test_{suite}.py::{name}")
+
+
+def test_overhead_is_wall_time_less_timed_work_and_one_off_costs():
+    records = [_case("infer", "a", 4.0, 6.0, 3.0, warmup=1.0, profiled=0.5),
+               _case("infer", "b", 0.0, 5.0, 4.0, warmup=0.25, profiled=0.75, cpu_only=0.0),
+               _case("train", "t", 1.0, 9.0, 5.0)]
+    budget = time_budget(records, {"run_wall_s": 40.0, "startup_s": 6.0}, order=("train", "infer"))
+    assert [s.suite for s in budget.suites] == ["train", "infer"]  # the suites' own order
+    infer = budget.suites[1]
+    assert (infer.cases, infer.case_s, infer.setup_s, infer.timed_s, infer.untimed_s) == (2, 15.0, 4.0, 7.0, 4.0)
+    assert infer.largest_phases() == [("warmup", 1.25), ("profiled", 1.25)]  # summed; nothing for what took 0 s
+    assert (budget.timed_s, budget.one_off_s) == (12.0, 5.0)
+    assert budget.overhead_s == 40.0 - 12.0 - 5.0
+    assert budget.untimed_in_cases_s + budget.outside_cases_s == pytest.approx(budget.overhead_s)
+    assert budget.share(budget.overhead_s) == pytest.approx(23 / 40)
+    assert budget.headline().startswith("time: 40.0 s; timed rounds 12.0 s (30%), one-off setup 5.0 s (12%)")
+
+
+def test_a_case_measured_again_counts_once():
+    """A resumed or confirmed case wrote its time twice: the last record is the case's."""
+    first, again = _case("load", "warm", 0.0, 50.0, 1.0), _case("load", "warm", 0.0, 2.0, 1.0)
+    budget = time_budget([first, again], {"run_wall_s": 10.0})
+    assert budget.suites[0].cases == 1 and budget.suites[0].case_s == 2.0
+
+
+def test_workers_at_once_multiply_the_capacity_and_workers_taking_turns_do_not():
+    records = [_case("infer", "a", 0.0, 30.0, 20.0), _case("infer", "b", 0.0, 30.0, 20.0)]
+    side_by_side = time_budget(records, {"run_wall_s": 40.0}, workers=[{"turn": None}, {"turn": None}])
+    assert side_by_side.lanes == 2 and side_by_side.overhead_s == 80.0 - 40.0
+    assert "x 2 workers" in side_by_side.headline()
+    turns = time_budget(records, {"run_wall_s": 70.0}, workers=[{"turn": 0}, {"turn": 1}])
+    assert turns.lanes == 1 and turns.overhead_s == 30.0
+
+
+def test_a_run_without_a_recorded_wall_time_has_no_budget():
+    assert time_budget([_case("load", "cold", 0, 1, 1)], {}) is None  # made before this was measured
+
+
+def test_a_run_that_measured_no_case_is_all_overhead():
+    budget = time_budget([], {"run_wall_s": 3.0})
+    assert budget.timed_s == 0 and math.isclose(budget.share(budget.overhead_s), 1.0) and budget.suites == ()
