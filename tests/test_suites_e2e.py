@@ -87,7 +87,7 @@ def test_the_run_says_where_its_time_went(quick_run):
     assert 0 < manifest.timings["startup_s"] < sum(r.value for r in times.values()) < wall
     assert "Where the run's time went" in (run_dir / "summary.md").read_text()
     assert 'id="time-budget"' in (run_dir / "report.html").read_text()
-    assert re.search(r"time: [\d.]+ s; timed rounds [\d.]+ s \(\d+%\), one-off setup .* harness overhead", result.stdout)
+    assert re.search(r"time: [\d.]+ s; timed rounds [\d.]+ s \(\d+%\), one-off costs .* harness overhead", result.stdout)
 
 
 def test_pytest_benchmark_output_keeps_working(quick_run):

@@ -1,11 +1,13 @@
 """Where a run's wall time went: timed rounds, one-off costs, and the harness's overhead.
 
 Overhead is issue 15's definition: wall time minus timed work minus one-off costs. Timed work is
-the time inside the rounds whose samples became figures; one-off costs are the cases' fixture
-setups (a model prepared or loaded for a module, a server started and warmed up). Everything else
-is overhead, split into what happened inside the cases (warm-up and profiled rounds, loads and
-trainer set-up inside a case, cases that check correctness and time nothing) and what happened
-outside them (the process's start-up and collection, isolated processes starting, the report).
+the time inside the rounds whose samples became figures. One-off costs are what any run of the
+workload pays once, however long it runs: the cases' fixture setups (a model prepared or loaded
+for a module, a server started and warmed up) and the phases named in ONE_OFF_PHASES (a model
+loaded inside a case, a trainer built, the warm-up round or step with its first-call compilation).
+Everything else is what measuring adds, the harness's overhead: inside the cases (profiled rounds,
+unloading, cases that check correctness and time nothing) and outside them (the process's start-up
+and collection, isolated processes starting, the report).
 
 Where several workers ran cases at the same time, the run's capacity is its wall time times the
 number of workers, and the shares are of that.
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from bench.records.results import Measurement
 
 CASE_TIME_METRIC = "case_s"
+# Phases of a case's untimed work (`Case.phase`) that count as one-off costs.
+ONE_OFF_PHASES = frozenset({"load and LoRA", "trainer set-up", "warm-up step", "warm-up round"})
 WALL_TIMING = "run_wall_s"  # the run's wall time, summed over its resumed parts
 STARTUP_TIMING = "startup_s"  # from the process's start to its run directory's opening
 
@@ -28,17 +32,24 @@ class SuiteTime:
     suite: str
     cases: int
     case_s: float  # setup and call of its cases
-    setup_s: float  # one-off: fixtures' setup
+    setup_s: float  # fixtures' setup
     timed_s: float  # inside the timed rounds
     phases: dict[str, float] = field(default_factory=dict)  # named untimed work, summed over the cases
 
     @property
-    def untimed_s(self) -> float:
-        """Inside the cases' calls, outside their timed rounds."""
-        return max(0.0, self.case_s - self.setup_s - self.timed_s)
+    def one_off_s(self) -> float:
+        """Fixtures' setup, and the phases any run of the workload pays once."""
+        return self.setup_s + sum(v for k, v in self.phases.items() if k in ONE_OFF_PHASES)
 
-    def largest_phases(self, n: int = 3) -> list[tuple[str, float]]:
-        return sorted(((k, v) for k, v in self.phases.items() if v > 0), key=lambda kv: -kv[1])[:n]
+    @property
+    def untimed_s(self) -> float:
+        """Inside the cases, neither timed nor one-off: what measuring added there."""
+        return max(0.0, self.case_s - self.one_off_s - self.timed_s)
+
+    def largest_phases(self, n: int = 3, one_off: bool = False) -> list[tuple[str, float]]:
+        """The largest named phases of overhead (or, `one_off`, of one-off costs)."""
+        chosen = [(k, v) for k, v in self.phases.items() if v > 0 and (k in ONE_OFF_PHASES) == one_off]
+        return sorted(chosen, key=lambda kv: -kv[1])[:n]
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class TimeBudget:
 
     @property
     def one_off_s(self) -> float:
-        return sum(s.setup_s for s in self.suites)
+        return sum(s.one_off_s for s in self.suites)
 
     @property
     def untimed_in_cases_s(self) -> float:
@@ -81,7 +92,7 @@ class TimeBudget:
             return f"{seconds:.1f} s ({self.share(seconds):.0%})"
 
         lanes = f" x {self.lanes} workers" if self.lanes > 1 else ""
-        return (f"time: {self.wall_s:.1f} s{lanes}; timed rounds {part(self.timed_s)}, one-off setup "
+        return (f"time: {self.wall_s:.1f} s{lanes}; timed rounds {part(self.timed_s)}, one-off costs "
                 f"{part(self.one_off_s)}, harness overhead {part(self.overhead_s)}")
 
 
