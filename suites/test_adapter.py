@@ -23,6 +23,7 @@ def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path)
         trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [])
     with case.phase("training"):
         trainer.train()
+    del trainer  # it holds the model and its optimizer state: unloading must free them before the next load
     prompts = inference_prompts(train_data.rows, trained.tokenizer, PROMPTS, "low")
     backend.for_inference(trained)
     with case.phase("generation"):

@@ -145,9 +145,9 @@ METRICS: dict[str, Metric] = {
                            "the server, would be timing itself", compared=False),
     "first_request_s": M("s", "lower", ("serve",), "the server's first request (warm-up, never timed)",
                          tolerance=0.5),
-    "case_s": M("s", "lower", SUITES, "the case's wall time, its fixtures' setup included; extra: setup_s (one-off "
-                "costs: a model prepared or loaded, a server started), call_s, timed_s (inside the timed rounds)",
-                compared=False),
+    "case_s": M("s", "lower", SUITES, "the case's wall time, its fixtures' setup included; extra: setup_s, call_s, "
+                "timed_s (inside the timed rounds), phases (named untimed work; bench.analysis.time_budget "
+                "says which are one-off costs)", compared=False),
     "case": M("", "higher", SUITES, "one record per case that failed, was skipped, ran out of memory or timed out",
               compared=False, closes_case=True),
 }
