@@ -7,7 +7,8 @@ for a module, a server started and warmed up) and the phases named in ONE_OFF_PH
 loaded inside a case, a trainer built, the warm-up round or step with its first-call compilation).
 Everything else is what measuring adds, the harness's overhead: inside the cases (profiled rounds,
 unloading, cases that check correctness and time nothing) and outside them (the process's start-up
-and collection, isolated processes starting, the report).
+and collection, isolated processes starting, comparing). The wall time ends when the run does,
+before its report is rendered (the report shows it).
 
 Where several workers ran cases at the same time, the run's capacity is its wall time times the
 number of workers, and the shares are of that.
