@@ -63,7 +63,12 @@ def test_a_killed_run_keeps_its_records_and_resumes_every_case_exactly_once(tmp_
     cases = {r["test_id"] for r in records}
     assert len(cases) == 5  # load cold, load warm, and batch 1, 2, 3 at low effort
     assert all(any(r["test_id"] == c and r["metric"] == "peak_rss_gb" for r in records) for c in cases)
-    assert RunManifest.read(tmp_path / "killed").status == "complete"
+    manifest = RunManifest.read(tmp_path / "killed")
+    assert manifest.status == "complete"
+    # the killed part's wall time (to its last record) and the resumed part's both count
+    killed_part = max(r.time for r in before) - manifest.started
+    cases_s = sum(r["value"] for r in records if r["metric"] == "case_s")
+    assert manifest.timings["run_wall_s"] > max(killed_part, cases_s)
 
 
 @pytest.mark.slow

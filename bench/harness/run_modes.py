@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.harness import workers
-from bench.analysis.time_budget import STARTUP_TIMING
+from bench.analysis.time_budget import STARTUP_TIMING, WALL_TIMING
 from bench.harness.resume import keep_finished
 from bench.records.metrics import SUITES
 from bench.records.results import RESULTS_FILE, ResultsWriter, RunManifest, read_results
@@ -60,6 +60,13 @@ class ResumedRun(NewRun):
         s.run_dir = s.resume_dir
         s.manifest = RunManifest.read(s.run_dir)
         s.finished = keep_finished(s.run_dir)
+        timings = s.manifest.timings
+        if s.manifest.finished is None and WALL_TIMING not in timings:
+            # its first part was killed before it could close: it lasted at least to its last record
+            last = max((r.time for r in read_results(s.run_dir)), default=None) \
+                if (s.run_dir / RESULTS_FILE).is_file() else None
+            if last is not None:
+                timings[WALL_TIMING] = round(timings.get(STARTUP_TIMING, 0.0) + last - s.manifest.started, 3)
         s.manifest.status = "incomplete"
         s.manifest.notes.append(f"resumed at {time.strftime('%Y-%m-%d %H:%M:%S')} with "
                                 f"{len(s.finished)} cases already finished")

@@ -6,7 +6,7 @@ from bench.analysis.runs import describe_params, lane_by, lane_of
 from bench.analysis.time_budget import CASE_TIME_METRIC, time_budget
 from bench.records.metrics import SUITES
 from bench.harness.session import BenchSession
-from bench.records.results import RESULTS_FILE
+from bench.records.results import RESULTS_FILE, read_results
 from bench.report.terminal import text_table
 
 
@@ -47,10 +47,11 @@ def summary_lines(session: BenchSession) -> list[str]:
                   for c in comparison.regressions]
         lines += [f"  improvement {describe(c, describe_params)}" for c in comparison.improvements]
         lines.append(f"compared with {session.options.compare}: {headline(comparison)}")
-    budget = time_budget(session.records, session.timings, session.manifest.workers if session.manifest else None,
-                         SUITES)
-    if budget is not None:
-        lines.append(budget.headline())
+    if session.manifest is not None and (session.run_dir / RESULTS_FILE).is_file():
+        # the run's records, not this process's: a resumed run's wall time spans its earlier parts
+        budget = time_budget(read_results(session.run_dir), session.timings, session.manifest.workers, SUITES)
+        if budget is not None:
+            lines.append(budget.headline())
     if session.run_dir is not None:
         lines.append(f"results: {session.run_dir / RESULTS_FILE}")
         if session.report_error:
