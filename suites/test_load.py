@@ -21,8 +21,9 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
     holder: list = []
 
     def release():
-        while holder:
-            backend.unload(holder.pop())
+        with case.phase("unload"):
+            while holder:
+                backend.unload(holder.pop())
 
     def load():
         before = resident_gb(bench.device)
