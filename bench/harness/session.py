@@ -27,7 +27,7 @@ from bench.backends import PRELOADABLE, TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
 from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
-from bench.telemetry.processes import preloading_context, start_python
+from bench.telemetry.processes import last_line, preloading_context, start_python
 from bench.errors import BenchError
 from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
 from bench.records.metrics import METRICS
@@ -311,11 +311,11 @@ class BenchSession:
             log = self.start() / "prepare.log"
             process = start_python(self.processes(), prepare, (self.source,), log)
             process.join()
-            lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            said = last_line(log)
             if process.exitcode:
                 raise BenchError(f"preparing {self.source.spec} failed in a child process (exit code "
-                                 f"{process.exitcode}): {(lines or [''])[-1][:300]} (log: {log})")
-            if not lines:
+                                 f"{process.exitcode}): {said} (log: {log})")
+            if not said:
                 log.unlink()  # found on disk: nothing to keep
         return prepare(self.source)
 

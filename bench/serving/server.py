@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.serving.endpoint import Endpoint
-from bench.telemetry.processes import preloading_context, start_python
+from bench.telemetry.processes import last_line, preloading_context, start_python
 
 STARTUP_TIMEOUT_S = 600.0  # a 20B model in bf16 reads 40 GB before /health answers
 CPU_BLOCK_TOKENS = 256  # KV cache block size given to a CPU server along with its block count
@@ -107,11 +107,7 @@ class SelfServed:
         return None if self.process is None else self.process.exitcode
 
     def last_log_line(self) -> str:
-        try:
-            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
-        except OSError:
-            return ""
-        return lines[-1][:300] if lines else ""
+        return last_line(self.log_path)
 
     def stop(self) -> None:
         if self.process is None or self.process.exitcode is not None:

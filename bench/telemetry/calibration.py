@@ -72,7 +72,7 @@ def cached(cache_dir: Path, uuid: str, driver: str, device: str = "cuda:0",
 
 
 def _measure_in_child(device: str, context: multiprocessing.context.BaseContext, path: Path) -> dict:
-    from bench.telemetry.processes import start_python
+    from bench.telemetry.processes import last_line, start_python
 
     out, log = path.with_suffix(".measuring"), path.with_suffix(".log")
     process = start_python(context, _measure_into, (device, str(out)), log)
@@ -80,9 +80,8 @@ def _measure_in_child(device: str, context: multiprocessing.context.BaseContext,
     try:
         return json.loads(out.read_text())
     except (OSError, ValueError):
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"measuring the GPU's ceilings failed (exit code {process.exitcode}): {tail[0]}; "
-                           f"its log: {log}") from None
+        raise RuntimeError(f"measuring the GPU's ceilings failed (exit code {process.exitcode}): "
+                           f"{last_line(log) or 'no output'}; its log: {log}") from None
     finally:
         out.unlink(missing_ok=True)
 

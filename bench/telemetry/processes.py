@@ -103,6 +103,15 @@ def start_python(context: multiprocessing.context.BaseContext, target: Callable[
     return process
 
 
+def last_line(log: Path, limit: int = 300) -> str:
+    """The last non-blank line a child wrote to its log: what it said before it failed ("" if none)."""
+    try:
+        lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:limit] if lines else ""
+
+
 def _child_main(target: Callable[..., object], args: tuple, log: str, environ: dict, cwd: str,
                 new_session: bool) -> None:
     die_with_parent()
