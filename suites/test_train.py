@@ -7,13 +7,14 @@ from bench.backends import LoraSettings
 from bench.telemetry import Timer
 from bench.telemetry.energy import EnergyCounter
 from bench.telemetry.rounds import run_rounds
-from bench.telemetry.steps import SteppedTraining, StepGate, loss_curve
 from bench.analysis.loss import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
 
 pytestmark = pytest.mark.suite("train")
 
 
 def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, train_batch, tmp_path):
+    from bench.telemetry.steps import SteppedTraining, StepGate, loss_curve  # transformers: not at collection
+
     batch_size, grad_accum = train_batch
     with case.phase("load and LoRA"):
         loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
@@ -76,6 +77,8 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
 def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     """The seed's "checkpoint recovery works": a run resumed from its mid-way checkpoint continues
     with the same losses as the run that was never interrupted."""
+    from bench.telemetry.steps import loss_curve
+
     steps = max(4, bench.resume_steps)
     batch_size, grad_accum = bench.profile.train_batches[0]
     lora = LoraSettings(bench.profile.lora_ranks[0])

@@ -35,8 +35,7 @@ def test_every_case_wrote_its_metrics(quick_run):
     not_ok = [r for r in records if r.status != "ok" and r.suite != "serve"]
     [split] = not_ok  # the concurrency suite's two-GPU placement, skipped on the CPU with why
     assert split.status == "skipped" and split.params["placement"] == "split" and "two GPUs" in split.error
-    served = [r for r in records if r.suite == "serve" and r.status != "ok"]
-    assert all(r.status == "skipped" and "past saturation" in r.error for r in served)
+    assert not [r for r in records if r.suite == "serve" and r.status != "ok"]
     by = {}
     for r in records:
         by.setdefault(r.metric, []).append(r)
@@ -53,7 +52,8 @@ def test_every_case_wrote_its_metrics(quick_run):
     assert by["adapter_mb"][0].value > 0 and by["trainable_params_m"][0].value > 0
     for server in ("transformers", "transformers-cb"):  # the serving suite against both self-started servers
         points = [r for r in by["output_tok_s"] if r.params["server"] == server]
-        assert len(points) >= 4 and all(len(r.samples) == 2 for r in points)  # two rounds per load point
+        # quick: c1, c4 (two levels: no saturation to stop at) and Poisson at 0.9x, two rounds each
+        assert len(points) == 3 and all(len(r.samples) == 2 for r in points)
         assert {"request_rate"} <= {k for r in points for k in r.params}  # the open-loop points ran
     for side in ("train", "serve"):  # training and serving on one device: each side's retained throughput
         [retained] = by[f"{side}_retained"]

@@ -184,6 +184,7 @@ class Isolator:
         return child
 
     def _run(self, i: int, following: int | None) -> None:
+        waited = time.perf_counter()  # a spawn waits for the fork server: the first one for its imports
         child = self.children.pop(i, None) or self._spawn(i)
         if self.standby:
             ahead = range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups))) if self.in_order else \
@@ -191,7 +192,6 @@ class Isolator:
             for j in ahead:
                 if j not in self.children:
                     self._spawn(j)  # imports while this group runs; waits for its own go
-        waited = time.perf_counter()
         while not child.is_ready():
             time.sleep(POLL_S)
         self.waited_s += time.perf_counter() - waited

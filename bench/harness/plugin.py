@@ -281,14 +281,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if suite_items:
         bench.start()
     go = session.config.getoption("--bench-standby")
-    if go:  # an isolated child: its engine imported, it waits until the group before it has exited
+    if go or (suite_items and bench.isolation == "off" and bench.plan is None):
+        # the process that runs the cases imports its engine now, so that no case's timing does
+        # (the suites import no engine library at collection)
         from bench.backends import import_libraries
-        from bench.harness.isolate import wait_for_go
 
         started = time.perf_counter()
         import_libraries(bench.backend_name)
         key = f"import_{bench.backend_name}_s"  # unsloth was imported at configure: add, not replace
         bench.timings[key] = round(bench.timings.get(key, 0.0) + time.perf_counter() - started, 4)
+    if go:  # an isolated child: its engine imported, it waits until the group before it has exited
+        from bench.harness.isolate import wait_for_go
+
         wait_for_go(go)
     elif suite_items and bench.isolation != "off":
         from bench.harness.isolate import Isolator, plan_groups, standby_possible
@@ -478,7 +482,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's tables: the harness's answer is the last thing printed
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     bench = config.stash.get(SESSION_KEY, None)
-    if bench is None or bench.run_dir is None:
+    # a worker's or isolated child's terminal is a log nobody reads: the run's owner summarizes
+    # (1-2 s a child, reading the whole run back)
+    if bench is None or bench.run_dir is None or bench.options.worker_run:
         return
     from bench.harness.summary import summary_lines
 

@@ -236,7 +236,7 @@ class BenchSession:
     @property
     def resume_steps(self) -> int:
         """Steps of the checkpoint-recovery run, saved at half way (cheap on the tiny model)."""
-        return 10 if self.source.loss_meaningful else max(4, self.profile.timing_steps)
+        return 6 if self.source.loss_meaningful else max(4, self.profile.timing_steps)
 
     def precision(self, samples: Callable[[], list[float]]) -> Precision | None:
         """Adaptive rounds for a case whose timed samples `samples()` returns; None: fixed rounds."""

@@ -67,7 +67,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", lora_ranks=(8,), train_batches=((2, 2),), infer_batches=(1, 2, 3),
                      efforts=EFFORTS, train_steps=40, timing_steps=4, load_rounds=3, infer_rounds=3,
-                     effort_tokens={"low": 16, "medium": 32, "high": 64}),
+                     effort_tokens={"low": 16, "medium": 32, "high": 64},
+                     serve_concurrency=(1, 4), serve_rate_fractions=(0.9,)),
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
                         infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=4,
                         load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
