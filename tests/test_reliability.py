@@ -200,6 +200,9 @@ def test_a_load_group_shares_one_process_and_the_cost_is_recorded(tmp_path):
     manifest = RunManifest.read(tmp_path / "grp")
     assert manifest.timings["isolation_processes"] == 2
     assert any(note.startswith("isolation: each load group ran in a fresh process") for note in manifest.notes)
+    # the fork server's imports were waited for once, before the first child, and filed as the engine's
+    # import; the children's own (no-op) imports are not the run's
+    assert manifest.timings["engine_import_s"] > 0 and manifest.timings["import_hf_s"] < manifest.timings["engine_import_s"]
     records = read_results(tmp_path / "grp")
     cold = [r for r in records if r.metric == "load_s" and r.params == {"cache": "cold"}]
     assert cold and cold[0].status == "ok"  # not skipped: it was the child's first load

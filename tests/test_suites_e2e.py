@@ -85,6 +85,10 @@ def test_the_run_says_where_its_time_went(quick_run):
     assert times["suites/test_train.py::test_resume"].extra["timed_s"] == 0  # a correctness check times nothing
     assert {"load and LoRA", "trainer set-up", "warm-up step"} <= set(train.extra["phases"])
     assert 0 < manifest.timings["startup_s"] < sum(r.value for r in times.values()) < wall
+    # the engine was imported once, before the first case: a one-off cost, never inside a load's timing
+    assert 0 < manifest.timings["engine_import_s"] == manifest.timings["import_hf_s"]
+    cold = next(r for r in read_results(run_dir) if r.metric == "load_s" and r.params["cache"] == "cold")
+    assert cold.value < manifest.timings["engine_import_s"]
     assert "Where the run's time went" in (run_dir / "summary.md").read_text()
     assert 'id="time-budget"' in (run_dir / "report.html").read_text()
     assert re.search(r"time: [\d.]+ s; timed rounds [\d.]+ s \(\d+%\), one-off costs .* harness overhead", result.stdout)

@@ -51,6 +51,19 @@ def test_workers_at_once_multiply_the_capacity_and_workers_taking_turns_do_not()
     assert turns.lanes == 1 and turns.overhead_s == 30.0
 
 
+def test_the_engine_import_the_run_waited_for_is_a_one_off_cost_outside_the_cases():
+    records = [_case("infer", "a", 0.0, 30.0, 20.0)]
+    budget = time_budget(records, {"run_wall_s": 60.0, "startup_s": 2.0, "engine_import_s": 15.0})
+    assert (budget.engine_import_s, budget.one_off_s) == (15.0, 15.0)
+    assert budget.overhead_s == 60.0 - 20.0 - 15.0
+    assert budget.outside_cases_s == 60.0 - 30.0 - 15.0  # overhead outside the cases: not the import
+    assert budget.untimed_in_cases_s + budget.outside_cases_s == pytest.approx(budget.overhead_s)
+    # workers side by side import in their own lanes; taking turns, the later ones import during the first's turn
+    per_worker = {"run_wall_s": 60.0, "engine_import_s (gw0)": 15.0, "engine_import_s (gw1)": 12.0}
+    assert time_budget(records, per_worker, workers=[{"turn": None}, {"turn": None}]).engine_import_s == 27.0
+    assert time_budget(records, per_worker, workers=[{"turn": 0}, {"turn": 1}]).engine_import_s == 15.0
+
+
 def test_a_run_without_a_recorded_wall_time_has_no_budget():
     assert time_budget([_case("load", "cold", 0, 1, 1)], {}) is None  # made before this was measured
 

@@ -17,6 +17,7 @@ from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml
 
 from bench.harness.case import Case, case_params
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
+from bench.analysis.time_budget import ENGINE_IMPORT_TIMING
 from bench.errors import BenchError
 from bench.records.metrics import SUITES
 from bench.records.profiles import axes
@@ -143,11 +144,6 @@ def pytest_configure(config: pytest.Config) -> None:
                                     "(and do not pass -p no:xdist)")
         configure_xdist(config, session.plan)
         config.pluginmanager.register(Controller(session), "bench-controller")
-    elif session.backend_name == "unsloth" and session.isolation == "off":  # isolated cases import it in their own process
-        started = time.perf_counter()
-        import unsloth  # noqa: F401  -- must come before transformers; paid once, reported, never in a load timing
-
-        session.note_timing("import_unsloth_s", time.perf_counter() - started)
     if session.isolation != "off" and not config.option.collectonly:
         from bench.telemetry.processes import warm_up
 
@@ -282,14 +278,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         bench.start()
     go = session.config.getoption("--bench-standby")
     if go or (suite_items and bench.isolation == "off" and bench.plan is None):
-        # the process that runs the cases imports its engine now, so that no case's timing does
-        # (the suites import no engine library at collection)
+        # the process that runs the cases imports its engine now, never inside a case's timing. The
+        # suites import no engine library at collection: Unsloth, which must come before
+        # transformers, comes first here.
         from bench.backends import import_libraries
+        from bench.telemetry.memory import freeze_imports
 
         started = time.perf_counter()
         import_libraries(bench.backend_name)
-        key = f"import_{bench.backend_name}_s"  # unsloth was imported at configure: add, not replace
-        bench.timings[key] = round(bench.timings.get(key, 0.0) + time.perf_counter() - started, 4)
+        spent = round(time.perf_counter() - started, 4)
+        bench.timings[f"import_{bench.backend_name}_s"] = spent
+        if not go:  # a child's import is not the run's to wait for: it ran ahead, or in the wait for it
+            bench.timings[ENGINE_IMPORT_TIMING] = spent
+        freeze_imports()
     if go:  # an isolated child: its engine imported, it waits until the group before it has exited
         from bench.harness.isolate import wait_for_go
 

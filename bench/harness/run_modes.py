@@ -40,6 +40,7 @@ class NewRun:
         s.run_dir = s.planned_dir
         s.run_dir.mkdir(parents=True, exist_ok=True)
         add_wall_time(s.timings, STARTUP_TIMING)
+        s.wait_for_engine()
         s.manifest = new_manifest(s)
         s.manifest.calibration = s.calibrate()
         s.manifest.write(s.run_dir)
@@ -73,6 +74,7 @@ class ResumedRun(NewRun):
         s.manifest.timings.update(s.timings)
         s.timings = s.manifest.timings
         add_wall_time(s.timings, STARTUP_TIMING)
+        s.wait_for_engine()
         s.manifest.write(s.run_dir)
         s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
         return s.run_dir
@@ -96,6 +98,7 @@ class WorkerRun:
         s.run_dir = Path(s.options.worker_run)
         s.run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
         s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
+        s.wait_for_engine()
         s.calibration = s.calibrate()
         self.write_part(s, ready=True)
         return s.run_dir

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.harness import run_modes, workers
 from bench.harness.run_modes import add_wall_time
-from bench.analysis.time_budget import WALL_TIMING
+from bench.analysis.time_budget import ENGINE_IMPORT_TIMING, WALL_TIMING
 from bench.telemetry import environment
 from bench.telemetry.kernels import RoundProfile, profile_round
 from bench.telemetry.rounds import Precision
@@ -27,7 +27,7 @@ from bench.backends import PRELOADABLE, TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
 from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
-from bench.telemetry.processes import last_line, preloading_context, start_python
+from bench.telemetry.processes import last_line, preloading_context, start_python, wait_for_server
 from bench.errors import BenchError
 from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
 from bench.records.metrics import METRICS
@@ -268,6 +268,14 @@ class BenchSession:
         if self._planned_dir is None:
             self._planned_dir = self.report_root / (self.options.run_id or _new_run_id(self.source.slug, self.hardware))
         return self._planned_dir
+
+    def wait_for_engine(self) -> None:
+        """Isolated cases are forked from the fork server: wait here until it has imported the
+        engine's libraries, so that the wait is recorded as the one-off import it is and neither the
+        ceilings' measurement nor the first case's start is charged with it."""
+        if self.isolation == "off" or self.plan is not None:
+            return
+        self.timings[ENGINE_IMPORT_TIMING] = round(wait_for_server(self.processes()), 3)
 
     def calibrate(self) -> dict:
         """This process's GPU's measured ceilings (cached per UUID and driver); none on the CPU or

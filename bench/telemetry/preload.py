@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Iterator
 
+from bench.telemetry.memory import freeze_imports
 from bench.telemetry.processes import PRELOAD_ENV
 
 
@@ -76,6 +77,7 @@ def preload(names: list[str]) -> None:
     except Exception as exc:  # a torch without these functions, a library that fails to import
         print(f"gpt-oss bench: the fork server preloaded less than asked: {type(exc).__name__}: {exc}",
               file=sys.stderr)
+    freeze_imports()
 
 
 preload([name for name in os.environ.get(PRELOAD_ENV, "").split(",") if name])

@@ -19,6 +19,7 @@ import multiprocessing.context
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -81,6 +82,19 @@ def preloading_context(modules: Sequence[str] = ()) -> multiprocessing.context.B
         os.environ.update({**FORK_SAFE_ENV, PRELOAD_ENV: ",".join(modules)})
         context.set_forkserver_preload(["bench.telemetry.preload"])
     return context
+
+
+def _nothing() -> None:
+    """A child that only shows the fork server is serving."""
+
+
+def wait_for_server(context: multiprocessing.context.BaseContext) -> float:
+    """Seconds until the fork server has finished its imports and forks (at once when it has)."""
+    started = time.perf_counter()
+    child = context.Process(target=_nothing)
+    child.start()
+    child.join()
+    return time.perf_counter() - started
 
 
 def warm_up(context: multiprocessing.context.BaseContext) -> None:
