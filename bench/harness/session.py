@@ -393,7 +393,8 @@ class BenchSession:
             self.timings.update(self.isolator.timings)
             self.timings.update(self.isolator.cost())
             if self.manifest is not None:
-                self.manifest.notes.append(self.isolator.describe(time.time() - self.manifest.started))
+                # this process's wall time, as the run's own (run_wall_s) counts it
+                self.manifest.notes.append(self.isolator.describe(time.time() - environment.process_started()))
         self.writer.close()
         self.mode.close(self, interrupted)
 
