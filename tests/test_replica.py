@@ -83,3 +83,32 @@ def test_a_dead_process_scratch_copy_is_removed(tmp_path, small_config, monkeypa
         pass
     assert not orphan.exists()
     assert live.exists()
+
+
+def test_shards_are_written_as_safetensors_reads_them(tmp_path):
+    """The replica's own safetensors writer (bench.models.replica._write_shards): every dtype a
+    state dict holds, a scalar, a transposed (non-contiguous) tensor, the metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    shards = [{"a": torch.randn(3, 5, dtype=torch.bfloat16), "b": torch.arange(7), "s": torch.tensor(2.5)},
+              {"m": torch.rand(4, 4) > 0.5, "t": torch.randn(6, 4).t(), "h": torch.randn(2, 3, dtype=torch.float16),
+               "q": torch.randint(-5, 5, (9,), dtype=torch.int8)}]
+    paths = [tmp_path / "one.safetensors", tmp_path / "two.safetensors"]
+    replica._write_shards(shards, paths)
+    for shard, path in zip(shards, paths):
+        read = load_file(str(path))
+        assert set(read) == set(shard)
+        for key, tensor in shard.items():
+            assert read[key].dtype == tensor.dtype and torch.equal(read[key], tensor), key
+        with safe_open(str(path), "pt") as f:
+            assert f.metadata() == {"format": "pt"}
+
+
+def test_a_replica_borrows_the_tiny_tokenizer_without_building_the_tiny_model(tmp_path):
+    """Trained alone (seconds) it is the built model's tokenizer, token for token."""
+    built = tiny.ensure_built(cache_root())
+    alone = tiny.tokenizer_dir(tmp_path)
+    assert not list(tmp_path.rglob("*.safetensors"))  # no model pre-trained for it
+    assert json.loads((alone / "tokenizer.json").read_text()) == json.loads((built / "tokenizer.json").read_text())
+    assert tiny.tokenizer_dir(cache_root()) == built  # a built model's own is used where there is one
