@@ -17,7 +17,6 @@ from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml
 
 from bench.harness.case import Case, case_params
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
-from bench.analysis.time_budget import ENGINE_IMPORT_TIMING
 from bench.errors import BenchError
 from bench.records.metrics import SUITES
 from bench.records.profiles import axes
@@ -289,7 +288,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         spent = round(time.perf_counter() - started, 4)
         bench.timings[f"import_{bench.backend_name}_s"] = spent
         if not go:  # a child's import is not the run's to wait for: it ran ahead, or in the wait for it
-            bench.timings[ENGINE_IMPORT_TIMING] = spent
+            bench.add_engine_import(spent)
         freeze_imports()
     if go:  # an isolated child: its engine imported, it waits until the group before it has exited
         from bench.harness.isolate import wait_for_go

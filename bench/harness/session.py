@@ -275,7 +275,11 @@ class BenchSession:
         ceilings' measurement nor the first case's start is charged with it."""
         if self.isolation == "off" or self.plan is not None:
             return
-        self.timings[ENGINE_IMPORT_TIMING] = round(wait_for_server(self.processes()), 3)
+        self.add_engine_import(wait_for_server(self.processes()))
+
+    def add_engine_import(self, seconds: float) -> None:
+        """The engine's import this run waited for, summed over a resumed run's parts."""
+        self.timings[ENGINE_IMPORT_TIMING] = round(self.timings.get(ENGINE_IMPORT_TIMING, 0.0) + seconds, 4)
 
     def calibrate(self) -> dict:
         """This process's GPU's measured ceilings (cached per UUID and driver); none on the CPU or
