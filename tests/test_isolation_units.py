@@ -229,3 +229,25 @@ def test_the_slowdown_hook_stretches_by_its_fraction_and_not_at_all_when_off(mon
     started = time.perf_counter()
     failpoints.stretch(0.04)
     assert time.perf_counter() - started >= 0.02
+
+
+def test_the_first_childs_own_engine_import_is_the_runs_and_later_ones_are_not(tmp_path):
+    """Unsloth cannot be preloaded (it starts CUDA on import): the run waits for the first child's
+    import (a one-off cost, not isolation's), while later children import ahead of their turn."""
+    import json
+
+    from bench.harness.isolate import Child, Isolator
+
+    iso = Isolator(tmp_path, None, [["a"], ["b"]])
+    for i, first in ((0, True), (1, False)):
+        reports = tmp_path / f"r{i}.jsonl"
+        reports.write_text(json.dumps({"timings": {"import_unsloth_s": 30.0}}) + "\n")
+        child = Child(iso.groups[i], _FakeProc(), tmp_path / f"log{i}", reports, tmp_path / f"go{i}", 0.0, first=first)
+        child.log.write_text("")
+        if first:
+            iso.first_wait_s = 32.0  # its start-up: pytest's start and the import
+        iso.waited_s += 32.0 if first else 1.0
+        iso._collect(child, 0)
+    assert iso.engine_import_s == 30.0
+    assert iso.waited_s == pytest.approx(2.0 + 1.0)  # the first child's pytest start, the second's wait
+    assert iso.timings["import_unsloth_s"] == 30.0

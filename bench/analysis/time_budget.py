@@ -29,7 +29,8 @@ ONE_OFF_PHASES = frozenset({"load and LoRA", "trainer set-up", "warm-up step", "
 WALL_TIMING = "run_wall_s"  # the run's wall time, summed over its resumed parts
 STARTUP_TIMING = "startup_s"  # from the process's start to its run directory's opening
 # The engine's import that the run waited for: in its own process, or for the fork server that
-# preloads it for isolated children (their own imports run ahead, beside other cases: not counted)
+# preloads it for isolated children and the first child's import of what it could not preload (the
+# later children's own imports run ahead, beside other cases: not counted)
 ENGINE_IMPORT_TIMING = "engine_import_s"
 
 

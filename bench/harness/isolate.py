@@ -133,6 +133,7 @@ class Child:
     go: Path
     started_wall: float  # records of this child are those written after it started
     went_at: float = 0.0  # perf_counter when it was told to go
+    first: bool = False  # the run's first child: the run waited for all of its start-up
 
     def is_ready(self) -> bool:
         return self.go.with_suffix(".ready").exists() or self.proc.exitcode is not None
@@ -155,6 +156,10 @@ class Isolator:
     waited_s: float = 0.0  # start-up the run waited for (not hidden behind the previous group)
     outside_cases_s: float = 0.0  # child time after go that no case's setup, call or teardown used
     processes: int = 0
+    # the first child's own import of what the fork server could not preload (Unsloth, which starts
+    # CUDA as it is imported: 30-45 s): a one-off cost the run waited for, not isolation's
+    engine_import_s: float = 0.0
+    first_wait_s: float | None = None
 
     def __post_init__(self) -> None:
         self.context = self.context or preloading_context()
@@ -194,7 +199,10 @@ class Isolator:
                     self._spawn(j)  # imports while this group runs; waits for its own go
         while not child.is_ready():
             time.sleep(POLL_S)
-        self.waited_s += time.perf_counter() - waited
+        waited = time.perf_counter() - waited
+        if self.first_wait_s is None:
+            self.first_wait_s, child.first = waited, True
+        self.waited_s += waited
         child.went_at = time.perf_counter()
         child.go.touch()
         limit = self.case_timeout * len(child.nodeids) + 60 if self.case_timeout else None
@@ -209,6 +217,10 @@ class Isolator:
         reports, timings = _read_reports(child.reports)
         for name, seconds in timings.items():  # one-off costs: the worst child's
             self.timings[name] = max(seconds, self.timings.get(name, 0.0))
+        if child.first:
+            imported = min(self.first_wait_s, sum(v for k, v in timings.items() if k.startswith("import_")))
+            self.engine_import_s += imported
+            self.waited_s -= imported
         records = [r for r in read_results(self.run_dir) if r.time >= child.started_wall] \
             if (self.run_dir / RESULTS_FILE).is_file() else []
         log = redact(child.log.read_text(encoding="utf-8", errors="replace"))

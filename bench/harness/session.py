@@ -396,6 +396,7 @@ class BenchSession:
             self.isolator.close()
             self.timings.update(self.isolator.timings)
             self.timings.update(self.isolator.cost())
+            self.add_engine_import(self.isolator.engine_import_s)
             if self.manifest is not None:
                 # this process's wall time, as the run's own (run_wall_s) counts it
                 self.manifest.notes.append(self.isolator.describe(time.time() - environment.process_started()))
