@@ -189,7 +189,7 @@ class Isolator:
         return child
 
     def _run(self, i: int, following: int | None) -> None:
-        waited = time.perf_counter()  # a spawn waits for the fork server: the first one for its imports
+        started = time.perf_counter()  # a spawn waits for the fork server: the first one for its imports
         child = self.children.pop(i, None) or self._spawn(i)
         if self.standby:
             ahead = range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups))) if self.in_order else \
@@ -199,7 +199,7 @@ class Isolator:
                     self._spawn(j)  # imports while this group runs; waits for its own go
         while not child.is_ready():
             time.sleep(POLL_S)
-        waited = time.perf_counter() - waited
+        waited = time.perf_counter() - started
         if self.first_wait_s is None:
             self.first_wait_s, child.first = waited, True
         self.waited_s += waited
