@@ -54,7 +54,9 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
     serve = dataclasses.replace(train, role="serve", gpu=serve_gpu)
     case.params.update(lora_r=train.lora_r, batch_size=batch_size, grad_accum=grad_accum, serve_batch=serve_batch,
                        effort=SERVE_EFFORT)
-    with Pair(train, serve, bench.processes()) as pair:
+    with case.phase("engine import"):
+        processes = bench.ready_processes()
+    with Pair(train, serve, processes) as pair:
         result = pair.measure(solo_steps, solo_rounds)
     if len(result.serve_together) < 2:
         pytest.fail(f"only {len(result.serve_together)} serving rounds fell inside the training window; "

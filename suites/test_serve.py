@@ -18,6 +18,7 @@ import pytest
 
 from bench.analysis.serving import load_figures, saturated, slo_text
 from bench.data import chat_requests
+from bench.records.profiles import MIN_OPEN_LOOP_REQUESTS
 from bench.serving.client import RoundResult, closed_loop, open_loop
 from bench.serving.endpoint import Endpoint
 from bench.serving.server import SelfServed
@@ -111,7 +112,7 @@ def test_serve(bench, served, case, load, train_data):
             if not served.probed_rps:
                 pytest.fail(f"{endpoint.name}: no request of the rate probe succeeded", pytrace=False)
         rate = load.value * served.peak_rps
-        n = profile.serve_requests
+        n = max(profile.serve_requests, MIN_OPEN_LOOP_REQUESTS)
     rounds: list[RoundResult] = []
     for index in range(profile.serve_rounds):
         bodies = _bodies(bench, endpoint, rows, n)

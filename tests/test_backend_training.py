@@ -38,3 +38,33 @@ def test_a_second_trainer_reuses_the_prepared_training_set(tmp_path, monkeypatch
     shorter = trainer(256)  # another length: prepared for it, truncated to it
     assert any(p.startswith("Tokenizing") for p in passes)
     assert max(len(ids) for ids in shorter.train_dataset["input_ids"]) <= 256
+
+
+def test_the_prompt_completion_set_is_rendered_once_for_every_process(tmp_path, monkeypatch):
+    """Rendering the chat template over 3,000 conversations cost every isolated process that trains
+    a second or more: the first one stores the rendered set, the next (a new `TrainingData`, as in
+    another process) reads it back with the same rows and fingerprint; a damaged copy is made again."""
+    backend, source = get_backend("hf", "cpu"), resolve_model("tiny-gpt-oss")
+    backend.prepare(source)
+    tokenizer = backend.load(source).tokenizer
+    rows = load_training_dataset("builtin")
+    made = TrainingData(rows)(tokenizer)
+    renders: list[str] = []
+    map_rows = datasets.Dataset.map
+
+    def counted(self, *args, **kwargs):
+        renders.append(kwargs.get("desc") or "")
+        return map_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "map", counted)
+    first = TrainingData(rows, tmp_path)(tokenizer)
+    assert renders == ["prompt/completion"]
+    second = TrainingData(rows, tmp_path)(tokenizer)
+    assert renders == ["prompt/completion"]  # read back, not rendered again
+    assert second["prompt"] == first["prompt"] == made["prompt"]
+    assert second["completion"] == made["completion"] and second._fingerprint == first._fingerprint
+    [stored] = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    for f in stored.glob("*.arrow"):
+        f.write_bytes(b"not arrow")
+    again = TrainingData(rows, tmp_path)(tokenizer)
+    assert renders == ["prompt/completion"] * 2 and again["completion"] == made["completion"]

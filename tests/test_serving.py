@@ -161,6 +161,24 @@ def test_the_suite_against_an_endpoint_keeps_its_api_key_out_of_the_run(fake_ser
     assert key not in result.stdout + result.stderr
 
 
+def test_servers_chooses_the_self_started_servers(tmp_path):
+    """Quick starts the continuous-batching server only; --servers starts the plain one (or both)."""
+    result = run_pytest("suites/test_serve.py", "-q", "--gpu", "cpu", "--servers", "transformers", "-k", "c1",
+                        "--report-dir", str(tmp_path), "--run-id", "plain")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    records = read_results(tmp_path / "plain")
+    assert {r.params["server"] for r in records if r.metric == "output_tok_s"} == {"transformers"}
+    assert (tmp_path / "plain" / "serve-logs" / "transformers.log").is_file()
+    listed = run_pytest("suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu",
+                        "--servers", "transformers-cb,transformers")
+    ids = {line.split("[")[1].rstrip("]") for line in listed.stdout.splitlines() if "::test_serve[" in line}
+    assert listed.returncode == 0 and ids == {f"{s}-{p}" for s in ("transformers", "transformers-cb")
+                                              for p in ("c1", "c4", "poisson0.9x")}
+    for bad, said in (("vllm", "unknown server vllm"), (",", "no server named")):
+        refused = run_pytest("suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu", "--servers", bad)
+        assert refused.returncode == 4 and said in refused.stderr and "--endpoint URL" in refused.stderr
+
+
 def test_a_server_that_dies_mid_run_leaves_the_finished_load_points(fake_server, tmp_path):
     url = fake_server("--tokens", "4", "--gap-ms", "1", "--die-after", "22")
     result = run_pytest("suites/test_serve.py", "-q", "--gpu", "cpu", "--endpoint", url, "--report-dir",
@@ -170,7 +188,7 @@ def test_a_server_that_dies_mid_run_leaves_the_finished_load_points(fake_server,
     measured = {r.params.get("concurrency") for r in records if r.metric == "output_tok_s"}
     failed = {r.params.get("concurrency") or r.params.get("request_rate"): r.error
               for r in records if r.metric == "case" and r.status == "failed"}
-    # 2 warm-up + 16 requests, then c4's first round meets a dead server: measured, and failed
+    # 2 warm-up + 8 requests at c1, then c4 (8 a round) meets a dead server in its second round
     assert measured == {1, 4} and set(failed) == {4, "0.9x"}
     assert "requests failed at c4" in failed[4] and "every request failed at poisson0.9x" in failed["0.9x"]
     assert (tmp_path / "dies" / "report.html").is_file()
@@ -215,7 +233,7 @@ def test_a_baseline_with_checks_of_other_servers_does_not_refuse_the_run(tmp_pat
     baseline = tmp_path / "served.toml"
     baseline.write_text('[meta]\nname = "served"\nmodel = "tiny-gpt-oss"\n[checks]\n'
                         'output_tok_s = { min = 1.0, where = { server = "vllm", concurrency = 4 } }\n'
-                        'tpot_ms = { max = 500.0, where = { server = "transformers", concurrency = 64 } }\n')
+                        'tpot_ms = { max = 500.0, where = { server = "transformers-cb", concurrency = 64 } }\n')
     result = run_pytest("suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu", "--baseline", str(baseline))
     assert result.returncode == 4 and "concurrency=64" in result.stderr  # a level the profile never runs: loose
     baseline.write_text(baseline.read_text().replace("concurrency = 64", "concurrency = 4"))

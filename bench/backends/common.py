@@ -6,6 +6,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
+from bench.data.loading import store_dataset
 from bench.telemetry import failpoints
 from bench.backends import Loaded, TrainSettings
 from bench.models import ModelSource, local_weights
@@ -95,7 +96,7 @@ class TransformersBackend:
         trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=dataset,
                              processing_class=loaded.tokenizer, callbacks=callbacks)
         if stored is not None and not stored.is_dir():
-            _store(trainer.train_dataset, stored)
+            store_dataset(trainer.train_dataset, stored)
         return trainer
 
     def for_inference(self, loaded: Loaded) -> None:
@@ -169,17 +170,3 @@ def prepared_set_path(dataset: Any, tokenizer: Any, max_length: int | None) -> P
     key = "|".join(map(str, (fingerprint, tokenizer.name_or_path, len(tokenizer), max_length, trl.__version__,
                              datasets.__version__)))
     return cache_root() / "prepared-sets" / hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def _store(dataset: Any, path: Path) -> None:
-    """Written beside, then renamed: processes preparing the same set at once leave one copy."""
-    import shutil
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
-    try:
-        dataset.save_to_disk(str(scratch))
-        scratch.rename(path)
-    except OSError:  # another process stored it first, or the disk is full: train on, uncached
-        shutil.rmtree(scratch, ignore_errors=True)

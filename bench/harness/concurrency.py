@@ -93,6 +93,7 @@ class _Runner:
         from bench.backends import get_backend
         from bench.data import TrainingData, inference_prompts, load_training_dataset
         from bench.models import resolve_model
+        from bench.models.store import prompt_completion_sets
         from bench.telemetry import Timer
 
         self.side = side
@@ -107,7 +108,7 @@ class _Runner:
 
             self.loaded = backend.add_lora(backend.load(source), LoraSettings(side.lora_r))
             self.gate = StepGate(self.device)
-            data = TrainingData(rows)(self.loaded.tokenizer, side.fixed_length)
+            data = TrainingData(rows, prompt_completion_sets())(self.loaded.tokenizer, side.fixed_length)
             trainer = backend.trainer(self.loaded, data, side.train, [self.gate])
             self.training = SteppedTraining(trainer, self.gate)
             self.training.step()  # warm-up: compilation, allocator growth, optimizer state

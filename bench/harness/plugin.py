@@ -70,7 +70,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--endpoint", default=None, metavar="URL",
                     help="the serving suite's OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, Ollama, "
                          "transformers serve): URL, or NAME=URL,NAME=URL to compare several (default: start "
-                         "transformers serve for --model, without and with continuous batching)")
+                         "transformers serve for --model: see --servers)")
+    group.addoption("--servers", default=None, metavar="NAMES",
+                    help="without --endpoint, the servers the serving suite starts: transformers, transformers-cb "
+                         "(continuous batching), or both comma-separated (default: the profile's; quick "
+                         "transformers-cb, standard and full both)")
     group.addoption("--endpoint-model", default=None, help="the model name to request (default: the first of GET /v1/models)")
     group.addoption("--endpoint-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                     help="environment variable holding the endpoint's API key (default: OPENAI_API_KEY); "
@@ -109,6 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
         max_time=config.getoption("--max-time"),
         endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
         endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"),
+        servers=config.getoption("--servers"),
         run_gpus=tuple(int(g) for g in config.getoption("--bench-run-gpus").split(","))
         if config.getoption("--bench-run-gpus") else None)
     workerinput = getattr(config, "workerinput", None)
@@ -406,8 +411,9 @@ def _say(config: pytest.Config, line: str) -> None:
 def train_data(bench: BenchSession):
     """`train_data(tokenizer)`: the training set as prompt/completion text; `.rows` the raw rows."""
     from bench.data import TrainingData, load_training_dataset
+    from bench.models.store import prompt_completion_sets
 
-    return TrainingData(load_training_dataset(bench.options.dataset))
+    return TrainingData(load_training_dataset(bench.options.dataset), prompt_completion_sets())
 
 
 def _case_of(item: pytest.Item) -> Case | None:

@@ -29,7 +29,7 @@ from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_def
 from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
 from bench.telemetry.processes import last_line, preloading_context, start_python, wait_for_server
 from bench.errors import BenchError
-from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid
+from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid, self_served
 from bench.records.metrics import METRICS
 from bench.models import ModelSource, resolve_model
 from bench.analysis.prices import price_per_hour
@@ -38,10 +38,6 @@ from bench.harness.resume import check_resume
 from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
 from bench.analysis.serving import DEFAULT_SLO, parse_slo
 from bench.serving.endpoint import DEFAULT_KEY_ENV, Endpoint, api_key, parse_endpoints, probe
-
-# Servers the serving suite starts itself when no --endpoint is given: transformers serve without
-# and with continuous batching.
-SELF_SERVED = ("transformers", "transformers-cb")
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,8 @@ class BenchOptions:
     endpoint_model: str | None = None
     endpoint_key_env: str = DEFAULT_KEY_ENV  # the variable holding the endpoint's API key
     slo: str | None = None  # the serving suite's objectives, e.g. "ttft=2s,tpot=100ms"
+    servers: str | None = None  # the self-started servers, comma-separated (None: the profile's)
+
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
 
@@ -108,7 +106,10 @@ class BenchSession:
         self.gpu = next((g for g in available if self.device != "cpu" and g.index == self.gpu_indices[0]), None)
         self.hardware = self.gpu.name if self.gpu else ("cuda" if self.device != "cpu" else "cpu")
         self.endpoints: dict[str, Endpoint] = self._probe_endpoints()
-        self.servers = tuple(self.endpoints) or SELF_SERVED
+        if options.servers is not None and self.endpoints:
+            raise BenchError("--servers chooses the servers the harness starts, and with --endpoint it starts none: "
+                             "drop one of them")
+        self.servers = tuple(self.endpoints) or self_served(options.servers, self.profile)
         self.baseline, self.baseline_hardware_matches = self._pick_baseline()
         self.slo = parse_slo(options.slo) if options.slo else dict(
             self.baseline.slo if self.baseline and self.baseline.slo else DEFAULT_SLO)
@@ -313,6 +314,14 @@ class BenchSession:
         """Where the processes this session starts come from (isolated cases, servers, the sides of
         the concurrency suite): a fork server that has imported the engine's libraries."""
         return preloading_context(PRELOADABLE.get(self.backend_name, ()))
+
+    def ready_processes(self) -> multiprocessing.context.BaseContext:
+        """`processes()` once its fork server has imported the engine (at once when it has). Without
+        isolation nothing starts the server before the first case that needs it, which then waits
+        for that import (4.3 s on the 2-core CPU) and should file the wait as the one-off it is."""
+        context = self.processes()
+        wait_for_server(context)
+        return context
 
     def prepare_safely(self, prepare: Callable[[ModelSource], str]) -> str:
         """`prepare(source)`: a backend's `prepare` or `servable`. The parent of isolated children

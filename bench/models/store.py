@@ -1,5 +1,5 @@
 """Where the harness keeps what it builds: the tiny model, replicas and their quantized copies,
-and each GPU's measured ceilings. $BENCH_CACHE_DIR, else the user's cache directory."""
+each GPU's measured ceilings, and training sets in the forms the trainers take. $BENCH_CACHE_DIR, else the user's cache directory."""
 
 from __future__ import annotations
 
@@ -13,3 +13,8 @@ def cache_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("gpt-oss-bench"))
+
+
+def prompt_completion_sets() -> Path:
+    """Training rows rendered through a chat template (`bench.data.TrainingData`)."""
+    return cache_root() / "prompt-completion-sets"

@@ -14,6 +14,11 @@ from bench.errors import BenchError
 EFFORTS = ("low", "medium", "high")
 # Where the concurrency suite puts training and serving: two GPUs, or both on one.
 PLACEMENTS = ("split", "shared")
+# The servers the serving suite can start itself (no --endpoint): `transformers serve` without and
+# with continuous batching.
+SELF_SERVED = ("transformers", "transformers-cb")
+# Fewer arrivals than this in a round do not make a Poisson process worth the name.
+MIN_OPEN_LOOP_REQUESTS = 8
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,15 @@ class Profile:
     max_time_s: float | None = None
     # Serving: closed-loop concurrency levels (the sweep stops once throughput stops growing),
     # open-loop rates as fractions of the sweep's peak, rounds per load point and requests per
-    # round (at least two per user).
+    # round (at least two per user; open loop at least MIN_OPEN_LOOP_REQUESTS).
     serve_concurrency: tuple[int, ...] = (1, 2, 4, 8)
     serve_rate_fractions: tuple[float, ...] = (0.5, 0.9)
     serve_rounds: int = 2
     serve_requests: int = 8
+    # The `transformers serve` variants the harness starts without --endpoint. Quick starts only the
+    # continuous-batching one, the server a deployment would run: the plain one cost the README
+    # command on an H100 about 18 s (its three load points and its start) of a run aimed at 90 s.
+    servers: tuple[str, ...] = SELF_SERVED
     max_seq_length: int = 1024  # the seed's max_seq_length
     learning_rate: float = 2e-4
 
@@ -68,7 +77,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", lora_ranks=(8,), train_batches=((2, 2),), infer_batches=(1, 2, 3),
                      efforts=EFFORTS, train_steps=40, timing_steps=4, load_rounds=3, infer_rounds=3,
                      effort_tokens={"low": 16, "medium": 32, "high": 64},
-                     serve_concurrency=(1, 4), serve_rate_fractions=(0.9,)),
+                     serve_concurrency=(1, 4), serve_rate_fractions=(0.9,), serve_requests=4,
+                     servers=("transformers-cb",)),
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
                         infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=4,
                         load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
@@ -91,6 +101,18 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise BenchError(f"--profile {name}: unknown profile; choose one of {', '.join(PROFILES)}") from None
+
+
+def self_served(names: str | None, profile: Profile) -> tuple[str, ...]:
+    """--servers NAMES (comma-separated), else the profile's."""
+    if names is None:
+        return profile.servers
+    chosen = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [n for n in chosen if n not in SELF_SERVED]
+    if unknown or not chosen:
+        raise BenchError(f"--servers {names}: {'unknown server ' + unknown[0] if unknown else 'no server named'}; "
+                         f"choose from {', '.join(SELF_SERVED)} (another server: --endpoint URL)")
+    return chosen
 
 
 def load_shapes(profile: Profile) -> list[LoadShape]:
