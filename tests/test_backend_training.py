@@ -1,20 +1,16 @@
 """The hf engine's trainer on the CPU: the training set is prepared once, then read back."""
 
 import datasets
+import pytest
 
 from bench.backends import LoraSettings, TrainSettings, get_backend
 from bench.data import TrainingData, load_training_dataset
 from bench.models import resolve_model
 
 
-def test_a_second_trainer_reuses_the_prepared_training_set(tmp_path, monkeypatch):
-    """SFTTrainer tokenizes the whole set each time it is built; the engine keeps the set the first
-    trainer prepared and hands it to the next one (in any process): same rows, no second tokenizing."""
-    backend, source = get_backend("hf", "cpu"), resolve_model("tiny-gpt-oss")
-    backend.prepare(source)
-    loaded = backend.add_lora(backend.load(source), LoraSettings(8))
-    raw = TrainingData(load_training_dataset("builtin"))(loaded.tokenizer)
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))  # prepared sets kept there, none yet
+@pytest.fixture
+def map_passes(monkeypatch) -> list[str]:
+    """The `desc` of every `datasets.Dataset.map` pass from now on: what was rendered or tokenized."""
     passes: list[str] = []
     map_rows = datasets.Dataset.map
 
@@ -23,6 +19,18 @@ def test_a_second_trainer_reuses_the_prepared_training_set(tmp_path, monkeypatch
         return map_rows(self, *args, **kwargs)
 
     monkeypatch.setattr(datasets.Dataset, "map", counted)
+    return passes
+
+
+def test_a_second_trainer_reuses_the_prepared_training_set(tmp_path, monkeypatch, map_passes):
+    """SFTTrainer tokenizes the whole set each time it is built; the engine keeps the set the first
+    trainer prepared and hands it to the next one (in any process): same rows, no second tokenizing."""
+    backend, source = get_backend("hf", "cpu"), resolve_model("tiny-gpt-oss")
+    backend.prepare(source)
+    loaded = backend.add_lora(backend.load(source), LoraSettings(8))
+    raw = TrainingData(load_training_dataset("builtin"))(loaded.tokenizer)
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))  # prepared sets kept there, none yet
+    passes = map_passes
 
     def trainer(max_seq_length: int):
         passes.clear()
@@ -40,7 +48,7 @@ def test_a_second_trainer_reuses_the_prepared_training_set(tmp_path, monkeypatch
     assert max(len(ids) for ids in shorter.train_dataset["input_ids"]) <= 256
 
 
-def test_the_prompt_completion_set_is_rendered_once_for_every_process(tmp_path, monkeypatch):
+def test_the_prompt_completion_set_is_rendered_once_for_every_process(tmp_path, map_passes):
     """Rendering the chat template over 3,000 conversations cost every isolated process that trains
     a second or more: the first one stores the rendered set, the next (a new `TrainingData`, as in
     another process) reads it back with the same rows and fingerprint; a damaged copy is made again."""
@@ -49,14 +57,8 @@ def test_the_prompt_completion_set_is_rendered_once_for_every_process(tmp_path, 
     tokenizer = backend.load(source).tokenizer
     rows = load_training_dataset("builtin")
     made = TrainingData(rows)(tokenizer)
-    renders: list[str] = []
-    map_rows = datasets.Dataset.map
-
-    def counted(self, *args, **kwargs):
-        renders.append(kwargs.get("desc") or "")
-        return map_rows(self, *args, **kwargs)
-
-    monkeypatch.setattr(datasets.Dataset, "map", counted)
+    renders = map_passes
+    renders.clear()
     first = TrainingData(rows, tmp_path)(tokenizer)
     assert renders == ["prompt/completion"]
     second = TrainingData(rows, tmp_path)(tokenizer)

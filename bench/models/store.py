@@ -1,5 +1,6 @@
 """Where the harness keeps what it builds: the tiny model, replicas and their quantized copies,
-each GPU's measured ceilings, and training sets in the forms the trainers take. $BENCH_CACHE_DIR, else the user's cache directory."""
+each GPU's measured ceilings, and training sets in the forms the trainers take. $BENCH_CACHE_DIR,
+else the user's cache directory."""
 
 from __future__ import annotations
 
