@@ -70,3 +70,13 @@ def test_the_prompt_completion_set_is_rendered_once_for_every_process(tmp_path, 
         f.write_bytes(b"not arrow")
     again = TrainingData(rows, tmp_path)(tokenizer)
     assert renders == ["prompt/completion"] * 2 and again["completion"] == made["completion"]
+
+
+def test_an_unwritable_cache_still_gives_the_training_set(tmp_path):
+    backend, source = get_backend("hf", "cpu"), resolve_model("tiny-gpt-oss")
+    backend.prepare(source)
+    tokenizer = backend.load(source).tokenizer
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    rows = load_training_dataset("builtin")
+    assert TrainingData(rows, blocked / "sets")(tokenizer)["completion"] == TrainingData(rows)(tokenizer)["completion"]

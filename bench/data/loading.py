@@ -120,14 +120,21 @@ class TrainingData:
         path = self._path(tokenizer, fixed_length)
         if path is None:
             return self._made(tokenizer, fixed_length)
-        if not path.is_dir():
-            store_dataset(self._made(tokenizer, fixed_length), path)
         import datasets
 
-        try:  # read back also by the process that made it: one fingerprint for every process
-            return datasets.load_from_disk(str(path), keep_in_memory=True)
-        except (OSError, ValueError):  # not stored (a full disk) or damaged: made here
-            return self._made(tokenizer, fixed_length)
+        def stored() -> "datasets.Dataset | None":
+            try:
+                return datasets.load_from_disk(str(path), keep_in_memory=True)
+            except (OSError, ValueError):  # not there, or damaged
+                return None
+
+        found = stored() if path.is_dir() else None
+        if found is not None:
+            return found
+        made = self._made(tokenizer, fixed_length)
+        store_dataset(made, path)
+        again = stored()  # read back by the process that made it too: one fingerprint for every process
+        return made if again is None else again
 
     def _path(self, tokenizer, fixed_length: int | None) -> Path | None:
         fingerprint = getattr(self.rows, "_fingerprint", None)
@@ -142,13 +149,15 @@ class TrainingData:
 
 def store_dataset(dataset: "datasets.Dataset", path: Path) -> None:
     """Written beside, then renamed: processes preparing the same set at once leave one copy."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    scratch = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
         dataset.save_to_disk(str(scratch))
         scratch.rename(path)
-    except OSError:  # another process stored it first, or the disk is full: go on, uncached
-        shutil.rmtree(scratch, ignore_errors=True)
+    except OSError:  # another process stored it first, a full disk, a read-only cache: go on, uncached
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _joined(pairs: "datasets.Dataset", tokenizer, length: int) -> "datasets.Dataset":
