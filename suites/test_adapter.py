@@ -2,6 +2,8 @@
 prescribed way (base model -> PeftModel.from_pretrained -> inference mode) must reproduce the
 in-memory adapter's greedy outputs, and must differ from the base model's."""
 
+import time
+
 import pytest
 
 from bench.backends import LoraSettings
@@ -14,15 +16,21 @@ PROMPTS = 3
 
 
 def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path):
+    from bench.telemetry.steps import StepClock  # transformers: not at collection
+
     lora = LoraSettings(bench.profile.lora_ranks[0])
     batch_size, grad_accum = bench.profile.train_batches[0]
     with case.phase("load and LoRA"):
         trained = backend.add_lora(backend.load(bench.source), lora)
     settings = bench.train_settings(batch_size, grad_accum, bench.adapter_steps, tmp_path / "run")
+    clock = StepClock(bench.device)
     with case.phase("trainer set-up"):
-        trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [])
-    with case.phase("training"):
-        trainer.train()
+        trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [clock])
+    started = time.perf_counter()
+    trainer.train()
+    warm_up = clock.seconds[0] if clock.seconds else 0.0  # this process's first step: its compilation
+    case.add_phase("warm-up step", warm_up)
+    case.add_phase("training", time.perf_counter() - started - warm_up)
     del trainer  # it holds the model and its optimizer state: unloading must free them before the next load
     prompts = inference_prompts(train_data.rows, trained.tokenizer, PROMPTS, "low")
     backend.for_inference(trained)

@@ -4,6 +4,7 @@ alone and together, so the interference between them is a number.
 `split` trains on the first GPU of --gpu and serves on the second; `shared` puts both on the first
 (the stress case; on the CPU, both on the CPU with the cores split between them)."""
 
+import contextlib
 import dataclasses
 import os
 
@@ -56,7 +57,9 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
                        effort=SERVE_EFFORT)
     with case.phase("engine import"):
         processes = bench.ready_processes()
-    with Pair(train, serve, processes) as pair:
+    with contextlib.ExitStack() as stack:
+        with case.phase("set-up of the two sides"):  # each side loads, builds its trainer and warms up: nothing timed
+            pair = stack.enter_context(Pair(train, serve, processes))
         result = pair.measure(solo_steps, solo_rounds)
     if len(result.serve_together) < 2:
         pytest.fail(f"only {len(result.serve_together)} serving rounds fell inside the training window; "

@@ -85,6 +85,11 @@ def test_the_run_says_where_its_time_went(quick_run):
     assert 0 < train.extra["timed_s"] < train.extra["call_s"] <= train.value
     assert times["suites/test_train.py::test_resume"].extra["timed_s"] == 0  # a correctness check times nothing
     assert {"load and LoRA", "trainer set-up", "warm-up step"} <= set(train.extra["phases"])
+    # a check that trains in its own process files that process's first step (its compilation) as a
+    # one-off, as the training case does; the concurrency case its two processes' set-up
+    adapter = times["suites/test_adapter.py::test_adapter_roundtrip"].extra["phases"]
+    assert 0 < adapter["warm-up step"] and 0 < adapter["training"]
+    assert {"engine import", "set-up of the two sides"} <= set(times["suites/test_concurrency.py::test_concurrency[shared]"].extra["phases"])
     assert 0 < manifest.timings["startup_s"] < sum(r.value for r in times.values()) < wall
     # the engine was imported once, before the first case: a one-off cost, never inside a load's timing
     assert 0 < manifest.timings["engine_import_s"] == manifest.timings["import_hf_s"]

@@ -6,7 +6,8 @@ workload pays once, however long it runs: importing the engine's libraries (torc
 peft, trl; on an H100 host 20 s, as long as a training script of one's own would take), the cases'
 fixture setups (a model prepared or loaded for a module, a server started and warmed up) and the
 phases named in ONE_OFF_PHASES (a model loaded inside a case, a trainer built, the warm-up round or
-step with its first-call compilation, a fork server's import of the engine that a case waited for).
+step with its first-call compilation, a fork server's import of the engine that a case waited for,
+the concurrency case's two processes loading and warming up).
 Everything else is what measuring adds, the harness's overhead: inside the cases (profiled rounds,
 unloading, cases that check correctness and time nothing) and outside them (the process's start-up
 and collection, isolated processes starting, comparing). The wall time ends when the run does,
@@ -25,7 +26,8 @@ from bench.records.results import Measurement
 
 CASE_TIME_METRIC = "case_s"
 # Phases of a case's untimed work (`Case.phase`) that count as one-off costs.
-ONE_OFF_PHASES = frozenset({"load and LoRA", "trainer set-up", "warm-up step", "warm-up round", "engine import"})
+ONE_OFF_PHASES = frozenset({"load and LoRA", "trainer set-up", "warm-up step", "warm-up round", "engine import",
+                            "set-up of the two sides"})
 WALL_TIMING = "run_wall_s"  # the run's wall time, summed over its resumed parts
 STARTUP_TIMING = "startup_s"  # from the process's start to its run directory's opening
 # The engine's import that the run waited for: in its own process, or for the fork server that
