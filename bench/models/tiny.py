@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.data.synthetic import make_rows, pretraining_text
@@ -57,20 +58,26 @@ def model_config(vocab_size: int = VOCAB_SIZE, pad_id: int = 0, eos_id: int = 6,
 
 def ensure_built(root: Path | None = None) -> Path:
     """Return the cached model directory, building it first if it is missing or unreadable."""
+    root = root or cache_root()
+    return _made_once(root, built_dir(root), NAME, _is_complete, build)
+
+
+def _made_once(root: Path, target: Path, name: str, usable: Callable[[Path], bool],
+               make: Callable[[Path], object]) -> Path:
+    """`target`, made by `make(scratch)` in a scratch directory beside it and renamed (whole or not
+    at all), under a lock so that processes asking at once make it once; an unusable one is made again."""
     from filelock import FileLock
 
-    root = root or cache_root()
-    target = built_dir(root)
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{NAME}.lock")):
-        if _is_complete(target):
+    with FileLock(str(root / f".{name}.lock")):
+        if usable(target):
             return target
         if target.exists():
-            log.warning("tiny model cache at %s is incomplete or corrupt: rebuilding", target)
+            log.warning("%s is incomplete or corrupt: rebuilding", target)
             shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
-            build(tmp)
+            make(tmp)
             tmp.rename(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -135,22 +142,12 @@ def tokenizer_dir(root: Path | None = None) -> Path:
     """Where the tiny model's tokenizer is, for a replica that borrows it: the built model's where
     there is one, else the tokenizer trained and cached alone (2.5 s). Building the whole model to
     get it pre-trains for a minute or more: 98.7 s inside an H100 host's replica preparation."""
-    from filelock import FileLock
-
     root = root or cache_root()
     if _is_complete(built_dir(root)):
         return built_dir(root)
-    target = root / f"{NAME}-tokenizer-v{BUILD_VERSION}"
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{NAME}-tokenizer.lock")):
-        if not (target / "tokenizer.json").is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-tokenizer-", dir=root))
-            try:
-                _corpus_and_tokenizer()[2].save_pretrained(tmp)
-                tmp.rename(target)  # whole or not at all
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _made_once(root, root / f"{NAME}-tokenizer-v{BUILD_VERSION}", f"{NAME}-tokenizer",
+                      lambda path: (path / "tokenizer.json").is_file(),
+                      lambda scratch: _corpus_and_tokenizer()[2].save_pretrained(scratch))
 
 
 def build(out: Path) -> dict:
