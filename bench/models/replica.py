@@ -131,7 +131,7 @@ def write_replica(config, directory: Path, device: str, root: Path, name: str) -
     names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     _write_shards(shards, [directory / name for name in names])
     weight_map = {key: names[i] for i, shard in enumerate(shards) for key in shard}
-    total = sum(t.numel() * t.element_size() for shard in shards for t in shard.values())
+    total = sum(map(_nbytes, shards))
     (directory / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     config.architectures = [type(model).__name__]
@@ -210,7 +210,7 @@ def _as_bytes(tensor):
 
 
 def _nbytes(shard: dict) -> int:
-    return sum(t.numel() * t.element_size() for t in shard.values())
+    return sum(t.nbytes for t in shard.values())
 
 
 def _safetensors_header(shard: dict, metadata: dict[str, str]) -> bytes:
@@ -218,7 +218,7 @@ def _safetensors_header(shard: dict, metadata: dict[str, str]) -> bytes:
     byte range, in the order written; padded so that the data starts 8-byte aligned."""
     header, offset = {}, 0
     for key, tensor in shard.items():
-        size = tensor.numel() * tensor.element_size()
+        size = tensor.nbytes
         header[key] = {"dtype": SAFETENSORS_DTYPES[str(tensor.dtype)], "shape": list(tensor.shape),
                        "data_offsets": [offset, offset + size]}
         offset += size
@@ -237,12 +237,11 @@ def _shards(state: dict) -> list[dict]:
         if tensor.data_ptr() in seen:  # a tied weight: written once, tied again on load
             continue
         seen.add(tensor.data_ptr())
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > SHARD_BYTES:
+        if shards[-1] and size + tensor.nbytes > SHARD_BYTES:
             shards.append({})
             size = 0
         shards[-1][key] = tensor
-        size += nbytes
+        size += tensor.nbytes
     return shards
 
 
