@@ -6,7 +6,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from bench.data.loading import store_dataset
+from bench.data.loading import store_dataset, stored_set_name
 from bench.telemetry import failpoints
 from bench.backends import Loaded, TrainSettings
 from bench.models import ModelSource, local_weights
@@ -160,13 +160,10 @@ def prepared_set_path(dataset: Any, tokenizer: Any, max_length: int | None) -> P
     fingerprint = getattr(dataset, "_fingerprint", None)
     if fingerprint is None:
         return None
-    import hashlib
-
     import datasets
     import trl
 
     from bench.models.store import cache_root
 
-    key = "|".join(map(str, (fingerprint, tokenizer.name_or_path, len(tokenizer), max_length, trl.__version__,
-                             datasets.__version__)))
-    return cache_root() / "prepared-sets" / hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_root() / "prepared-sets" / stored_set_name(fingerprint, tokenizer.name_or_path, len(tokenizer),
+                                                            max_length, trl.__version__, datasets.__version__)

@@ -142,9 +142,13 @@ class TrainingData:
             return None
         import datasets
 
-        key = "|".join(map(str, (FORMAT_VERSION, fingerprint, tokenizer.name_or_path, len(tokenizer),
-                                 tokenizer.chat_template or "", fixed_length, datasets.__version__)))
-        return self.cache_dir / hashlib.sha256(key.encode()).hexdigest()[:20]
+        return self.cache_dir / stored_set_name(FORMAT_VERSION, fingerprint, tokenizer.name_or_path, len(tokenizer),
+                                                tokenizer.chat_template or "", fixed_length, datasets.__version__)
+
+
+def stored_set_name(*key: object) -> str:
+    """The directory name of a stored set: a digest of everything that decides its content."""
+    return hashlib.sha256("|".join(map(str, key)).encode()).hexdigest()[:20]
 
 
 def store_dataset(dataset: "datasets.Dataset", path: Path) -> None:
