@@ -81,6 +81,14 @@ def test_a_chain_a_time_limit_cut_short_is_judged_on_its_complete_rounds(tmp_pat
     write_run(tmp_path / "slow25" / "runs", "A-4", _run(1.0, 1.0))  # its B was never run
     assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "3", "--max-rounds", "3"]) == 0
     assert "| slowed 25% | 4 of 4 | 1 of 1 | 2 of 2 | 3.0 |" in capsys.readouterr().out
+    # an unchanged chain ran to its end before it (errorrate.json names only that one): both are judged
+    for i, d in enumerate(drift[:3]):
+        for side in "AB":
+            write_run(tmp_path / "aa" / "runs", f"{side}-{i}", _run(1.0, d))
+    (tmp_path / "errorrate.json").write_text(json.dumps({"conditions": {"unchanged": {"slowdown": 0.0}}}))
+    assert main(["errorrate", "--judge-only", "--out", str(tmp_path), "--rounds", "3", "--max-rounds", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "| unchanged | 0 of 3 | 0 of 1 |" in table and "| slowed 25% | 4 of 4 | 1 of 1 |" in table
 
 
 @pytest.mark.slow

@@ -129,12 +129,12 @@ def judge_condition(chain: Path, level: float, a_runs: list, b_runs: list, round
 
 def rejudge(out: Path, rounds: int, max_rounds: int, threshold: float) -> dict:
     """The chains an earlier `measure` left in `out`, judged again with this engine and window size.
-    A chain cut short (a time limit killed it before errorrate.json was written) is found by its
-    directory name and judged on its complete rounds."""
-    saved = json.loads((out / "errorrate.json").read_text()) if (out / "errorrate.json").is_file() else {
-        "conditions": {condition_name(level): {"slowdown": level} for level in found_levels(out)}}
+    A chain cut short (a time limit killed it before errorrate.json named it, though an earlier
+    chain's entry may be there) is found by its directory name and judged on its complete rounds."""
+    saved = json.loads((out / "errorrate.json").read_text()) if (out / "errorrate.json").is_file() else {}
+    conditions = {condition_name(level): {"slowdown": level} for level in found_levels(out)}
     result = {**saved, "rounds": rounds, "max_rounds": max_rounds, "threshold": threshold, "conditions": {}}
-    for name, condition in saved["conditions"].items():
+    for name, condition in conditions.items():
         chain = chain_dir(out, condition["slowdown"])
         count = complete_rounds(chain / "runs")
         a_runs = [read_results(chain / "runs" / f"A-{i}") for i in range(count)]
