@@ -91,6 +91,18 @@ def test_a_chain_a_time_limit_cut_short_is_judged_on_its_complete_rounds(tmp_pat
     assert "| unchanged | 0 of 3 | 0 of 1 |" in table and "| slowed 25% | 4 of 4 | 1 of 1 |" in table
 
 
+def test_errorrate_never_writes_a_chain_over_an_older_one(tmp_path, capsys):
+    """Its later rounds would stay beside the new chain's and be judged as its own."""
+    from bench.commands.cli import main
+    from conftest import write_run
+
+    write_run(tmp_path / "slow10" / "runs", "A-0", _run(1.0, 1.0))
+    assert main(["errorrate", "--out", str(tmp_path), "--slowdowns", "0,0.1", "--", "suites/test_load.py"]) == 2
+    err = capsys.readouterr().err
+    assert "slow10 already holds a chain" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "aa").exists()  # refused before anything ran
+
+
 @pytest.mark.slow
 def test_bench_ab_runs_two_checkouts_in_rounds_and_compares_them_paired(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", ".", "--rounds", "2", "--report-dir",

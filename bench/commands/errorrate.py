@@ -97,6 +97,11 @@ def judge_chain(a_runs: list, b_runs: list, rounds: int, compare_rules: Rules, a
 
 def measure(out: Path, experiments: int, rounds: int, max_rounds: int, slowdowns: list[float], threshold: float,
             noise: str, pytest_args: list[str], echo=print) -> dict:
+    # A chain's rounds are A-0, B-0, A-1, ...: a new chain written over an older one would leave the
+    # older one's later rounds beside it, judged as if they were its own (seen on an H100).
+    used = [chain_dir(out, level) for level in slowdowns if any((chain_dir(out, level) / "runs").glob("*"))]
+    if used:
+        raise BenchError(f"{used[0]} already holds a chain: give another --out, or judge it again with --judge-only")
     result = {"experiments": experiments, "rounds": rounds, "max_rounds": max_rounds, "threshold": threshold,
               "noise": noise, "pytest_args": pytest_args, "conditions": {}}
     for level in slowdowns:
