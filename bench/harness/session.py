@@ -236,8 +236,9 @@ class BenchSession:
 
     @property
     def resume_steps(self) -> int:
-        """Steps of the checkpoint-recovery run, saved at half way (cheap on the tiny model)."""
-        return 6 if self.source.loss_meaningful else max(4, self.profile.timing_steps)
+        """Steps of the checkpoint-recovery run, saved at half way: a check, not a timing, so the
+        fewest that leave steps on both sides of the checkpoint."""
+        return 6 if self.source.loss_meaningful else 4
 
     def precision(self, samples: Callable[[], list[float]]) -> Precision | None:
         """Adaptive rounds for a case whose timed samples `samples()` returns; None: fixed rounds."""

@@ -50,7 +50,10 @@ class Profile:
     infer_batches: tuple[int, ...]
     efforts: tuple[str, ...]
     train_steps: int  # steps for models whose loss means something
-    timing_steps: int  # steps for random-weight replicas, where only speed and memory count
+    # steps for random-weight replicas, where only speed and memory count: one warm-up, the rest timed.
+    # Eight, not four: on an H100 one step in three or four of the 4-layer replica spiked 15-30%, and
+    # with three timed steps one spike moved a run's step time by 5-8% (reports/examples/h100-gate-ab-more-windows)
+    timing_steps: int
     load_rounds: int
     infer_rounds: int
     # New tokens per reasoning effort: higher effort reasons longer, as gpt-oss does.
@@ -75,12 +78,12 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", lora_ranks=(8,), train_batches=((2, 2),), infer_batches=(1, 2, 3),
-                     efforts=EFFORTS, train_steps=40, timing_steps=4, load_rounds=3, infer_rounds=3,
+                     efforts=EFFORTS, train_steps=40, timing_steps=8, load_rounds=3, infer_rounds=3,
                      effort_tokens={"low": 16, "medium": 32, "high": 64},
                      serve_concurrency=(1, 4), serve_rate_fractions=(0.9,), serve_requests=4,
                      servers=("transformers-cb",)),
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
-                        infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=4,
+                        infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=8,
                         load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
                         max_time_s=20.0, serve_concurrency=(1, 2, 4, 8, 16, 32),
                         serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16),
