@@ -51,8 +51,10 @@ class Profile:
     efforts: tuple[str, ...]
     train_steps: int  # steps for models whose loss means something
     # steps for random-weight replicas, where only speed and memory count: one warm-up, the rest timed.
-    # Eight, not four: on an H100 one step in three or four of the 4-layer replica spiked 15-30%, and
-    # with three timed steps one spike moved a run's step time by 5-8% (reports/examples/h100-gate-ab-more-windows)
+    # Eight, not four: on an H100 about one step in twelve of the 4-layer replica spiked 10-30% above its
+    # run's median (19 of 229), which moves a run of three timed steps by 3-10%; paired A/A rounds' step
+    # ratio spread (sd of its log) 0.040 with three timed steps, 0.031 with seven
+    # (reports/examples/h100-gate-ab-more-windows)
     timing_steps: int
     load_rounds: int
     infer_rounds: int
