@@ -45,6 +45,7 @@ CASES = [
     (["--compare", "{bad}/missing-run"], "--compare {bad}/missing-run: no such run directory or results file"),
     (["--compare", "{bad}/corrupt-run"], "results.jsonl:2: corrupt record"),
     (["--resume", "{bad}/missing-run"], "--resume {bad}/missing-run: {bad}/missing-run: no manifest.json"),
+    (["--report-dir", "{bad}", "--run-id", "corrupt-run"], "--run-id corrupt-run: {bad}/corrupt-run already holds a run"),
     (["--precision", "3bit"], "--precision 3bit: choose one of auto, 4bit, bf16"),
     (["--threshold", "lots"], "--threshold lots: give a percentage like 5% or a fraction like 0.05"),
     (["--model", "replica:gpt-oss-20b@depth=2"], "the only override is @layers=N"),

@@ -35,7 +35,7 @@ from bench.models import ModelSource, resolve_model
 from bench.analysis.prices import price_per_hour
 from bench.harness.isolate import resolve_mode as resolve_isolation
 from bench.harness.resume import check_resume
-from bench.records.results import Measurement, ResultsWriter, RunManifest, read_results
+from bench.records.results import MANIFEST_FILE, RESULTS_FILE, Measurement, ResultsWriter, RunManifest, read_results
 from bench.analysis.serving import DEFAULT_SLO, parse_slo
 from bench.serving.endpoint import DEFAULT_KEY_ENV, Endpoint, api_key, parse_endpoints, probe
 
@@ -122,6 +122,8 @@ class BenchSession:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
         self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
         self.report_root = _writable_dir(Path(options.report_dir))
+        if options.run_id and not (options.worker_run or options.resume):
+            _refuse_a_finished_run(self.report_root / options.run_id, options.run_id)
         self.compare_records = _read_compare(options.compare) if options.compare else None
         self.resume_dir = check_resume(options.resume, {"--model": self.source.spec, "--profile": self.profile.name,
                                                         "--backend": self.backend_name}) if options.resume else None
@@ -457,6 +459,14 @@ def _read_compare(spec: str) -> list[Measurement]:
 def _new_run_id(model_slug: str, hardware: str) -> str:
     hw = re.sub(r"[^A-Za-z0-9]+", "-", hardware.replace("NVIDIA ", "")).strip("-").lower()
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{model_slug}-{hw}"
+
+
+def _refuse_a_finished_run(path: Path, run_id: str) -> None:
+    """A new run writing into another's directory would append its records to the other's: two runs
+    read back as one (seen when a bench errorrate chain was written over an older one)."""
+    if (path / RESULTS_FILE).is_file() or (path / MANIFEST_FILE).is_file():
+        raise BenchError(f"--run-id {run_id}: {path} already holds a run; choose another --run-id, remove that "
+                         f"directory, or continue that run with --resume {path}")
 
 
 def _writable_dir(path: Path) -> Path:
