@@ -43,8 +43,8 @@ def test_every_case_wrote_its_metrics(quick_run):
     assert len(by["decode_tok_s"]) == 9  # batch 1, 2, 3 x effort low, medium, high
     assert all(len(r.samples) == 3 for r in by["decode_tok_s"])  # warm-up round not among them
     [train] = by["s_per_step"]
-    assert len(train.samples) == 39  # 40 steps, the first one is the warm-up
-    assert len(train.extra["loss_curve"]) == 40
+    assert len(train.samples) == 29  # 30 steps, the first one is the warm-up
+    assert len(train.extra["loss_curve"]) == 30
     [initial], [final] = by["initial_loss"], by["final_loss"]
     assert initial.value > 1.5 > final.value  # real training brought the loss under the target
     assert by["adapter_roundtrip_equal"][0].value == 1.0
@@ -106,7 +106,7 @@ def test_pytest_benchmark_output_keeps_working(quick_run):
     names = {b["name"] for b in data["benchmarks"]}
     assert "test_train[r8-b2x2]" in names and "test_generate[bs1-low]" in names
     train = next(b for b in data["benchmarks"] if b["name"] == "test_train[r8-b2x2]")
-    assert train["stats"]["rounds"] == 39 and "loss_curve" in train["extra_info"]
+    assert train["stats"]["rounds"] == 29 and "loss_curve" in train["extra_info"]
 
 
 def test_a_missed_check_fails_the_case_naming_value_limit_and_source(tmp_path):
