@@ -22,7 +22,7 @@ def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path)
     batch_size, grad_accum = bench.profile.train_batches[0]
     with case.phase("load and LoRA"):
         trained = backend.add_lora(backend.load(bench.source), lora)
-    settings = bench.train_settings(batch_size, grad_accum, bench.adapter_steps, tmp_path / "run")
+    settings = bench.adapter_settings(batch_size, grad_accum, tmp_path / "run")
     clock = StepClock(bench.device)
     with case.phase("trainer set-up"):
         trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [clock])

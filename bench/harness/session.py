@@ -7,6 +7,7 @@ suite cases are actually collected (`start`), so `pytest tests/` leaves nothing 
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing.context
 import os
 import re
@@ -230,11 +231,13 @@ class BenchSession:
         """Enough steps to reach the loss target where loss means something; a few timed ones otherwise."""
         return self.profile.train_steps if self.source.loss_meaningful else self.profile.timing_steps
 
-    @property
-    def adapter_steps(self) -> int:
-        """Enough training that the adapter visibly changes greedy outputs (8 steps did not, for the
-        tiny model with a seeded LoRA initialization)."""
-        return 16
+    def adapter_settings(self, batch_size: int, grad_accum: int, output_dir: Path) -> TrainSettings:
+        """The adapter check's training: enough that the adapter visibly changes greedy outputs, and
+        no more, since only the save/load round trip is under test. Four steps at five times the
+        training rate, without warm-up, changed all three greedy outputs of the tiny model as the 16
+        at the training rate did (8 of those did not), in 0.8 s instead of 2.2 s on the CPU."""
+        settings = self.train_settings(batch_size, grad_accum, 4, output_dir)
+        return dataclasses.replace(settings, learning_rate=5 * settings.learning_rate, warmup_steps=0)
 
     @property
     def resume_steps(self) -> int:
