@@ -99,7 +99,8 @@ def measure(out: Path, experiments: int, rounds: int, max_rounds: int, slowdowns
             noise: str, pytest_args: list[str], echo=print) -> dict:
     # A chain's rounds are A-0, B-0, A-1, ...: a new chain written over an older one would leave the
     # older one's later rounds beside it, judged as if they were its own (seen on an H100).
-    used = [chain_dir(out, level) for level in slowdowns if any((chain_dir(out, level) / "runs").glob("*"))]
+    chains = [chain_dir(out, level) for level in slowdowns]
+    used = [chain for chain in chains if any((chain / "runs").glob("*"))]
     if used:
         raise BenchError(f"{used[0]} already holds a chain: give another --out, or judge it again with --judge-only")
     result = {"experiments": experiments, "rounds": rounds, "max_rounds": max_rounds, "threshold": threshold,
@@ -137,15 +138,14 @@ def rejudge(out: Path, rounds: int, max_rounds: int, threshold: float) -> dict:
     A chain cut short (a time limit killed it before errorrate.json named it, though an earlier
     chain's entry may be there) is found by its directory name and judged on its complete rounds."""
     saved = json.loads((out / "errorrate.json").read_text()) if (out / "errorrate.json").is_file() else {}
-    conditions = {condition_name(level): {"slowdown": level} for level in found_levels(out)}
     result = {**saved, "rounds": rounds, "max_rounds": max_rounds, "threshold": threshold, "conditions": {}}
-    for name, condition in conditions.items():
-        chain = chain_dir(out, condition["slowdown"])
+    for level in found_levels(out):
+        chain = chain_dir(out, level)
         count = complete_rounds(chain / "runs")
         a_runs = [read_results(chain / "runs" / f"A-{i}") for i in range(count)]
         b_runs = [read_results(chain / "runs" / f"B-{i}") for i in range(count)]
-        result["conditions"][name] = judge_condition(chain, condition["slowdown"], a_runs, b_runs, rounds, max_rounds,
-                                                     threshold)
+        result["conditions"][condition_name(level)] = judge_condition(chain, level, a_runs, b_runs, rounds,
+                                                                      max_rounds, threshold)
     return result
 
 
