@@ -1,3 +1,8 @@
+import os
+
+import pytest
+
+from conftest import REPO
 from bench.telemetry import environment
 
 
@@ -25,3 +30,22 @@ def test_redact_argv_hides_values_of_secret_flags():
 def test_versions_names_the_stack():
     v = environment.versions()
     assert v["python"] and v["torch"] and "unsloth" in v and "bitsandbytes" in v
+
+
+@pytest.mark.parametrize("line, expected", [("cuda: Optional[str] = '13.0'", True), ("cuda: Optional[str] = None", False),
+                                            ("cuda = '12.8'", True)])
+def test_whether_torch_has_cuda_is_read_from_its_version_file_without_importing_it(tmp_path, line, expected):
+    """The parent of isolated children learns it without paying torch's import (4-5 s on a GPU host)."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
+    (fake / "version.py").write_text(f"from typing import Optional\n__version__ = '2.13.0'\n{line}\n")
+    code = ("import sys; from bench.telemetry.devices import torch_has_cuda; "
+            "print(torch_has_cuda(), 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.split() == [str(expected), "False"]

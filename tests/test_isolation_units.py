@@ -251,3 +251,65 @@ def test_the_first_childs_own_engine_import_is_the_runs_and_later_ones_are_not(t
     assert iso.engine_import_s == 30.0
     assert iso.waited_s == pytest.approx(2.0 + 1.0)  # the first child's pytest start, the second's wait
     assert iso.timings["import_unsloth_s"] == 30.0
+
+
+def test_load_and_inference_children_start_fresh_while_the_server_imports_and_training_waits_for_it(
+        tmp_path, monkeypatch):
+    """The first groups start at once in fresh interpreters; a training child forked from a fork
+    server still importing would make the parent wait, so it starts once the server serves."""
+    import multiprocessing
+    from pathlib import Path
+
+    import bench.harness.isolate as isolate
+    from bench.harness.session import BenchOptions
+
+    serving = {"now": False}
+    monkeypatch.setattr(isolate, "server_ready", lambda: serving["now"])
+    started: list[str] = []
+
+    class Proc:
+        exitcode = None
+
+        def join(self, timeout=None):
+            serving["now"], self.exitcode = True, 0  # the server finished while the group ran
+
+        def kill(self):
+            pass
+
+    def start(context, target, args, log):
+        started.append(context.get_start_method())
+        cmd = args[0]
+        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()
+        return Proc()
+
+    monkeypatch.setattr(isolate, "start_python", start)
+    iso = isolate.Isolator(tmp_path, BenchOptions(), [["load"], ["infer"], ["train"], ["adapter"]], standby=True,
+                           light=frozenset({0, 1}), context=multiprocessing.get_context("forkserver"))
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+    iso.result("load")
+    assert started == ["spawn", "spawn", "forkserver"]
+    assert iso.fresh_processes == 2 and "2 of cases that only load and generate started fresh" in iso.describe(10.0)
+
+
+def test_a_load_and_generate_import_leaves_out_training_and_leaves_nothing_to_a_first_load():
+    """What a load or inference child imports: no peft or trl, and everything the first load needs,
+    so that a cold load times no import."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from bench.backends import get_backend, import_libraries
+from bench.models import resolve_model
+import_libraries("hf", {"load", "infer"})
+assert "peft" not in sys.modules and "trl" not in sys.modules, "training libraries imported"
+backend = get_backend("hf", "cpu")
+source = resolve_model("tiny-gpt-oss")
+backend.prepare(source)
+before = set(sys.modules)
+backend.load(source)
+print(sorted(set(sys.modules) - before))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -123,6 +123,16 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "hf": ("torch", "transformers", "peft", "trl", *_LAZY),
     "unsloth": ("unsloth", "torch", "transformers", "peft", "trl", *_LAZY),
 }
+# What loading and generating need of an engine, where that is less than its whole: transformers'
+# model stack and GPT-OSS's modeling, which `import transformers` leaves lazy and a first load would
+# otherwise import inside its timing (1,500 modules). peft and trl are not in it: on an H100 host
+# they cost 16 s of the engine's 23 s import (peft imports bitsandbytes, torchao, the stack itself).
+LOAD_AND_GENERATE: dict[str, tuple[str, ...]] = {
+    "hf": ("torch", "transformers", "transformers.models.auto.modeling_auto",
+           "transformers.models.auto.tokenization_auto", "transformers.models.gpt_oss.modeling_gpt_oss",
+           "transformers.generation.utils"),
+}
+LOAD_AND_GENERATE_SUITES = frozenset({"load", "infer"})
 
 # What a fork server may import for an engine's children (bench.telemetry.processes), with the
 # transformers CLI a self-started server runs: not unsloth, which initializes CUDA when imported (a
@@ -131,7 +141,15 @@ PRELOADABLE: dict[str, tuple[str, ...]] = {"hf": (*LIBRARIES["hf"], "transformer
                                            "unsloth": ("torch",)}
 
 
-def import_libraries(name: str) -> None:
-    for module in LIBRARIES.get(name, ()):
+def needs_only_load_and_generate(name: str, suites: set[str] | frozenset[str]) -> bool:
+    """Whether a process running these suites' cases with this engine can do with its
+    load-and-generate libraries (an isolated child of the load and inference suites)."""
+    return name in LOAD_AND_GENERATE and bool(suites) and suites <= LOAD_AND_GENERATE_SUITES
+
+
+def import_libraries(name: str, suites: set[str] | frozenset[str] = frozenset()) -> None:
+    """The engine's libraries for the cases of `suites` (every suite's when empty)."""
+    wanted = LOAD_AND_GENERATE[name] if needs_only_load_and_generate(name, suites) else LIBRARIES.get(name, ())
+    for module in wanted:
         importlib.import_module(module)
     importlib.import_module(REGISTRY[name].split(":")[0])

@@ -15,7 +15,11 @@ the run's results file and its pytest reports to a file of its own, which the pa
 each case's own test id.
 
 A child then costs a fork, pytest's start and what the server could not preload (Unsloth's import,
-20-45 s: it initializes CUDA, so each child imports it). On a machine with enough cores the next
+20-45 s: it initializes CUDA, so each child imports it). The load and inference cases of the hf
+engine need only torch and transformers' model stack, not peft and trl (16 s of the server's 23 s
+on an H100 host): their children start in a fresh interpreter importing only that while the server
+is still importing, so the run's first case does not wait for the whole engine (the plugin runs
+inference before training, so the server is done before a training child needs it). On a machine with enough cores the next
 two groups' children are started while the current one runs, do their imports and wait (`standby`)
 until told to go, after the current child has exited; with Unsloth a waiting child holds a CUDA
 context, which the device-wide NVML figure of the running case includes and the per-process one
@@ -36,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.telemetry.processes import preloading_context, run_pytest, start_python
+from bench.telemetry.processes import fresh_context, preloading_context, run_pytest, server_ready, start_python
 from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
 from bench.telemetry.environment import redact
@@ -150,12 +154,17 @@ class Isolator:
     standby: bool = False
     in_order: bool = True  # the groups run in the planned order (not so in an xdist worker)
     context: multiprocessing.context.BaseContext | None = None  # where children come from: the session's fork server
+    # groups that need less than the fork server imports (the hf engine's load and inference cases):
+    # while the server still imports, they start in a fresh interpreter that imports only that. Only
+    # with standby: on a few cores that interpreter's import competes with the server's
+    light: frozenset[int] = frozenset()
     results: dict[str, CaseResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # the children's one-off costs (import, build)
     children: dict[int, Child] = field(default_factory=dict)
     waited_s: float = 0.0  # start-up the run waited for (not hidden behind the previous group)
     outside_cases_s: float = 0.0  # child time after go that no case's setup, call or teardown used
     processes: int = 0
+    fresh_processes: int = 0  # of them, started in a fresh interpreter (`light`) rather than forked
     # the first child's own import of what the fork server could not preload (Unsloth, which starts
     # CUDA as it is imported: 30-45 s): a one-off cost the run waited for, not isolation's
     engine_import_s: float = 0.0
@@ -182,22 +191,35 @@ class Isolator:
         if self.case_timeout:
             args += ["--timeout", str(self.case_timeout)]
         log = stem.with_suffix(".log")
-        proc = start_python(self.context, run_pytest, (args,), log)
+        fresh = self._fresh(i)
+        proc = start_python(fresh_context() if fresh else self.context, run_pytest, (args,), log)
         self.processes += 1
+        self.fresh_processes += fresh
         child = Child(nodeids, proc, log, Path(f"{stem}.reports.jsonl"), Path(f"{stem}.go"), time.time())
         self.children[i] = child
         return child
 
+    def _fresh(self, i: int) -> bool:
+        return i in self.light and self.context.get_start_method() == "forkserver" and not server_ready()
+
+    def _start_ahead(self, ahead: list[int]) -> None:
+        """Start the standbys that can start now: each imports while this group runs and waits for
+        its own go. One forked from a fork server still importing would make this process wait for
+        the server: it starts later, once the server serves."""
+        for j in ahead:
+            if j not in self.children and (self._fresh(j) or server_ready()):
+                self._spawn(j)
+
     def _run(self, i: int, following: int | None) -> None:
         started = time.perf_counter()  # a spawn waits for the fork server: the first one for its imports
         child = self.children.pop(i, None) or self._spawn(i)
+        ahead: list[int] = []
         if self.standby:
-            ahead = range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups))) if self.in_order else \
+            ahead = list(range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups)))) if self.in_order else \
                 [j for j in (following,) if j is not None and j != i]
-            for j in ahead:
-                if j not in self.children:
-                    self._spawn(j)  # imports while this group runs; waits for its own go
+            self._start_ahead(ahead)
         while not child.is_ready():
+            self._start_ahead(ahead)
             time.sleep(POLL_S)
         waited = time.perf_counter() - started
         if self.first_wait_s is None:
@@ -206,7 +228,10 @@ class Isolator:
         child.went_at = time.perf_counter()
         child.go.touch()
         limit = self.case_timeout * len(child.nodeids) + 60 if self.case_timeout else None
-        child.proc.join(limit)
+        deadline = time.perf_counter() + limit if limit else None
+        while child.proc.exitcode is None and (deadline is None or time.perf_counter() < deadline):
+            child.proc.join(POLL_S * 10)
+            self._start_ahead(ahead)
         if child.proc.exitcode is None:
             child.proc.kill()
             child.proc.join()
@@ -254,8 +279,13 @@ class Isolator:
     def describe(self, wall_s: float) -> str:
         unit = "load group" if any(len(g) > 1 for g in self.groups) else "case"
         paid = self.waited_s + self.outside_cases_s
-        forked = " forked from a fork server that had imported the engine's libraries" \
-            if self.context.get_start_method() == "forkserver" else ""
+        forked = ""
+        if self.context.get_start_method() == "forkserver":
+            forked = " forked from a fork server that had imported the engine's libraries"
+            if self.fresh_processes:
+                forked = (f", {self.processes - self.fresh_processes}{forked} and {self.fresh_processes} of cases "
+                          "that only load and generate started fresh, importing only that while the server "
+                          "still imported the rest")
         count = f"{self.processes} process{'es' if self.processes != 1 else ''}"
         return (f"isolation: each {unit} ran in a fresh process ({count}{forked}"
                 f"{', the next ones started while the current one ran' if self.standby else ''}); it cost "
@@ -264,7 +294,8 @@ class Isolator:
                 "figures include what an earlier case left")
 
     def cost(self) -> dict[str, float]:
-        return {"isolation_processes": self.processes, "isolation_waited_s": round(self.waited_s, 2),
+        return {"isolation_processes": self.processes, "isolation_fresh_processes": self.fresh_processes,
+                "isolation_waited_s": round(self.waited_s, 2),
                 "isolation_outside_cases_s": round(self.outside_cases_s, 2)}
 
 

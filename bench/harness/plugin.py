@@ -15,6 +15,7 @@ import time
 import pytest
 from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml, for suite-level properties
 
+from bench.backends import needs_only_load_and_generate
 from bench.harness.case import Case, case_params
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
@@ -228,16 +229,22 @@ class Controller:
             self.session.start()
 
 
+# Load first, so that a cold load is really the process's first; inference before training, whose
+# isolated children need the fork server's whole import (peft, trl), which inference children do
+# without: the server imports while the load and inference groups run (bench.harness.isolate).
+RUN_ORDER = ("load", "infer", "train", "adapter", "concurrency", "serve")
+assert set(RUN_ORDER) == set(SUITES)
+
+
 def _group_of(item: pytest.Item) -> str | None:
     return group_of(_suite_of(item), item.nodeid.split("::")[0])
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Suites run in the workflow's order (load first, so a cold load is really the first); cases
-    that share a loaded model form one group (per-GPU workers, shards); a resumed run leaves out the
-    cases it already finished; `--shard` keeps its part."""
-    order = {name: i for i, name in enumerate(SUITES)}
+    """Suites run in `RUN_ORDER`; cases that share a loaded model form one group (per-GPU workers,
+    shards); a resumed run leaves out the cases it already finished; `--shard` keeps its part."""
+    order = {name: i for i, name in enumerate(RUN_ORDER)}
     items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
     for item in items:
         group = _group_of(item)
@@ -277,8 +284,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is None or session.config.option.collectonly:
         return
+    from bench.harness.isolate import standby_possible
+
     suite_items = [item for item in session.items if _suite_of(item)]
+    measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
     if suite_items:
+        if measured and bench.isolation != "off" and standby_possible(bench.device):
+            bench.first_child_fresh = needs_only_load_and_generate(bench.backend_name, {_suite_of(measured[0])})
         bench.start()
     go = session.config.getoption("--bench-standby")
     if go or (suite_items and bench.isolation == "off" and bench.plan is None):
@@ -289,7 +301,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         from bench.telemetry.memory import freeze_imports
 
         started = time.perf_counter()
-        import_libraries(bench.backend_name)
+        import_libraries(bench.backend_name, bench.collected_suites)
         spent = round(time.perf_counter() - started, 4)
         bench.timings[f"import_{bench.backend_name}_s"] = spent
         if not go:  # a child's import is not the run's to wait for: it ran ahead, or in the wait for it
@@ -300,15 +312,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         wait_for_go(go)
     elif suite_items and bench.isolation != "off":
-        from bench.harness.isolate import Isolator, plan_groups, standby_possible
+        from bench.harness.isolate import Isolator, plan_groups
 
-        measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
+        suite_of = {strip_group(item.nodeid, _group_of(item)): _suite_of(item) for item in measured}
+        standby = standby_possible(bench.device)
+        light = frozenset(i for i, group in enumerate(groups) if standby and
+                          needs_only_load_and_generate(bench.backend_name, {suite_of[n] for n in group}))
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
-                                  standby_possible(bench.device), in_order=bench.options.worker_id is None,
-                                  context=bench.processes())
+                                  standby, in_order=bench.options.worker_id is None,
+                                  context=bench.processes(), light=light)
 
 
 class ChildReports:

@@ -27,8 +27,9 @@ from bench.telemetry.rounds import Precision
 from bench.backends import PRELOADABLE, TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
-from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin
-from bench.telemetry.processes import last_line, preloading_context, start_python, wait_for_server
+from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin, torch_has_cuda
+from bench.telemetry.processes import (last_line, preloading_context, start_python, wait_for_server,
+                                       without_waiting)
 from bench.errors import BenchError
 from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid, self_served
 from bench.records.metrics import METRICS
@@ -145,6 +146,9 @@ class BenchSession:
         self.report_error: str | None = None  # why report.html could not be rendered, if it could not
         self.left_on_device_gb: float | None = None  # NVML's count for this worker when its turn ended
         self.collected_suites: set[str] = set()
+        # the run's first isolated child starts in a fresh interpreter (bench.harness.isolate's
+        # `light`): the run need not wait for the fork server's import before it
+        self.first_child_fresh = False
         self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
     # ---- validation -------------------------------------------------------------------------
@@ -156,11 +160,11 @@ class BenchSession:
             raise BenchError("--gpu: CUDA was initialized before the harness could pin the GPU; "
                              "do not touch CUDA in conftest.py or plugins loaded earlier")
         device = pin(index)
-        import torch
-
-        if not torch.cuda.is_available():
+        if not torch_has_cuda():
             if explicit:
-                raise BenchError(f"--gpu {self.options.gpu}: this torch build ({torch.__version__}) has no CUDA; "
+                from importlib.metadata import version
+
+                raise BenchError(f"--gpu {self.options.gpu}: this torch build ({version('torch')}) has no CUDA; "
                                  "install a CUDA build of torch or drop --gpu")
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             self.gpu_indices = None
@@ -280,7 +284,7 @@ class BenchSession:
         """Isolated cases are forked from the fork server: wait here until it has imported the
         engine's libraries, so that the wait is recorded as the one-off import it is and neither the
         ceilings' measurement nor the first case's start is charged with it."""
-        if self.isolation == "off" or self.plan is not None:
+        if self.isolation == "off" or self.plan is not None or self.first_child_fresh:
             return
         self.add_engine_import(wait_for_server(self.processes()))
 
@@ -299,7 +303,8 @@ class BenchSession:
         # a parent of isolated children must hold no CUDA context of its own: it would count in
         # every child's NVML figures
         return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device,
-                      context=self.processes() if self.isolation != "off" else None, announce=self.say)
+                      context=without_waiting(self.processes()) if self.isolation != "off" else None,
+                      announce=self.say)
 
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say

@@ -7,9 +7,13 @@ CUDA_VISIBLE_DEVICES pins the process, so inside it the chosen GPU is always cud
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
@@ -92,6 +96,31 @@ def pin(index: int | None) -> str:
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
     return "cuda:0"
+
+
+def torch_has_cuda() -> bool:
+    """Whether torch can use the GPU NVML has seen, without importing torch where that can be
+    avoided: its version file says whether it was built for CUDA. The parent of isolated children
+    never runs torch itself, and `import torch` costs it 4-5 s on an H100 host, at the start of
+    every run. Anything unreadable there: torch is imported and asked."""
+    torch = sys.modules.get("torch")
+    spec = importlib.util.find_spec("torch") if torch is None else None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    built = None
+    for location in locations:
+        try:
+            text = (Path(location) / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found = re.search(r"^cuda\s*(?::[^=\n]*)?=\s*(\S+)\s*$", text, re.MULTILINE)
+        if found:
+            built = found.group(1) not in ("None", "''", '""')
+            break
+    if built is not None:
+        return built
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def process_memory_gb(index: int, pid: int) -> float | None:

@@ -19,6 +19,7 @@ import multiprocessing.context
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,12 +98,40 @@ def wait_for_server(context: multiprocessing.context.BaseContext) -> float:
     return time.perf_counter() - started
 
 
-def warm_up(context: multiprocessing.context.BaseContext) -> None:
-    """Start the fork server now (its preloading runs in the background) rather than at the first child."""
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+_server_ready: threading.Event | None = None  # set once the server `warm_up` started serves
 
-        forkserver.ensure_running()
+
+def warm_up(context: multiprocessing.context.BaseContext) -> None:
+    """Start the fork server now (its preloading runs in the background) rather than at the first
+    child, and note when it serves (`server_ready`)."""
+    global _server_ready
+    if context.get_start_method() != "forkserver" or _server_ready is not None:
+        return
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    _server_ready = ready = threading.Event()
+    threading.Thread(target=lambda: (wait_for_server(context), ready.set()), daemon=True,
+                     name="fork-server-watch").start()
+
+
+def server_ready() -> bool:
+    """Whether the fork server has finished its imports: a child forked before that waits for them,
+    one in a fresh interpreter does not. True where `warm_up` started no server (nothing known to
+    wait for)."""
+    return _server_ready is None or _server_ready.is_set()
+
+
+def without_waiting(context: multiprocessing.context.BaseContext) -> multiprocessing.context.BaseContext:
+    """`context`, or while its fork server is still importing, a fresh interpreter's: for a child
+    that needs only torch (measuring the GPU's ceilings), which should not wait for the engine."""
+    return context if server_ready() else fresh_context()
+
+
+def fresh_context() -> multiprocessing.context.BaseContext:
+    """Children in a fresh interpreter, importing what they need themselves: for a child that needs
+    less than the fork server imports, while the server is still importing it."""
+    return multiprocessing.get_context("spawn")
 
 
 def start_python(context: multiprocessing.context.BaseContext, target: Callable[..., object], args: tuple,
