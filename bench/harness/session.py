@@ -328,7 +328,8 @@ class BenchSession:
 
     def ready_processes(self) -> multiprocessing.context.BaseContext:
         """`processes()` once its fork server has imported the engine (at once when it has). Without
-        isolation nothing starts the server before the first case that needs it, which then waits
+        isolation nothing starts the server before the first case that needs it, and with light
+        first children the run did not wait for it before its first case: a caller may wait here
         for that import (4.3 s on the 2-core CPU) and should file the wait as the one-off it is."""
         context = self.processes()
         wait_for_server(context)
