@@ -15,15 +15,15 @@ the run's results file and its pytest reports to a file of its own, which the pa
 each case's own test id.
 
 A child then costs a fork, pytest's start and what the server could not preload (Unsloth's import,
-20-45 s: it initializes CUDA, so each child imports it). The load and inference cases of the hf
-engine need only torch and transformers' model stack, not peft and trl (16 s of the server's 23 s
-on an H100 host): their children start in a fresh interpreter importing only that while the server
-is still importing, so the run's first case does not wait for the whole engine (the plugin runs
-inference before training, so the server is done before a training child needs it). On a machine with enough cores the next
+20-45 s: it initializes CUDA, so each child imports it). On a machine with enough cores the next
 two groups' children are started while the current one runs, do their imports and wait (`standby`)
-until told to go, after the current child has exited; with Unsloth a waiting child holds a CUDA
-context, which the device-wide NVML figure of the running case includes and the per-process one
-(`nvml_process_peak_gb`) does not. What isolation cost (start-up the run waited for, child time
+until told to go, after the current child has exited. There the load and inference cases of the
+hf engine, which need only torch and transformers' model stack and not peft and trl (16 s of the
+server's 23 s on an H100 host), start in a fresh interpreter importing only that while the server
+is still importing, so that the run's first case does not wait for the whole engine (the plugin
+runs inference before training: the server is done before a training child needs it). With
+Unsloth a waiting child holds a CUDA context, which the device-wide NVML figure of the running case
+includes and the per-process one (`nvml_process_peak_gb`) does not. What isolation cost (start-up the run waited for, child time
 outside the cases) goes into the manifest.
 """
 

@@ -103,24 +103,27 @@ def torch_has_cuda() -> bool:
     avoided: its version file says whether it was built for CUDA. The parent of isolated children
     never runs torch itself, and `import torch` costs it 4-5 s on an H100 host, at the start of
     every run. Anything unreadable there: torch is imported and asked."""
-    torch = sys.modules.get("torch")
-    spec = importlib.util.find_spec("torch") if torch is None else None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    built = None
-    for location in locations:
+    if "torch" not in sys.modules:
+        built = _built_for_cuda()
+        if built is not None:
+            return built
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _built_for_cuda() -> bool | None:
+    """torch/version.py's `cuda` (a version string, or None on a CPU or ROCm build); None if unread."""
+    spec = importlib.util.find_spec("torch")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
         try:
             text = (Path(location) / "version.py").read_text(encoding="utf-8")
         except OSError:
             continue
         found = re.search(r"^cuda\s*(?::[^=\n]*)?=\s*(\S+)\s*$", text, re.MULTILINE)
         if found:
-            built = found.group(1) not in ("None", "''", '""')
-            break
-    if built is not None:
-        return built
-    import torch
-
-    return torch.cuda.is_available()
+            return found.group(1) not in ("None", "''", '""')
+    return None
 
 
 def process_memory_gb(index: int, pid: int) -> float | None:
