@@ -313,3 +313,37 @@ print(sorted(set(sys.modules) - before))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_childs_wait_for_the_fork_servers_import_is_the_engines_not_isolations(tmp_path, monkeypatch):
+    """An xdist worker's first case may need the whole engine while the server still imports it
+    (the run did not wait for it up front): that wait is a one-off import, not isolation's cost."""
+    import multiprocessing
+    import time
+    from pathlib import Path
+
+    import bench.harness.isolate as isolate
+    from bench.harness.session import BenchOptions
+
+    monkeypatch.setattr(isolate, "server_ready", lambda: False)
+
+    class Proc:
+        exitcode = 0
+
+        def join(self, timeout=None):
+            pass
+
+        def kill(self):
+            pass
+
+    def start(context, target, args, log):
+        time.sleep(0.3)  # the fork server finishing its import before it forks
+        cmd = args[0]
+        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()
+        return Proc()
+
+    monkeypatch.setattr(isolate, "start_python", start)
+    iso = isolate.Isolator(tmp_path, BenchOptions(), [["train"]], context=multiprocessing.get_context("forkserver"))
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+    iso.result("train")
+    assert iso.engine_import_s >= 0.3 and iso.waited_s < 0.3
