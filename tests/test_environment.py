@@ -35,7 +35,8 @@ def test_versions_names_the_stack():
 @pytest.mark.parametrize("line, expected", [("cuda: Optional[str] = '13.0'", True), ("cuda: Optional[str] = None", False),
                                             ("cuda = '12.8'", True)])
 def test_whether_torch_has_cuda_is_read_from_its_version_file_without_importing_it(tmp_path, line, expected):
-    """The parent of isolated children learns it without paying torch's import (4-5 s on a GPU host)."""
+    """The parent of isolated children learns it, and the manifest its CUDA version, without paying
+    torch's import (4-5 s on a GPU host)."""
     import subprocess
     import sys
 
@@ -43,9 +44,10 @@ def test_whether_torch_has_cuda_is_read_from_its_version_file_without_importing_
     fake.mkdir()
     (fake / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
     (fake / "version.py").write_text(f"from typing import Optional\n__version__ = '2.13.0'\n{line}\n")
-    code = ("import sys; from bench.telemetry.devices import torch_has_cuda; "
-            "print(torch_has_cuda(), 'torch' in sys.modules)")
+    code = ("import sys; from bench.telemetry.devices import torch_cuda_version, torch_has_cuda; "
+            "print(torch_has_cuda(), torch_cuda_version(), 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr[-1000:]
-    assert out.stdout.split() == [str(expected), "False"]
+    version = line.split("=")[-1].strip().strip("'")
+    assert out.stdout.split() == [str(expected), version, "False"]

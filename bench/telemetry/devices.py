@@ -98,22 +98,32 @@ def pin(index: int | None) -> str:
     return "cuda:0"
 
 
+_UNREAD = object()
+
+
 def torch_has_cuda() -> bool:
     """Whether torch can use the GPU NVML has seen, without importing torch where that can be
     avoided: its version file says whether it was built for CUDA. The parent of isolated children
     never runs torch itself, and `import torch` costs it 4-5 s on an H100 host, at the start of
     every run. Anything unreadable there: torch is imported and asked."""
-    if "torch" not in sys.modules:
-        built = _built_for_cuda()
-        if built is not None:
-            return built
+    if "torch" not in sys.modules and (built := _version_file_cuda()) is not _UNREAD:
+        return built is not None
     import torch
 
     return torch.cuda.is_available()
 
 
-def _built_for_cuda() -> bool | None:
-    """torch/version.py's `cuda` (a version string, or None on a CPU or ROCm build); None if unread."""
+def torch_cuda_version() -> str | None:
+    """The CUDA version torch was built for (None: a CPU or ROCm build), read as `torch_has_cuda` does."""
+    if "torch" not in sys.modules and (built := _version_file_cuda()) is not _UNREAD:
+        return built
+    import torch
+
+    return torch.version.cuda
+
+
+def _version_file_cuda():
+    """torch/version.py's `cuda`: a version string or None; `_UNREAD` where the file says nothing."""
     spec = importlib.util.find_spec("torch")
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         try:
@@ -122,8 +132,9 @@ def _built_for_cuda() -> bool | None:
             continue
         found = re.search(r"^cuda\s*(?::[^=\n]*)?=\s*(\S+)\s*$", text, re.MULTILINE)
         if found:
-            return found.group(1) not in ("None", "''", '""')
-    return None
+            value = found.group(1)
+            return None if value == "None" else value.strip("'\"") or None
+    return _UNREAD
 
 
 def process_memory_gb(index: int, pid: int) -> float | None:

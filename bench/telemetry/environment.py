@@ -14,11 +14,10 @@ import platform
 import re
 import socket
 import subprocess
-import sys
 from dataclasses import asdict
 
 from bench import __version__
-from bench.telemetry.devices import nvml_gpus
+from bench.telemetry.devices import nvml_gpus, torch_cuda_version
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "unsloth", "unsloth_zoo",
             "bitsandbytes", "pytest", "pytest-benchmark", "nvidia-ml-py", "gpt-oss-bench")
@@ -47,10 +46,8 @@ def versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     out["gpt-oss-bench"] = __version__  # this code's own version, also when run from a checkout never installed
-    if "torch" in sys.modules:
-        import torch
-
-        out["cuda"] = torch.version.cuda
+    if out["torch"] is not None:
+        out["cuda"] = torch_cuda_version()  # the parent of isolated children never imports torch
     return out
 
 
