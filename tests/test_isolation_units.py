@@ -347,3 +347,65 @@ def test_a_childs_wait_for_the_fork_servers_import_is_the_engines_not_isolations
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
     iso.result("train")
     assert iso.engine_import_s >= 0.3 and iso.waited_s < 0.3
+
+
+def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child_goes(tmp_path, monkeypatch):
+    """Measured while the first child imports; that child is told to go only once the measurement
+    is done (the two would share the GPU) and in the manifest."""
+    import multiprocessing
+    import threading
+    import time
+    from pathlib import Path
+
+    import bench.harness.isolate as isolate
+    from bench.harness.session import BenchOptions
+
+    events: list[str] = []
+    done = threading.Event()
+
+    class Session:
+        def calibrate(self):
+            time.sleep(0.3)
+            events.append("measured")
+            done.set()
+            return {"matmul_tflops": 1.0}
+
+    class Proc:
+        exitcode = 0
+
+        def join(self, timeout=None):
+            pass
+
+        def kill(self):
+            pass
+
+    def start(context, target, args, log):
+        cmd = args[0]
+        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()  # ready at once
+        return Proc()
+
+    from bench.harness.session import BenchSession
+    from bench.records.results import RunManifest
+
+    session = Session()
+    session.manifest = RunManifest(run_id="r", started=0.0, command=[], profile="quick", model="m", backend="hf",
+                                   device="cuda:0", status="running")
+    session.run_dir, session.say, session._calibrating = tmp_path, lambda line: None, None
+    session.calibrate_meanwhile = BenchSession.calibrate_meanwhile.__get__(session)
+    session.settle_calibration = BenchSession.settle_calibration.__get__(session)
+    monkeypatch.setattr(isolate, "start_python", start)
+    session.calibrate_meanwhile()
+    iso = isolate.Isolator(tmp_path, BenchOptions(), [["load"]], context=multiprocessing.get_context("forkserver"),
+                           before_first_go=session.settle_calibration)
+    real_touch = Path.touch
+
+    def touch(path, *a, **k):
+        if path.suffix == ".go":
+            events.append("go" if done.is_set() else "go before the measurement ended")
+        return real_touch(path, *a, **k)
+
+    monkeypatch.setattr(Path, "touch", touch)
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+    iso.result("load")
+    assert events == ["measured", "go"]
+    assert RunManifest.read(tmp_path).calibration == {"matmul_tflops": 1.0}

@@ -37,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +159,9 @@ class Isolator:
     # while the server still imports, they start in a fresh interpreter that imports only that. Only
     # with standby: on a few cores that interpreter's import competes with the server's
     light: frozenset[int] = frozenset()
+    # what must be done before the first child may use the GPU (the parent's measurement of the
+    # GPU's ceilings, made while that child imported)
+    before_first_go: Callable[[], None] | None = None
     results: dict[str, CaseResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # the children's one-off costs (import, build)
     children: dict[int, Child] = field(default_factory=dict)
@@ -227,6 +231,9 @@ class Isolator:
         while not child.is_ready():
             self._start_ahead(ahead)
             time.sleep(POLL_S)
+        if self.before_first_go is not None:
+            self.before_first_go()
+            self.before_first_go = None
         waited = time.perf_counter() - started
         if self.first_wait_s is None:
             self.first_wait_s, child.first = waited, True

@@ -323,7 +323,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
                                   standby, in_order=bench.options.worker_id is None,
-                                  context=bench.processes(), light=light)
+                                  context=bench.processes(), light=light,
+                                  before_first_go=bench.settle_calibration)
 
 
 class ChildReports:
@@ -365,6 +366,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     bench = item.config.stash.get(SESSION_KEY, None)
     isolator = getattr(bench, "isolator", None)
     if isolator is None or not _isolated(item) or item.get_closest_marker("skip"):
+        if bench is not None:
+            bench.settle_calibration()  # a case of this process: the GPU's ceilings measured first
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     following = strip_group(nextitem.nodeid, _group_of(nextitem)) if nextitem is not None else None

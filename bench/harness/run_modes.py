@@ -42,7 +42,10 @@ class NewRun:
         add_wall_time(s.timings, STARTUP_TIMING)
         s.wait_for_engine()
         s.manifest = new_manifest(s)
-        s.manifest.calibration = s.calibrate()
+        if s.first_child_fresh:  # measured while the first isolated child imports
+            s.calibrate_meanwhile()
+        else:
+            s.manifest.calibration = s.calibrate()
         s.manifest.write(s.run_dir)
         s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
         return s.run_dir

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -149,6 +150,7 @@ class BenchSession:
         # the run's first isolated child starts in a fresh interpreter (bench.harness.isolate's
         # `light`): the run need not wait for the fork server's import before it
         self.first_child_fresh = False
+        self._calibrating: tuple[threading.Thread, list] | None = None  # `calibrate_meanwhile`'s
         self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
     # ---- validation -------------------------------------------------------------------------
@@ -306,6 +308,37 @@ class BenchSession:
                       context=without_waiting(self.processes()) if self.isolation != "off" else None,
                       announce=self.say)
 
+    def calibrate_meanwhile(self) -> None:
+        """`calibrate` in a thread (the measuring itself runs in a child process of its own): on a
+        fresh machine its few seconds then pass while the run's first isolated child imports, not
+        before that child starts. `settle_calibration` waits for it before anything uses the GPU."""
+        box: list = []
+
+        def measure() -> None:
+            try:
+                box.append(self.calibrate())
+            except Exception as exc:  # said where the run waits for it
+                box.append(exc)
+
+        thread = threading.Thread(target=measure, daemon=True, name="calibration")
+        thread.start()
+        self._calibrating = (thread, box)
+
+    def settle_calibration(self) -> None:
+        """Wait for `calibrate_meanwhile`'s measurement (at once when none is under way) and put it
+        in the manifest. A failed measurement costs the efficiency figures, not the run."""
+        if self._calibrating is None:
+            return
+        (thread, box), self._calibrating = self._calibrating, None
+        thread.join()
+        if box and isinstance(box[0], Exception):
+            note = f"the GPU's ceilings could not be measured, so no efficiency figures: {box[0]}"
+            self.manifest.notes.append(note)
+            self.say(note)
+        elif box:
+            self.manifest.calibration = box[0]
+        self.manifest.write(self.run_dir)
+
     def end_turn(self) -> None:
         """Before the next engine's turn: give back what this process's allocator caches, and say
         what NVML still counts against the process (the next engine's NVML figures include it)."""
@@ -426,6 +459,7 @@ class BenchSession:
 
     def finish_run(self, interrupted: bool) -> None:
         """The end of a run this process owns: its manifest closed, compared, its report rendered."""
+        self.settle_calibration()
         if not self.outcomes and self.records:
             self.manifest.notes.append(self.no_checks_reason)
         self.compare()
