@@ -364,7 +364,8 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     done = threading.Event()
 
     class Session:
-        def calibrate(self):
+        def calibrate(self, say=None):
+            say("measuring")  # from the measuring thread: said by the main one when settled
             time.sleep(0.3)
             events.append("measured")
             done.set()
@@ -390,7 +391,7 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     session = Session()
     session.manifest = RunManifest(run_id="r", started=0.0, command=[], profile="quick", model="m", backend="hf",
                                    device="cuda:0", status="running")
-    session.run_dir, session.say, session._calibrating = tmp_path, lambda line: None, None
+    session.run_dir, session.say, session._calibrating = tmp_path, lambda line: events.append(f"said {line}"), None
     session.calibrate_meanwhile = BenchSession.calibrate_meanwhile.__get__(session)
     session.settle_calibration = BenchSession.settle_calibration.__get__(session)
     monkeypatch.setattr(isolate, "start_python", start)
@@ -407,5 +408,5 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     monkeypatch.setattr(Path, "touch", touch)
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
     iso.result("load")
-    assert events == ["measured", "go"]
+    assert events == ["measured", "said measuring", "go"]
     assert RunManifest.read(tmp_path).calibration == {"matmul_tflops": 1.0}

@@ -150,7 +150,7 @@ class BenchSession:
         # the run's first isolated child starts in a fresh interpreter (bench.harness.isolate's
         # `light`): the run need not wait for the fork server's import before it
         self.first_child_fresh = False
-        self._calibrating: tuple[threading.Thread, list] | None = None  # `calibrate_meanwhile`'s
+        self._calibrating: tuple[threading.Thread, list, list[str]] | None = None  # `calibrate_meanwhile`'s
         self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
     # ---- validation -------------------------------------------------------------------------
@@ -294,9 +294,9 @@ class BenchSession:
         """The engine's import this run waited for, summed over a resumed run's parts."""
         self.timings[ENGINE_IMPORT_TIMING] = round(self.timings.get(ENGINE_IMPORT_TIMING, 0.0) + seconds, 4)
 
-    def calibrate(self) -> dict:
+    def calibrate(self, say: Callable[[str], None] | None = None) -> dict:
         """This process's GPU's measured ceilings (cached per UUID and driver); none on the CPU or
-        in a controller, which never touches CUDA."""
+        in a controller, which never touches CUDA. `say`: where a measurement is announced."""
         if self.gpu is None or self.plan is not None:
             return {}
         from bench.models.store import cache_root
@@ -306,31 +306,34 @@ class BenchSession:
         # every child's NVML figures
         return cached(cache_root(), self.gpu.uuid, self.gpu.driver, self.device,
                       context=without_waiting(self.processes()) if self.isolation != "off" else None,
-                      announce=self.say)
+                      announce=say or self.say)
 
     def calibrate_meanwhile(self) -> None:
         """`calibrate` in a thread (the measuring itself runs in a child process of its own): on a
         fresh machine its few seconds then pass while the run's first isolated child imports, not
         before that child starts. `settle_calibration` waits for it before anything uses the GPU."""
         box: list = []
+        said: list[str] = []  # the terminal is the main thread's: said when settled
 
         def measure() -> None:
             try:
-                box.append(self.calibrate())
+                box.append(self.calibrate(said.append))
             except Exception as exc:  # said where the run waits for it
                 box.append(exc)
 
         thread = threading.Thread(target=measure, daemon=True, name="calibration")
         thread.start()
-        self._calibrating = (thread, box)
+        self._calibrating = (thread, box, said)
 
     def settle_calibration(self) -> None:
         """Wait for `calibrate_meanwhile`'s measurement (at once when none is under way) and put it
         in the manifest. A failed measurement costs the efficiency figures, not the run."""
         if self._calibrating is None:
             return
-        (thread, box), self._calibrating = self._calibrating, None
+        (thread, box, said), self._calibrating = self._calibrating, None
         thread.join()
+        for line in said:
+            self.say(line)
         if box and isinstance(box[0], Exception):
             note = f"the GPU's ceilings could not be measured, so no efficiency figures: {box[0]}"
             self.manifest.notes.append(note)
