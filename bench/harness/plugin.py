@@ -289,7 +289,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     suite_items = [item for item in session.items if _suite_of(item)]
     measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
     if suite_items:
-        if measured and bench.isolation != "off" and standby_possible(bench.device):
+        if measured and bench.isolation != "off" and bench.plan is None and standby_possible(bench.device):
             bench.first_child_fresh = needs_only_load_and_generate(bench.backend_name, {_suite_of(measured[0])})
         bench.start()
     go = session.config.getoption("--bench-standby")

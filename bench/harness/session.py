@@ -338,7 +338,7 @@ class BenchSession:
             note = f"the GPU's ceilings could not be measured, so no efficiency figures: {box[0]}"
             self.manifest.notes.append(note)
             self.say(note)
-        elif box:
+        elif box and box[0]:
             self.manifest.calibration = box[0]
         self.manifest.write(self.run_dir)
 
