@@ -253,12 +253,37 @@ def test_the_first_childs_own_engine_import_is_the_runs_and_later_ones_are_not(t
     assert iso.timings["import_unsloth_s"] == 30.0
 
 
+def _ready_children(monkeypatch, on_start=lambda context: None, on_join=lambda: None):
+    """`start_python` replaced for the isolator: each child is ready at once (imports done) and ends
+    when joined; `on_start(context)` and `on_join()` see each start and each join."""
+    from pathlib import Path
+
+    import bench.harness.isolate as isolate
+
+    class Proc:
+        exitcode = None
+
+        def join(self, timeout=None):
+            on_join()
+            self.exitcode = 0
+
+        def kill(self):
+            pass
+
+    def start(context, target, args, log):
+        on_start(context)
+        cmd = args[0]
+        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()
+        return Proc()
+
+    monkeypatch.setattr(isolate, "start_python", start)
+
+
 def test_load_and_inference_children_start_fresh_while_the_server_imports_and_training_waits_for_it(
         tmp_path, monkeypatch):
     """The first groups start at once in fresh interpreters; a training child forked from a fork
     server still importing would make the parent wait, so it starts once the server serves."""
     import multiprocessing
-    from pathlib import Path
 
     import bench.harness.isolate as isolate
     from bench.harness.session import BenchOptions
@@ -266,23 +291,8 @@ def test_load_and_inference_children_start_fresh_while_the_server_imports_and_tr
     serving = {"now": False}
     monkeypatch.setattr(isolate, "server_ready", lambda: serving["now"])
     started: list[str] = []
-
-    class Proc:
-        exitcode = None
-
-        def join(self, timeout=None):
-            serving["now"], self.exitcode = True, 0  # the server finished while the group ran
-
-        def kill(self):
-            pass
-
-    def start(context, target, args, log):
-        started.append(context.get_start_method())
-        cmd = args[0]
-        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()
-        return Proc()
-
-    monkeypatch.setattr(isolate, "start_python", start)
+    _ready_children(monkeypatch, on_start=lambda context: started.append(context.get_start_method()),
+                    on_join=lambda: serving.update(now=True))  # the server finished while the group ran
     iso = isolate.Isolator(tmp_path, BenchOptions(), [["load"], ["infer"], ["train"], ["adapter"]], standby=True,
                            light=frozenset({0, 1}), context=multiprocessing.get_context("forkserver"))
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
@@ -320,29 +330,13 @@ def test_a_childs_wait_for_the_fork_servers_import_is_the_engines_not_isolations
     (the run did not wait for it up front): that wait is a one-off import, not isolation's cost."""
     import multiprocessing
     import time
-    from pathlib import Path
 
     import bench.harness.isolate as isolate
     from bench.harness.session import BenchOptions
 
     monkeypatch.setattr(isolate, "server_ready", lambda: False)
-
-    class Proc:
-        exitcode = 0
-
-        def join(self, timeout=None):
-            pass
-
-        def kill(self):
-            pass
-
-    def start(context, target, args, log):
-        time.sleep(0.3)  # the fork server finishing its import before it forks
-        cmd = args[0]
-        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()
-        return Proc()
-
-    monkeypatch.setattr(isolate, "start_python", start)
+    # the fork server finishing its import before it forks
+    _ready_children(monkeypatch, on_start=lambda context: time.sleep(0.3))
     iso = isolate.Isolator(tmp_path, BenchOptions(), [["train"]], context=multiprocessing.get_context("forkserver"))
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
     iso.result("train")
@@ -371,20 +365,6 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
             done.set()
             return {"matmul_tflops": 1.0}
 
-    class Proc:
-        exitcode = 0
-
-        def join(self, timeout=None):
-            pass
-
-        def kill(self):
-            pass
-
-    def start(context, target, args, log):
-        cmd = args[0]
-        Path(cmd[cmd.index("--bench-standby") + 1]).with_suffix(".ready").touch()  # ready at once
-        return Proc()
-
     from bench.harness.session import BenchSession
     from bench.records.results import RunManifest
 
@@ -394,7 +374,7 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     session.run_dir, session.say, session._calibrating = tmp_path, lambda line: events.append(f"said {line}"), None
     session.calibrate_meanwhile = BenchSession.calibrate_meanwhile.__get__(session)
     session.settle_calibration = BenchSession.settle_calibration.__get__(session)
-    monkeypatch.setattr(isolate, "start_python", start)
+    _ready_children(monkeypatch)
     session.calibrate_meanwhile()
     iso = isolate.Isolator(tmp_path, BenchOptions(), [["load"]], context=multiprocessing.get_context("forkserver"),
                            before_first_go=session.settle_calibration)
