@@ -152,3 +152,19 @@ def test_a_run_spread_over_two_gpus_has_a_per_gpu_table_and_compares_only_shared
     assert '<table id="gpus">' in html and "GPU-1" in html
     assert "against GPU 0" not in html  # the two GPUs ran different cases: nothing to compare
     assert "GPU 1 (H100 80GB HBM3): batch_size=1" in html
+
+
+def test_the_why_table_says_how_busy_the_rest_of_the_host_was_beside_each_profiled_case(run_factory):
+    profiled = {"wall_s": 0.5, "busy_fraction": 0.12, "kernels": 900, "launches": 880, "launches_per_token": 110.0,
+                "top": [{"name": "gemv", "ms": 20.0, "share": 0.4, "calls": 100}], "top_of": "kernels"}
+    records = [make_record("profiled_round_s", 0.5, extra=profiled, suite="infer", batch_size=1, effort="low"),
+               make_record("others_cpu_cores", 1.25, extra={"steal_pct": 0.0, "cores": 16}, suite="infer",
+                           batch_size=1, effort="low"),
+               make_record("profiled_round_s", 0.4, extra=profiled, suite="infer", batch_size=2, effort="low")]
+    one_case = records[0].test_id  # the records of one case share its test id
+    records[1] = dataclasses.replace(records[1], test_id=one_case)
+    records[2] = dataclasses.replace(records[2], test_id=one_case.replace("[", "[bs2-"))
+    html, md = render_run(run_factory("why", records))
+    rows = [line for line in md.read_text().splitlines() if "gemv" in line]
+    assert len(rows) == 2 and "1.25 cores" in rows[0] and "cores" not in rows[1]  # the second case has no reading
+    assert "1.25 cores" in html.read_text()

@@ -60,6 +60,11 @@ def test_every_case_wrote_its_metrics(quick_run):
         [retained] = by[f"{side}_retained"]
         assert retained.params["placement"] == "shared" and 0 < retained.extra["low"] <= retained.value
         assert retained.value <= retained.extra["high"] and len(by[f"{side}_tok_s_together"][0].samples) >= 2
+    # what the rest of the host did beside each case that runs in this process; not beside those
+    # whose work runs in processes they start (serving, concurrency), where it would be their own
+    others = {r.suite for r in by["others_cpu_cores"]}
+    assert others == {"load", "train", "infer", "adapter"}
+    assert all(r.value >= 0 and r.extra["cores"] >= 1 for r in by["others_cpu_cores"])
 
 
 def test_run_directory_holds_manifest_report_and_summary(quick_run):

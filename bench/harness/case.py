@@ -1,8 +1,9 @@
 """One suite case: its parameters, the records it writes, the checks they meet, its telemetry.
 
 The plugin creates a `Case` per test item and wraps the test call in `Case.tracking()`: a memory
-tracker (torch's allocator peaks on CUDA) and a background sampler (NVML on a GPU, psutil on the
-CPU) run around the whole call, and their peaks become records of the case too.
+tracker (torch's allocator peaks on CUDA), a background sampler (NVML on a GPU, psutil on the
+CPU) and what the rest of the host did (`HostLoadTracker`) run around the whole call, and what
+they saw becomes records of the case too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bench.analysis.baselines import CheckOutcome
 from bench.analysis.time_budget import CASE_TIME_METRIC
 from bench.records.results import Measurement
 from bench.telemetry import MemoryTracker, sampler_for
+from bench.telemetry.host_load import HostLoad, HostLoadTracker
 from bench.telemetry.kernels import RoundProfile
 from bench.telemetry.memory import release_garbage
 
@@ -52,6 +54,7 @@ class Case:
         self.records: list = []
         self.usage = None
         self.memory: MemoryTracker | None = None
+        self.host: HostLoad | None = None
         self.closed = False  # a `case` record says how it ended (failed, skipped, oom, timeout)
         self.judged = False  # measured, then failed on its checks: its records say it all
         # the process whose memory the case's telemetry follows when it is not this one (a server
@@ -138,19 +141,26 @@ class Case:
         else:
             release_garbage(device)
             sampler, memory = sampler_for(device), MemoryTracker(device)
+        host = HostLoadTracker()
         try:
-            with sampler, memory:
+            with sampler, memory, host:
                 yield
         finally:  # kept when the case raised too: an out-of-memory case reports the peak it reached
             self.usage, self.memory = sampler.usage, memory
+            # the others' CPU beside a case whose work runs in other processes would be its own
+            self.host = host.load if self.watched is None else None
 
     def record_usage(self) -> None:
-        """Peaks of the whole case, each under its own name: torch's allocator, NVML, RSS."""
+        """Peaks of the whole case, each under its own name (torch's allocator, NVML, RSS), and the
+        CPU the rest of the host used meanwhile."""
         memory, usage = self.memory, self.usage
         if memory is not None and memory.allocated_peak_gb is not None:
             # what was allocated when the case started (a model loaded by a module fixture, say)
             self("peak_vram_gb", memory.allocated_peak_gb, extra={"allocated_at_start_gb": memory.allocated_start_gb})
             self("peak_reserved_gb", memory.reserved_peak_gb)
+        if self.host is not None:
+            self("others_cpu_cores", self.host.others_cores,
+                 extra={"steal_pct": self.host.steal_pct, "cores": self.host.cores, "wall_s": round(self.host.wall_s, 3)})
         if usage is None:
             return
         series = _downsample(usage.series, SERIES_POINTS)

@@ -88,6 +88,11 @@ METRICS: dict[str, Metric] = {
     "energy_j_per_step": M("J", "lower", ("train",), "GPU energy per optimizer step (NVML counter)"),
     "gpu_util_pct": M("%", "higher", ("infer", "train"),
                       "mean GPU utilization (NVML): a diagnostic, lower is not worse", tolerance=None),
+    "others_cpu_cores": M("cores", "lower", ("load", "train", "infer", "adapter"),
+                          "CPU the rest of the host used while the case ran, in cores (the host's busy CPU time "
+                          "minus this process tree's, over the case's wall time): a neighbour, or an isolated "
+                          "child importing ahead of its turn, slows a host-bound case; extra: steal_pct, the "
+                          "share of the machine's CPU time its hypervisor gave to others", tolerance=None),
     "profiled_round_s": M("s", "lower", ("infer", "train"),
                           "one extra round under torch.profiler (slowed by it, never timed); its extra holds the "
                           "top kernels or operators", compared=False),
