@@ -13,10 +13,7 @@ TOP_SHOWN = 3
 def profile_rows(run: RunData) -> list[dict]:
     """One row per profiled infer or train case: GPU busy share, launches, the top kernels, and the
     CPU the rest of the host used while the case ran (a host-bound case slows beside a busy one)."""
-    def case_of(r) -> tuple:
-        return r.suite, r.test_id, run.label(r)
-
-    others = {case_of(r): r.value for r in run.ok if r.metric == "others_cpu_cores"}
+    others = {_case_of(r): r.value for r in run.ok if r.metric == "others_cpu_cores"}
     rows = []
     for r in run.ok:
         if r.metric != "profiled_round_s":
@@ -24,11 +21,16 @@ def profile_rows(run: RunData) -> list[dict]:
         x = r.extra
         per = "token" if "launches_per_token" in x else "step"
         rows.append({"suite": r.suite, "case": run.label(r), "wall_s": x.get("wall_s"),
-                     "others_cores": others.get(case_of(r)),
+                     "others_cores": others.get(_case_of(r)),
                      "busy_pct": None if x.get("busy_fraction") is None else 100 * x["busy_fraction"],
                      "launches": x.get(f"launches_per_{per}"), "per": per, "top_of": x.get("top_of", "kernels"),
                      "top": [(t["name"], t.get("share")) for t in x.get("top", [])[:TOP_SHOWN]]})
     return rows
+
+
+def _case_of(r) -> tuple:
+    """One case of one engine on one GPU (a run may hold several of each)."""
+    return r.test_id, r.backend, r.gpu_index
 
 
 def load_rows(run: RunData) -> list[dict]:
