@@ -8,11 +8,13 @@ in cores, and on a virtual machine the share of its CPU time the hypervisor gave
 (steal). A diagnostic beside the figures, never a judgement of them.
 
 The process tree is this process, the children it waited for, and its live descendants (compile
-workers, say): a descendant that exits unwaited during the case leaves its time among the others'.
+workers, say). Two edges, both rare inside a case: a descendant that exits unwaited leaves its time
+among the others', one waited for counts whole, its time before the region included.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,8 +77,6 @@ class HostLoadTracker:
     the host's CPU times)."""
 
     def __init__(self, read: Callable[[], Reading] = read_host, cores: int | None = None) -> None:
-        import os
-
         self.read, self.cores = read, cores or os.cpu_count() or 1
         self.load: HostLoad | None = None
         self._start: Reading | None = None
