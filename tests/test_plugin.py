@@ -32,6 +32,7 @@ def bad_files(tmp_path_factory):
 CASES = [
     (["--profile", "huge"], "--profile huge: unknown profile; choose one of quick, standard, full"),
     (["--model", "no such model!"], "--model no such model!: unknown model"),
+    (["--model", "org/not-in-any-cache"], "--model org/not-in-any-cache: org/not-in-any-cache is not in the HF cache"),
     (["--model", "replica:gpt-oss-999b"], "--model replica:gpt-oss-999b: no bundled config; available: gpt-oss-20b"),
     (["--backend", "vllm"], "--backend vllm: unknown backend; choose auto, hf, unsloth"),
     (["--backend", "unsloth", "--gpu", "cpu"], "--backend unsloth needs a CUDA GPU"),

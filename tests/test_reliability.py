@@ -168,12 +168,16 @@ def test_doctor_warns_about_unquantized_local_paths(tmp_path):
     assert check_local_path(tmp_path)[0].level == "ok"
 
 
-def test_suites_fail_with_the_cache_problem_instead_of_downloading(tmp_path):
+def test_a_run_is_refused_at_start_with_the_cache_problem_instead_of_downloading(tmp_path):
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
     fake_repo(tmp_path / "hub", "org/model", broken="model.safetensors")
-    result = run_pytest("suites/test_load.py", "-q", "--model", "org/model", "--report-dir", str(tmp_path / "r"),
-                        *SUITE_ARGS, env_extra={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 1
-    assert "cannot load org/model" in result.stdout and "broken symlink" in result.stdout
+    for model, problem in (("org/model", "broken symlink"), ("org/absent", "is not in the HF cache")):
+        result = run_pytest("suites/test_load.py", "-q", "--model", model, "--report-dir", str(tmp_path / "r"),
+                            *SUITE_ARGS, env_extra=env)
+        assert result.returncode == 4, result.stdout[-2000:]
+        [line] = [x for x in result.stderr.splitlines() if x.startswith("ERROR:")]
+        assert line.startswith(f"ERROR: --model {model}: ") and problem in line
+        assert not list((tmp_path / "r").glob("*"))  # refused before any run directory
 
 
 @pytest.mark.slow

@@ -262,6 +262,18 @@ class BenchSession:
         peak memory and there are no kernels to count."""
         return profile_round(round_, self.device) if self.device.startswith("cuda") else None
 
+    def require_weights(self) -> None:
+        """A hub model the HF cache lacks (or holds broken), or a directory with no model in it,
+        refused before the run starts, in one line, instead of failing every case: loading it would
+        download it behind a timing."""
+        if self.source.kind in ("hub", "path"):
+            from bench.models.cache_check import require_loadable
+
+            try:
+                require_loadable(self.source.spec)
+            except BenchError as exc:
+                raise BenchError(f"--model {self.options.model}: {exc}") from None
+
     def train_settings(self, batch_size: int, grad_accum: int, steps: int, output_dir: Path,
                        save_steps: int | None = None) -> TrainSettings:
         lr = TINY_LEARNING_RATE if self.source.kind == "tiny" else self.profile.learning_rate
