@@ -102,6 +102,14 @@ def test_export_is_pytest_benchmark_json(runs, tmp_path):
     assert bm["extra_info"]["s_per_step"] == 1.0
 
 
+def test_a_path_that_cannot_be_written_is_one_line_and_exit_2(runs, tmp_path, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert main(["export", str(runs["base"]), "-o", str(blocked / "pb.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"bench export: {blocked / 'pb.json'}: Not a directory; check the path and its permissions"
+
+
 def test_merge_keeps_every_record_once(run_factory, tmp_path):
     a = run_factory("shard-a", _records(100, 1.0, "shard-a")[:2])
     b = run_factory("shard-b", _records(100, 1.0, "shard-b")[1:])

@@ -275,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench {args.command}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path given that cannot be read or written: what to fix, not a traceback
+        if exc.filename is None:
+            raise
+        print(f"bench {args.command}: {exc.filename}: {exc.strerror}; check the path and its permissions", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
