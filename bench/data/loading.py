@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +21,30 @@ BUILTIN_ROWS = 3000
 # Bump when to_prompt_completion or _joined changes what it makes: stored sets are keyed by it.
 FORMAT_VERSION = 1
 _LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_dataset(spec: str) -> None:
+    """What can be told of --dataset before a run starts, without loading it: a local file that
+    is not there or not in a format read here, a hub dataset that neither the HF hub cache nor
+    `datasets`' own cache holds (loading it would download it). Its rows are checked when loaded."""
+    if spec == BUILTIN:
+        return
+    path = Path(spec).expanduser()
+    if path.suffix in _LOCAL_FORMATS:
+        if not path.is_file():
+            raise BenchError(f"--dataset {spec}: no such file; give an existing .json/.jsonl/.csv/.parquet file")
+        return
+    if path.exists() or not _HUB_NAME.match(spec):
+        raise BenchError(f"--dataset {spec}: give 'builtin', a .json/.jsonl/.csv/.parquet file, "
+                         "or a hub dataset name like org/name")
+    from huggingface_hub.constants import HF_HOME, HF_HUB_CACHE
+
+    hub = Path(HF_HUB_CACHE) / f"datasets--{spec.replace('/', '--')}"
+    processed = Path(os.environ.get("HF_DATASETS_CACHE", Path(HF_HOME) / "datasets")) / spec.replace("/", "___")
+    if not hub.is_dir() and not processed.is_dir():
+        raise BenchError(f"--dataset {spec}: not in the HF cache ({HF_HUB_CACHE}): loading it would download "
+                         f"it; run `hf download --repo-type dataset {spec}` first, or give a local file")
 
 
 def load_training_dataset(spec: str = BUILTIN, rows: int | None = None) -> "datasets.Dataset":

@@ -138,8 +138,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("--shard"):
             parse_shard(config.getoption("--shard"))
         session = BenchSession(opts, config.invocation_params.args)
-        if opts.worker_run is None and opts.endpoint is None:  # with --endpoint, serving needs no local weights
-            session.require_weights()
+        if opts.worker_run is None:  # with --endpoint, serving needs no local weights
+            session.require_inputs(weights=opts.endpoint is None)
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     if session.device == "cpu" and session.source.kind == "tiny" and workerinput is None \

@@ -262,11 +262,15 @@ class BenchSession:
         peak memory and there are no kernels to count."""
         return profile_round(round_, self.device) if self.device.startswith("cuda") else None
 
-    def require_weights(self) -> None:
-        """A hub model the HF cache lacks (or holds broken), or a directory with no model in it,
-        refused before the run starts, in one line, instead of failing every case: loading it would
-        download it behind a timing."""
-        if self.source.kind in ("hub", "path"):
+    def require_inputs(self, weights: bool = True) -> None:
+        """What the cases would load, checked before the run starts so that a bad one is one line,
+        not the same error in every case: a hub model the HF cache lacks (or holds broken) or a
+        directory with no model in it (loading would download behind a timing; not with `weights`
+        False), and a --dataset file that is not there or a hub dataset not cached."""
+        from bench.data.loading import check_dataset
+
+        check_dataset(self.options.dataset)
+        if weights and self.source.kind in ("hub", "path"):
             from bench.models.cache_check import require_loadable
 
             try:
