@@ -203,8 +203,12 @@ class Isolator:
         self.children[i] = child
         return child
 
+    def _server_importing(self) -> bool:
+        """Whether a child forked now would wait for the fork server's import of the engine."""
+        return self.context.get_start_method() == "forkserver" and not server_ready()
+
     def _fresh(self, i: int) -> bool:
-        return i in self.light and self.context.get_start_method() == "forkserver" and not server_ready()
+        return i in self.light and self._server_importing()
 
     def _start_ahead(self, ahead: list[int]) -> None:
         """Start the standbys that can start now: each imports while this group runs and waits for
@@ -218,7 +222,7 @@ class Isolator:
         started = time.perf_counter()
         child = self.children.pop(i, None)
         if child is None:
-            importing = self.context.get_start_method() == "forkserver" and not server_ready() and not self._fresh(i)
+            importing = self._server_importing() and not self._fresh(i)
             child = self._spawn(i)
             if importing:  # forking waited for the server's import of the engine: a one-off, not isolation's
                 self.engine_import_s += time.perf_counter() - started

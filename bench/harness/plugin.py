@@ -290,8 +290,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     suite_items = [item for item in session.items if _suite_of(item)]
     measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
+    standby = standby_possible(bench.device)
     if suite_items:
-        if measured and bench.isolation != "off" and bench.plan is None and standby_possible(bench.device):
+        if measured and bench.isolation != "off" and bench.plan is None and standby:
             bench.first_child_fresh = needs_only_load_and_generate(bench.backend_name, {_suite_of(measured[0])})
         bench.start()
     go = session.config.getoption("--bench-standby")
@@ -319,7 +320,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
         suite_of = {strip_group(item.nodeid, _group_of(item)): _suite_of(item) for item in measured}
-        standby = standby_possible(bench.device)
         light = frozenset(i for i, group in enumerate(groups) if standby and
                           needs_only_load_and_generate(bench.backend_name, {suite_of[n] for n in group}))
         # an xdist worker runs the cases its scheduler sends: it knows only the next one

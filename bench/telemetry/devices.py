@@ -106,7 +106,7 @@ def torch_has_cuda() -> bool:
     avoided: its version file says whether it was built for CUDA. The parent of isolated children
     never runs torch itself, and `import torch` costs it 4-5 s on an H100 host, at the start of
     every run. Anything unreadable there: torch is imported and asked."""
-    if "torch" not in sys.modules and (built := _version_file_cuda()) is not _UNREAD:
+    if (built := _version_file_cuda()) is not _UNREAD:
         return built is not None
     import torch
 
@@ -115,7 +115,7 @@ def torch_has_cuda() -> bool:
 
 def torch_cuda_version() -> str | None:
     """The CUDA version torch was built for (None: a CPU or ROCm build), read as `torch_has_cuda` does."""
-    if "torch" not in sys.modules and (built := _version_file_cuda()) is not _UNREAD:
+    if (built := _version_file_cuda()) is not _UNREAD:
         return built
     import torch
 
@@ -123,7 +123,10 @@ def torch_cuda_version() -> str | None:
 
 
 def _version_file_cuda():
-    """torch/version.py's `cuda`: a version string or None; `_UNREAD` where the file says nothing."""
+    """torch/version.py's `cuda`: a version string or None; `_UNREAD` where the file says nothing
+    or torch is imported already (then asking it costs nothing)."""
+    if "torch" in sys.modules:
+        return _UNREAD
     spec = importlib.util.find_spec("torch")
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         try:
