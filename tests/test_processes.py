@@ -34,6 +34,28 @@ def test_a_childs_exit_code_and_error_reach_the_parent_and_its_log(tmp_path):
     assert failing.exitcode == 1 and "ValueError: what went wrong" in log.read_text()
 
 
+def test_a_child_runs_the_exit_handlers_it_registered_and_not_those_it_inherited(tmp_path):
+    import multiprocessing
+
+    # a forked child ends in os._exit, which runs none: Unsloth's compilation cache is saved in one
+    code = ("import atexit, pathlib; atexit.register(pathlib.Path(%r).write_text, 'saved'); raise SystemExit(2)"
+            % str(tmp_path / "own"))
+    child = start_python(preloading_context(), exec, (code,), tmp_path / "child.log")
+    child.join(60)
+    assert child.exitcode == 2 and (tmp_path / "own").read_text() == "saved"
+    # with plain fork the child holds this process's handlers, which are this process's to run
+    inherited = (tmp_path / "inherited")
+    import atexit
+
+    atexit.register(inherited.write_text, "run by the child")
+    try:
+        forked = start_python(multiprocessing.get_context("fork"), exec, ("pass",), tmp_path / "forked.log")
+        forked.join(60)
+    finally:
+        atexit.unregister(inherited.write_text)
+    assert forked.exitcode == 0 and not inherited.exists()
+
+
 def test_while_preloading_the_gpu_questions_are_answered_from_nvml_then_torch_answers_again(monkeypatch):
     import torch.cuda
     import torch.utils._triton as triton_utils

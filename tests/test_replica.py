@@ -112,3 +112,17 @@ def test_a_replica_borrows_the_tiny_tokenizer_without_building_the_tiny_model(tm
     assert not list(tmp_path.rglob("*.safetensors"))  # no model pre-trained for it
     assert json.loads((alone / "tokenizer.json").read_text()) == json.loads((built / "tokenizer.json").read_text())
     assert tiny.tokenizer_dir(cache_root()) == built  # a built model's own is used where there is one
+
+
+def test_compilers_caches_go_under_the_cache_root_unless_set(tmp_path, monkeypatch):
+    from bench.models.store import COMPILE_CACHES, keep_compile_caches
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    for variable in COMPILE_CACHES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/mine/triton")
+    keep_compile_caches()
+    assert os.environ["TRITON_CACHE_DIR"] == "/mine/triton"  # the user's choice stands
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile" / "inductor")
+    # the load breakdown tells Unsloth's compiled modules by this directory name
+    assert os.environ["UNSLOTH_COMPILE_LOCATION"].endswith("unsloth_compiled_cache")

@@ -20,6 +20,7 @@ from bench.harness.case import Case, case_params
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
 from bench.records.metrics import SUITES
+from bench.models.store import keep_compile_caches
 from bench.records.profiles import axes
 from bench.harness.session import BenchOptions, BenchSession
 from bench.harness.shard import assign, parse_shard
@@ -142,6 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
             session.require_inputs(weights=opts.endpoint is None)
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
+    keep_compile_caches()
     if session.device == "cpu" and session.source.kind == "tiny" and workerinput is None \
             and "OMP_NUM_THREADS" not in os.environ:
         _one_thread()

@@ -23,7 +23,8 @@ PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "u
             "bitsandbytes", "pytest", "pytest-benchmark", "nvidia-ml-py", "gpt-oss-bench")
 ENV_ALLOW = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
              "PYTORCH_CUDA_ALLOC_CONF", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-             "UNSLOTH_COMPILE_DISABLE", "CI", "GITHUB_SHA", "GITHUB_REF", "GITHUB_RUN_ID", "BENCH_TEST_SLOWDOWN",
+             "UNSLOTH_COMPILE_DISABLE", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "UNSLOTH_COMPILE_LOCATION",
+             "UNSLOTH_MEGA_CACHE_DIR", "CI", "GITHUB_SHA", "GITHUB_REF", "GITHUB_RUN_ID", "BENCH_TEST_SLOWDOWN",
              "BENCH_TEST_OOM_AT_BATCH", "BENCH_TEST_CRASH_AT_BATCH")
 SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
 SECRET_VALUE = re.compile(r"(hf_[A-Za-z0-9]{10,}|sk-[A-Za-z0-9_-]{10,}|gh[pousr]_[A-Za-z0-9]{10,}|AKIA[0-9A-Z]{12,})")

@@ -13,6 +13,7 @@ left holding 69 GB made the next run OOM).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import multiprocessing
 import multiprocessing.context
@@ -175,7 +176,28 @@ def _child_main(target: Callable[..., object], args: tuple, log: str, environ: d
     if torch is not None and torch.cuda._is_in_bad_fork():
         raise SystemExit("CUDA was initialized in the process this one was forked from, so it cannot use CUDA: "
                          "a preloaded library initialized it; report this with the library's name")
-    target(*args)
+    atexit._clear()  # what the fork server registered is the server's to run
+    try:
+        target(*args)
+    finally:
+        _run_exit_handlers()
+
+
+EXIT_HANDLERS_TIMEOUT_S = 120.0
+
+
+def _run_exit_handlers() -> None:
+    """The exit handlers this process registered, run as a process of its own would at its end: a
+    forked child ends in `os._exit`, which runs none. Unsloth saves its compilation cache in one
+    (its "mega-cache", which the next process loads instead of compiling again); torch shuts its
+    compile workers down in another. One that hangs ends the process after EXIT_HANDLERS_TIMEOUT_S."""
+    watchdog = threading.Timer(EXIT_HANDLERS_TIMEOUT_S, os._exit, (1,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        watchdog.cancel()
 
 
 # The pytest plugins of a child's session: those the suites use; whatever else the environment
