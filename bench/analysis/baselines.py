@@ -78,6 +78,17 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Quiet:
+    """`[quiet]`: thresholds for two runs that both ran on a quiet host. Drift between separate runs
+    comes mostly from what else the host runs, which every case records (`others_cpu_cores`); where
+    no case of a pair saw more than `others_cpu_cores` cores of it, in either run, these thresholds
+    apply instead of `[thresholds]`."""
+
+    others_cpu_cores: float
+    thresholds: dict
+
+
+@dataclass(frozen=True)
 class Baseline:
     name: str
     models: tuple[str, ...]
@@ -90,6 +101,7 @@ class Baseline:
     gates: dict = field(default_factory=dict)  # metric -> bool: opts a diagnostic into gating, or a metric out
     about: str | None = None  # meta.about: which checks apply to this model and why, shown with the run
     slo: dict = field(default_factory=dict)  # [slo]: the serving suite's objectives, seconds (e.g. ttft, tpot)
+    quiet: Quiet | None = None
 
     def checks_for(self, record_fields: dict) -> list[Check]:
         return [c for c in self.checks if c.metric == record_fields["metric"] and matches(c.where, record_fields)]
@@ -151,9 +163,10 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
         raise fail("needs a [meta] table with a name")
     models = meta.get("model", [])
     models = (models,) if isinstance(models, str) else tuple(models)
-    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds", "gates", "slo"}
+    unknown_tables = set(data) - {"meta", "checks", "reference", "thresholds", "gates", "slo", "quiet"}
     if unknown_tables:
-        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds, gates, slo")
+        raise fail(f"unknown table(s) {sorted(unknown_tables)}; allowed: meta, checks, reference, thresholds, gates, "
+                   "slo, quiet")
     checks = []
     for metric_name, entries in data.get("checks", {}).items():
         _known_metric(metric_name, fail)
@@ -195,7 +208,23 @@ def parse_baseline(data: dict, path: Path) -> Baseline:
     if about is not None and not isinstance(about, str):
         raise fail(f"meta.about must be text, not {about!r}")
     return Baseline(meta["name"], models, str(meta.get("gpu", "")), path, tuple(checks), tuple(references), thresholds,
-                    profile, gates, about, slo)
+                    profile, gates, about, slo, _quiet(data.get("quiet"), fail))
+
+
+def _quiet(table, fail) -> Quiet | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) - {"others_cpu_cores", "thresholds"} or "others_cpu_cores" not in table:
+        raise fail("[quiet] takes others_cpu_cores (the most cores the rest of the host may use) and a "
+                   "[quiet.thresholds] table, e.g. others_cpu_cores = 0.5")
+    cores = _number(table["others_cpu_cores"], "quiet.others_cpu_cores", fail)
+    if not isinstance(table.get("thresholds", {}), dict):
+        raise fail("quiet.thresholds must be a table of metric = fraction, e.g. s_per_step = 0.12")
+    thresholds = {}
+    for metric_name, value in table.get("thresholds", {}).items():
+        _known_metric(metric_name, fail)
+        thresholds[metric_name] = _number(value, f"quiet threshold {metric_name}", fail)
+    return Quiet(cores, thresholds)
 
 
 def _known_metric(name: str, fail) -> None:

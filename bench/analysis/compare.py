@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.analysis import stats
+from bench.analysis.baselines import Quiet
 from bench.analysis.stats import ALPHA, IMPROVEMENT, REGRESSION, Estimate
 from bench.records.metrics import METRICS, gates
 from bench.records.results import Measurement
@@ -51,6 +52,7 @@ class MetricChange:
     high: float
     verdict: str
     note: str = ""  # e.g. what a confirming re-measurement found
+    quiet_host: bool = False  # judged by the baseline's [quiet] threshold: both runs' host was quiet
 
     @property
     def base(self) -> float:
@@ -132,17 +134,20 @@ class Rules:
     thresholds: dict = field(default_factory=dict)
     gates: dict = field(default_factory=dict)  # metric -> bool, a baseline's [gates]
     alpha: float = ALPHA
+    quiet: Quiet | None = None  # a baseline's [quiet]: thresholds for two runs on a quiet host
 
     @classmethod
     def of(cls, threshold: float, baseline=None, alpha: float = ALPHA) -> "Rules":
         if baseline is None:
             return cls(threshold, alpha=alpha)
-        return cls(threshold, dict(baseline.thresholds), dict(baseline.gates), alpha)
+        return cls(threshold, dict(baseline.thresholds), dict(baseline.gates), alpha, baseline.quiet)
 
     def gating(self, metric: str, params: dict) -> bool:
         return self.gates[metric] if metric in self.gates else gates(metric, params)
 
-    def threshold_for(self, metric: str, single: bool) -> float | None:
+    def threshold_for(self, metric: str, single: bool, quiet_host: bool = False) -> float | None:
+        if quiet_host and not single and metric in self.quiet.thresholds:
+            return self.quiet.thresholds[metric]
         if metric in self.thresholds:
             return self.thresholds[metric]
         return METRICS[metric].tolerance if single else self.threshold
@@ -236,7 +241,29 @@ def same_tests(pairs: list[tuple[Measurement, Estimate]]) -> dict[int, int]:
     return out
 
 
-def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool = False) -> list[MetricChange]:
+HOST_LOAD = "others_cpu_cores"  # what the rest of the host used during a case (bench.telemetry.host_load)
+
+
+def quiet_cases(base: list[Measurement], new: list[Measurement], limit: float) -> set[tuple]:
+    """The cases (suite, params) during which the rest of the host used at most `limit` cores, in
+    both runs. A case without that reading in either run is not quiet."""
+    def quiet(run: list[Measurement]) -> set[tuple]:
+        return {r.case_key()[::2] for r in run if r.metric == HOST_LOAD and r.value is not None and r.value <= limit}
+
+    return quiet(base) & quiet(new)
+
+
+def on_quiet_host(pairs: list[tuple[Measurement, Estimate]], quiet: set[tuple]) -> list[bool]:
+    """Per pair, whether both runs measured it on a quiet host; an all-cases pair, when every case
+    of its suite in the comparison was."""
+    cases = {r.case_key()[::2] for r, _ in pairs if ALL_CASES not in r.params}
+    suite_quiet = {suite: all(case in quiet for case in cases if case[0] == suite) for suite, _ in cases}
+    return [suite_quiet.get(r.suite, False) if ALL_CASES in r.params else r.case_key()[::2] in quiet
+            for r, _ in pairs]
+
+
+def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool = False,
+          quiet_host: list[bool] | None = None) -> list[MetricChange]:
     """Verdicts for estimated pairs (`Measurement` gives the case, suite, metric and unit):
     Holm within each family of gating pairs that have an interval, tolerances for single readings.
 
@@ -250,7 +277,10 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool 
     single outlier rounds (3 of 43 unchanged windows of 3 rounds on the 2-core CPU, 0 with the margin).
     """
     gating = [rules.gating(r.metric, r.params) for r, _ in pairs]
-    thresholds = [rules.threshold_for(r.metric, est.single) for r, est in pairs]
+    quiet_host = quiet_host or [False] * len(pairs)
+    thresholds = [rules.threshold_for(r.metric, est.single, q) for (r, est), q in zip(pairs, quiet_host)]
+    quiet_host = [q and t != rules.threshold_for(r.metric, est.single)
+                  for (r, est), q, t in zip(pairs, quiet_host, thresholds)]
     significant = [paired and ALL_CASES in r.params for r, _ in pairs]  # judged by significance, not margin
     same = {i: j for i, j in same_tests(pairs).items() if gating[i] and gating[j]}
     tails: dict[int, float] = {}
@@ -269,7 +299,7 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool 
         else:
             verdict = stats.verdict(low, high, r.better, thresholds[i], est.ratio if significant[i] else None)
         changes.append(MetricChange(r.suite, r.metric, r.params, r.unit, r.better, est, thresholds[i], gating[i],
-                                    tail, low, high, verdict))
+                                    tail, low, high, verdict, quiet_host=quiet_host[i]))
     return changes
 
 
@@ -281,7 +311,9 @@ def compare(base: list[Measurement], new: list[Measurement], rules: Rules | None
         by_lane = mixes_lanes(base, new)
     b, n = comparable(base, by_lane), comparable(new, by_lane)
     keys = sorted(set(b) & set(n), key=str)
-    changes = judge(across_cases([(n[k], estimate(b[k], n[k])) for k in keys], rules), rules)
+    pairs = across_cases([(n[k], estimate(b[k], n[k])) for k in keys], rules)
+    quiet = on_quiet_host(pairs, quiet_cases(base, new, rules.quiet.others_cpu_cores)) if rules.quiet else None
+    changes = judge(pairs, rules, quiet_host=quiet)
     return Comparison(changes, only_base=sorted(set(b) - set(n), key=str), only_new=sorted(set(n) - set(b), key=str),
                       alpha=rules.alpha, method="two runs")
 
@@ -374,7 +406,7 @@ def describe(change: MetricChange, params: Callable[[dict], str] | None = None) 
                else "single reading, not judged")
     else:
         how = (f"{change.confidence:.2%} interval {change.low:.3f}-{change.high:.3f} of the ratio ({est.method}), "
-               f"threshold {change.threshold:.0%}")
+               f"threshold {change.threshold:.0%}{' (quiet host)' if change.quiet_host else ''}")
     return (f"{change.suite} {change.metric}[{shown}]: {est.base:.4g} -> {est.new:.4g} {change.unit} "
             f"({change.change_pct:+.1f}%; {how})").replace("  ", " ")
 
