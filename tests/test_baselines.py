@@ -41,6 +41,9 @@ def test_bundled_baselines_parse_and_cover_the_seed_numbers():
     assert limits["decode_tok_s"] == (2.0, None) and limits["peak_vram_gb"] == (None, 15.0)
     tiny = load_baseline("tiny-gpt-oss-cpu")
     assert tiny.gpu == "cpu" and "tiny-gpt-oss" in tiny.models
+    # a quiet host's thresholds are tighter than those for any pair of runs
+    assert tiny.quiet.others_cpu_cores == 0.5
+    assert all(t < tiny.thresholds[m] for m, t in tiny.quiet.thresholds.items())
 
 
 def test_parse_reads_checks_references_thresholds(tmp_path):
@@ -61,6 +64,9 @@ def test_parse_reads_checks_references_thresholds(tmp_path):
     ('[meta]\nname="x"\n[reference]\nload_s = { max = 5 }', "needs a value"),
     ('[meta]\nname="x"\n[slo]\nlatency = "1s"', "slo.latency: unknown objective"),
     ('[meta]\nname="x"\n[slo]\nttft = "soon"', "'soon' is not a duration"),
+    ('[meta]\nname="x"\n[quiet.thresholds]\ns_per_step = 0.1', "[quiet] takes others_cpu_cores"),
+    ('[meta]\nname="x"\n[quiet]\nothers_cpu_cores = 0.5\nthresholds = 0.1', "quiet.thresholds must be a table"),
+    ('[meta]\nname="x"\n[quiet]\nothers_cpu_cores = 0.5\n[quiet.thresholds]\nstep = 0.1', "unknown metric 'step'"),
 ])
 def test_malformed_baselines_are_clear_errors(tmp_path, text, message):
     with pytest.raises(BenchError) as err:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from bench.analysis.baselines import Quiet
 from bench.analysis.compare import Rules, compare, compare_rounds, describe
 from bench.analysis.stats import IMPROVEMENT, INCONCLUSIVE, REGRESSION, UNCHANGED
 
@@ -66,6 +67,28 @@ def test_threshold_and_per_metric_overrides(threshold, expected):
     base, new = [timed("ttft_s", 0.10, batch_size=1)], [timed("ttft_s", 0.12, batch_size=1)]
     assert compare(base, new, Rules(threshold)).changes[0].verdict == expected
     assert compare(base, new, Rules(0.05, {"ttft_s": 0.5})).changes[0].verdict == UNCHANGED
+
+
+def test_a_quiet_host_in_both_runs_is_judged_by_the_baselines_quiet_thresholds():
+    rules = Rules(0.05, {"decode_tok_s": 0.2}, quiet=Quiet(0.5, {"decode_tok_s": 0.12}))
+    cases = [dict(batch_size=b, effort="low") for b in (1, 2, 3)]
+    base = [timed("decode_tok_s", 100.0, spread=0.005, **c) for c in cases]
+    new = [timed("decode_tok_s", 85.0, spread=0.005, **c) for c in cases]  # 1.18x worse: beyond 12%, within 20%
+
+    def host(*cores):
+        return [make_record("others_cpu_cores", n, suite="infer", **c) for n, c in zip(cores, cases)]
+
+    quiet = compare(base + host(0.1, 0.1, 0.1), new + host(0.2, 0.0, 0.4), rules)
+    assert all(c.verdict == REGRESSION and c.threshold == 0.12 and c.quiet_host for c in quiet.gating)
+    assert "threshold 12% (quiet host)" in describe(quiet.gating[0])
+    # one case beside a busy neighbour in one run: that case and the all-cases pair take [thresholds]
+    mixed = {c.params.get("batch_size", "all"): c for c in compare(base + host(0.1, 0.1, 0.1), new + host(0.1, 1.0, 0.1),
+                                                                   rules).gating}
+    assert mixed[1].quiet_host and mixed[1].verdict == REGRESSION
+    assert not mixed[2].quiet_host and mixed[2].threshold == 0.2 and mixed[2].verdict != REGRESSION
+    assert not mixed["all"].quiet_host and mixed["all"].threshold == 0.2
+    # runs that did not record the host's load are never taken for quiet
+    assert all(c.threshold == 0.2 and not c.quiet_host for c in compare(base, new, rules).gating)
 
 
 def test_diagnostics_are_shown_but_never_fail():

@@ -59,7 +59,7 @@ def change_row(c: MetricChange) -> dict:
             "better": c.better, "gates": c.gates, "base": est.base, "new": est.new, "ratio": est.ratio,
             "change_pct": c.change_pct, "ci_low": c.low, "ci_high": c.high, "confidence": c.confidence,
             "interval": interval_text(c), "method": est.method, "n_base": est.n_base, "n_new": est.n_new,
-            "threshold": c.threshold, "verdict": c.verdict, "note": c.note}
+            "threshold": c.threshold, "quiet_host": c.quiet_host, "verdict": c.verdict, "note": c.note}
 
 
 def _params_text(key: tuple) -> str:
@@ -100,6 +100,10 @@ def method_text(cmp: Comparison) -> str:
     if cmp.paired:
         rule += (" (an all-cases pair: when its interval excludes no change and its estimate lies beyond the "
                  "threshold, the rounds' pairing having removed the drift)")
+    quiet = sum(c.quiet_host for c in cmp.gating)
+    if quiet:
+        rule += (f"; {quiet} of the {len(cmp.gating)} gating pairs ran on a quiet host in both runs and take the "
+                 "baseline's [quiet] thresholds")
     if cmp.looks > 1:
         levels += (f", {cmp.alpha:.2%} in all at this look, one of {cmp.looks} planned (more rounds are run only "
                    "while an all-cases pair points at a regression it cannot call yet)")
