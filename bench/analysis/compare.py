@@ -145,8 +145,13 @@ class Rules:
     def gating(self, metric: str, params: dict) -> bool:
         return self.gates[metric] if metric in self.gates else gates(metric, params)
 
+    def quiet_applies(self, metric: str, single: bool) -> bool:
+        """Whether a pair of this metric measured on a quiet host takes a [quiet] threshold."""
+        return self.quiet is not None and not single and metric in self.quiet.thresholds
+
     def threshold_for(self, metric: str, single: bool, quiet_host: bool = False) -> float | None:
-        if quiet_host and not single and metric in self.quiet.thresholds:
+        """`quiet_host`: the pair ran on a quiet host in both runs and `quiet_applies`."""
+        if quiet_host:
             return self.quiet.thresholds[metric]
         if metric in self.thresholds:
             return self.thresholds[metric]
@@ -277,10 +282,9 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool 
     single outlier rounds (3 of 43 unchanged windows of 3 rounds on the 2-core CPU, 0 with the margin).
     """
     gating = [rules.gating(r.metric, r.params) for r, _ in pairs]
-    quiet_host = quiet_host or [False] * len(pairs)
+    quiet_host = [bool(q) and rules.quiet_applies(r.metric, est.single)
+                  for (r, est), q in zip(pairs, quiet_host or [False] * len(pairs))]
     thresholds = [rules.threshold_for(r.metric, est.single, q) for (r, est), q in zip(pairs, quiet_host)]
-    quiet_host = [q and t != rules.threshold_for(r.metric, est.single)
-                  for (r, est), q, t in zip(pairs, quiet_host, thresholds)]
     significant = [paired and ALL_CASES in r.params for r, _ in pairs]  # judged by significance, not margin
     same = {i: j for i, j in same_tests(pairs).items() if gating[i] and gating[j]}
     tails: dict[int, float] = {}

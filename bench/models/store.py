@@ -24,6 +24,8 @@ def prompt_completion_sets() -> Path:
 # Where torch's, Triton's and Unsloth's compilers keep what they compiled, by default scattered over
 # /tmp, ~/.triton, ~/.cache/unsloth and an `unsloth_compiled_cache/` in the working directory. The
 # leaf `unsloth_compiled_cache` keeps Unsloth's name: the load breakdown knows its frames by it.
+# Unsloth clears TORCHINDUCTOR_CACHE_DIR when it patches (inductor's cache then stays in /tmp); its
+# mega-cache carries inductor's artifacts instead.
 COMPILE_CACHES = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton",
                   "UNSLOTH_COMPILE_LOCATION": "unsloth_compiled_cache", "UNSLOTH_MEGA_CACHE_DIR": "unsloth-mega-cache"}
 
