@@ -27,6 +27,35 @@ def test_a_checkout_knows_where_its_plugin_lives(tmp_path):
     assert plugin_module(tmp_path) == "bench.plugin"  # a version from before the layered packages
 
 
+def test_a_round_that_crashes_keeps_its_whole_output_and_names_the_fatal_error(tmp_path):
+    import os
+
+    from bench.commands.ab import OUTPUT_FILE, Side, run_side
+    from bench.errors import BenchError
+
+    # a checkout whose plugin takes the harness's options and whose one test writes a record, then aborts
+    (tmp_path / "bench" / "harness").mkdir(parents=True)
+    for init in ("bench/__init__.py", "bench/harness/__init__.py"):
+        (tmp_path / init).write_text("")
+    (tmp_path / "bench" / "harness" / "plugin.py").write_text(
+        "def pytest_addoption(parser):\n    parser.addoption('--report-dir')\n    parser.addoption('--run-id')\n")
+    (tmp_path / "test_crash.py").write_text(
+        "import os, pathlib\n"
+        "def test_crash(request):\n"
+        "    run = pathlib.Path(request.config.getoption('--report-dir')) / request.config.getoption('--run-id')\n"
+        "    run.mkdir(parents=True)\n"
+        "    (run / 'results.jsonl').write_text('')\n"
+        "    os.abort()\n")
+    runs = tmp_path / "runs"
+    with pytest.raises(BenchError) as err:
+        run_side(Side("B", ".", None, tmp_path), ["test_crash.py"], runs, "B-1", dict(os.environ))
+    message = str(err.value)
+    assert "round B-1 (.) exited -6 before it finished" in message and str(runs / "B-1" / OUTPUT_FILE) in message
+    # the top of faulthandler's dump, which the last lines of a long dump leave out
+    assert "Fatal Python error: Aborted" in message
+    assert "test_crash.py" in (runs / "B-1" / OUTPUT_FILE).read_text()
+
+
 def test_the_working_tree_is_used_as_it_is_and_bad_refs_are_one_line(tmp_path):
     [a, b] = checkout((".", "."), REPO, tmp_path)
     assert a.root == b.root == REPO and a.commit is None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
+from bench.telemetry.environment import redact
 
 # Five, from measurement (2-core CPU, reports/examples/cpu-gate-errorrate-45-rounds): a 25% slowdown
 # failed every window of five rounds and about three in four of three; no unchanged window of either
@@ -39,6 +40,7 @@ MAX_ROUNDS_FACTOR = 4
 # With autoload off (the installed entry point names this checkout's plugin, not a ref's), the
 # plugins a suites run needs are named explicitly.
 PLUGINS = ("pytest_benchmark.plugin", "xdist.plugin", "pytest_timeout")
+OUTPUT_FILE = "pytest-output.log"  # a round's whole terminal output, kept in its run directory
 RESERVED = ("--report-dir", "--run-id", "--compare", "--resume")
 
 
@@ -103,9 +105,18 @@ def run_side(side: Side, pytest_args: list[str], runs_dir: Path, run_id: str, en
            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.run(cmd, cwd=side.root, env=env, capture_output=True, text=True)
     run_dir = runs_dir / run_id
+    output = redact(proc.stdout + proc.stderr)
+    if run_dir.is_dir():  # the whole output beside the run: a crash's cause is at its top, not its end
+        (run_dir / OUTPUT_FILE).write_text(output, encoding="utf-8")
     if proc.returncode not in (0, 1) or not (run_dir / RESULTS_FILE).is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise BenchError(f"round {run_id} ({side.ref}) exited {proc.returncode} without results; its output ends:\n{tail}")
+        lines = output.strip().splitlines()
+        # a fatal error's first lines: what it was, the crashing thread and its innermost frame
+        top = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+        fatal = lines[top:top + 4] + ["..."] if top is not None else []
+        what = "before it finished" if (run_dir / RESULTS_FILE).is_file() else "without results"
+        where = f" (all of it: {run_dir / OUTPUT_FILE})" if run_dir.is_dir() else ""
+        raise BenchError(f"round {run_id} ({side.ref}) exited {proc.returncode} {what}{where}; "
+                         f"its output ends:\n" + "\n".join(fatal + lines[-12:]))
     return run_dir
 
 
