@@ -3,6 +3,7 @@ import pytest
 
 from bench.analysis.baselines import Quiet
 from bench.analysis.compare import Rules, compare, compare_rounds, describe
+from bench.report.comparison import interval_text
 from bench.analysis.stats import IMPROVEMENT, INCONCLUSIVE, REGRESSION, UNCHANGED
 
 from conftest import make_record
@@ -81,6 +82,7 @@ def test_a_quiet_host_in_both_runs_is_judged_by_the_baselines_quiet_thresholds()
     quiet = compare(base + host(0.1, 0.1, 0.1), new + host(0.2, 0.0, 0.4), rules)
     assert all(c.verdict == REGRESSION and c.threshold == 0.12 and c.quiet_host for c in quiet.gating)
     assert "threshold 12% (quiet host)" in describe(quiet.gating[0])
+    assert "quiet host, threshold 12%" in interval_text(quiet.gating[0])  # the markdown and HTML rows
     # one case beside a busy neighbour in one run: that case and the all-cases pair take [thresholds]
     mixed = {c.params.get("batch_size", "all"): c for c in compare(base + host(0.1, 0.1, 0.1), new + host(0.1, 1.0, 0.1),
                                                                    rules).gating}

@@ -39,7 +39,8 @@ def interval_text(c: MetricChange) -> str:
     if c.estimate.single:
         what = "single reading" if c.estimate.n_base < 2 else "no spread"
         return what + (f", tolerance {c.threshold:.0%}" if c.threshold is not None else ", not judged")
-    return f"{c.low:.3f} to {c.high:.3f} ({confidence_text(c.confidence)})"
+    quiet = f"; quiet host, threshold {c.threshold:.0%}" if c.quiet_host else ""
+    return f"{c.low:.3f} to {c.high:.3f} ({confidence_text(c.confidence)}{quiet})"
 
 
 def confidence_text(confidence: float) -> str:
