@@ -19,6 +19,9 @@ How a verdict is reached, per (case, metric) measured on both sides:
    "worse at all" (`judge` says why). Unchanged when the interval lies within the threshold;
    inconclusive otherwise. Diagnostics get plain 95% intervals and never fail a run. Single
    readings are judged by their stated tolerance.
+
+The threshold of a pair of two separate runs: the baseline's `[quiet]` one where neither run's
+case saw the rest of the host busy (`quiet_cases`), else its `[thresholds]` one, else the default.
 """
 
 from __future__ import annotations
