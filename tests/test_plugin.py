@@ -101,6 +101,26 @@ def test_profiles_parametrize_the_suites():
     assert "test_load.py" in lines[0] and "test_serve.py" in lines[-1]
 
 
+def test_quick_leaves_out_the_scenarios_unless_their_file_is_named(tmp_path):
+    quick = run_pytest("suites/", "--collect-only", "--gpu", "cpu")
+    assert "test_adapter_roundtrip" in quick.stdout and "test_serve[" not in quick.stdout
+    assert "test_concurrency[" not in quick.stdout and "5 deselected" in quick.stdout
+    assert ("profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile standard runs them, "
+            "as does naming the file (pytest suites/test_concurrency.py suites/test_serve.py)") in quick.stdout
+    # named by path, by node id or (--pyargs) by module: the suite runs under quick's grid
+    named = run_pytest("suites/", "suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu").stdout
+    assert "test_serve.py::test_serve[transformers-cb-c1]" in named and "test_concurrency[" not in named
+    node = run_pytest("suites/test_concurrency.py::test_concurrency", "--collect-only", "-q", "--gpu", "cpu").stdout
+    assert "test_concurrency[shared]" in node and "deselected" not in node
+    module = run_pytest("--pyargs", "bench.suites.test_concurrency", "--collect-only", "-q", "--gpu", "cpu",
+                        cwd=tmp_path).stdout
+    assert "test_concurrency[shared]" in module and "deselected" not in module
+    # a -k expression selects among the profile's cases, and the run says what it left out
+    picked = run_pytest("suites/", "-k", "shared", "--collect-only", "--gpu", "cpu").stdout
+    assert "no tests collected" in picked and "profile quick leaves out concurrency" in picked
+    assert "5 deselected" not in run_pytest("suites/", "--collect-only", "-q", "--profile", "standard").stdout
+
+
 def test_harness_tests_leave_no_run_directory(tmp_path):
     (tmp_path / "test_plain.py").write_text("def test_ok():\n    assert True\n")
     result = run_pytest(str(tmp_path / "test_plain.py"), "-q", "--report-dir", str(tmp_path / "reports"),

@@ -246,15 +246,25 @@ def _group_of(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Suites run in `RUN_ORDER`; cases that share a loaded model form one group (per-GPU workers,
-    shards); a resumed run leaves out the cases it already finished; `--shard` keeps its part."""
+    """Suites run in `RUN_ORDER`, those the profile leaves out only when their file is named; cases
+    that share a loaded model form one group (per-GPU workers, shards); a resumed run leaves out the
+    cases it already finished; `--shard` keeps its part."""
     order = {name: i for i, name in enumerate(RUN_ORDER)}
     items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        from bench.harness.selection import left_out_note, outside_profile
+
+        left_out = outside_profile(items, bench.profile.suites, _suite_of, config.args, config.invocation_params.dir)
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            gone = set(left_out)
+            items[:] = [item for item in items if item not in gone]
+            bench.left_out = left_out_note(bench.profile.name, left_out, _suite_of)
     for item in items:
         group = _group_of(item)
         if group and getattr(config, "workerinput", None):
             item.add_marker(pytest.mark.xdist_group(group))
-    bench = config.stash.get(SESSION_KEY, None)
     if bench is not None:
         bench.collected_suites = {suite for item in items if (suite := _suite_of(item))}
     if config.getoption("--shard"):
@@ -281,6 +291,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if done:
             config.hook.pytest_deselected(items=done)
             items[:] = [item for item in items if item.nodeid not in bench.finished]
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    """Under "collected N items": which suites the profile left out, and how to run them."""
+    bench = config.stash.get(SESSION_KEY, None)
+    return bench.left_out if bench is not None else None
 
 
 @pytest.hookimpl(tryfirst=True)  # an xdist worker makes the run directory before it reports its collection

@@ -42,6 +42,8 @@ class NewRun:
         add_wall_time(s.timings, STARTUP_TIMING)
         s.wait_for_engine()
         s.manifest = new_manifest(s)
+        if s.left_out:
+            s.manifest.notes.append(s.left_out)
         if s.first_child_fresh:  # measured while the first isolated child imports
             s.calibrate_meanwhile()
         else:
@@ -86,8 +88,14 @@ class ResumedRun(NewRun):
 class ControllerRun(NewRun):
     def close(self, s: "BenchSession", interrupted: bool) -> None:
         """What the workers wrote: their records (for the summary and --compare), their GPUs'
-        calibration and their run-level timings, folded into the manifest; then the run's end."""
-        workers.fold_parts(s.manifest, workers.read_parts(s.run_dir))
+        calibration, their run-level timings and what the profile left out, folded into the
+        manifest; then the run's end."""
+        parts = workers.read_parts(s.run_dir)
+        workers.fold_parts(s.manifest, parts)
+        # every worker collected the same cases, and this process none
+        s.left_out = next((p["left_out"] for p in parts if p.get("left_out")), None)
+        if s.left_out and s.left_out not in s.manifest.notes:
+            s.manifest.notes.append(s.left_out)
         s.timings = s.manifest.timings
         records = read_results(s.run_dir) if (s.run_dir / RESULTS_FILE).is_file() else []
         s.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
@@ -117,7 +125,8 @@ class WorkerRun:
         workers.write_part(s.run_dir or Path(s.options.worker_run), s.options.worker_id, {
             "turn": s.options.turn, "backend": s.backend_name, "ready": ready,
             "gpu": environment.gpus(s.gpu_indices)[0] if s.gpu else None,
-            "timings": s.timings, "calibration": s.calibration, "left_on_device_gb": s.left_on_device_gb})
+            "timings": s.timings, "calibration": s.calibration, "left_on_device_gb": s.left_on_device_gb,
+            "left_out": s.left_out})
 
 
 class IsolatedCaseRun:

@@ -147,6 +147,7 @@ class BenchSession:
         self.report_error: str | None = None  # why report.html could not be rendered, if it could not
         self.left_on_device_gb: float | None = None  # NVML's count for this worker when its turn ended
         self.collected_suites: set[str] = set()
+        self.left_out: str | None = None  # the profile's left-out suites, when a run had some collected
         # the run's first isolated child starts in a fresh interpreter (bench.harness.isolate's
         # `light`): the run need not wait for the fork server's import before it
         self.first_child_fresh = False

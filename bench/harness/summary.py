@@ -37,6 +37,8 @@ def summary_lines(session: BenchSession) -> list[str]:
     lines.append(f"checks: {len(session.outcomes) - failed} passed, {failed} failed"
                  + (f" (baseline {session.baseline.path})" if session.baseline else "")
                  if session.outcomes else f"checks: NONE: {session.no_checks_reason}")
+    if session.left_out:
+        lines.append(f"not run: {session.left_out}")
     if session.comparison is not None:
         from bench.analysis.compare import describe
         from bench.report.comparison import headline

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.errors import BenchError
+from bench.records.metrics import SUITES
+
+# What the seed measured, and what every profile runs: loading, training, batched generation and
+# the adapter's round trip.
+CORE_SUITES = ("load", "train", "infer", "adapter")
 
 EFFORTS = ("low", "medium", "high")
 # Where the concurrency suite puts training and serving: two GPUs, or both on one.
@@ -78,12 +83,18 @@ class Profile:
     servers: tuple[str, ...] = SELF_SERVED
     max_seq_length: int = 1024  # the seed's max_seq_length
     learning_rate: float = 2e-4
+    # The suites a run of the whole directory includes; the others run when their file is named
+    # (`pytest suites/test_serve.py`). Quick leaves out the two scenarios beyond the seed's workload
+    # that start more processes and models of their own (a server; training and serving side by
+    # side): on an H100 they were 28 s of the README command's 107 s and 198 s of the 20B replica's
+    # 685 s (reports/examples/h100-gpt-oss-20b-quick-and-standard-today).
+    suites: tuple[str, ...] = SUITES
 
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", lora_ranks=(8,), train_batches=((2, 2),), infer_batches=(1, 2, 3),
                      efforts=EFFORTS, train_steps=30, timing_steps=8, load_rounds=3, infer_rounds=3,
-                     effort_tokens={"low": 16, "medium": 32, "high": 64},
+                     effort_tokens={"low": 16, "medium": 32, "high": 64}, suites=CORE_SUITES,
                      serve_concurrency=(1, 4), serve_rate_fractions=(0.9,), serve_requests=4,
                      servers=("transformers-cb",)),
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),

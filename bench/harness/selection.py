@@ -1,0 +1,54 @@
+"""Which collected cases a run of the suites keeps: those of the profile's suites, and those of any
+suite whose file the command line names.
+
+A profile's suites are what a run of the whole directory measures (`pytest suites/`); a suite left
+out of it is still one argument away (`pytest suites/test_serve.py`), as pytest users expect of a
+file they named. A `-k` expression selects among the profile's cases, as it does among any others.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+
+def named_on_command_line(item: pytest.Item, args: Iterable[str], invocation_dir: Path) -> bool:
+    """Whether an argument names the item's file, or a node inside it: a path (`suites/test_serve.py`,
+    `suites/test_serve.py::test_serve[c1]`) or, with --pyargs, its module (`bench.suites.test_serve`)."""
+    path = Path(item.path).resolve()
+    return any(_file_of(arg.split("::")[0], invocation_dir) == path for arg in args)
+
+
+def _file_of(target: str, invocation_dir: Path) -> Path | None:
+    candidate = invocation_dir / target
+    if candidate.exists() or "/" in target or target.endswith(".py"):
+        return candidate.resolve()
+    try:  # a module's dotted name, as --pyargs takes it
+        spec = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin).resolve() if spec is not None and spec.origin else None
+
+
+def outside_profile(items: list[pytest.Item], suites: Iterable[str], suite_of: Callable[[pytest.Item], str | None],
+                    args: Iterable[str], invocation_dir: Path) -> list[pytest.Item]:
+    """The suite cases of suites the profile leaves out whose file no argument names."""
+    kept, args = set(suites), list(args)
+    return [item for item in items
+            if (suite := suite_of(item)) is not None and suite not in kept
+            and not named_on_command_line(item, args, invocation_dir)]
+
+
+def left_out_note(profile: str, left_out: list[pytest.Item], suite_of: Callable[[pytest.Item], str | None]) -> str:
+    """What the run did not measure and how to measure it, in the words the terminal, summary and
+    report use."""
+    counts = Counter(suite_of(item) for item in left_out)
+    files = sorted({Path(item.nodeid.split("::")[0]).as_posix() for item in left_out})
+    parts = [f"{suite} ({n} case{'s' if n != 1 else ''})" for suite, n in counts.items()]
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return (f"profile {profile} leaves out {listed}: --profile standard runs them, "
+            f"as does naming the file (pytest {' '.join(files)})")
