@@ -106,9 +106,13 @@ METRICS: dict[str, Metric] = {
                            tolerance=0.10),
     "mbu": M("", "higher", ("infer",), "model bandwidth utilization: achieved/measured bandwidth"),
     "mfu": M("", "higher", ("train", "infer"), "model FLOPs utilization: achieved/measured matmul rate"),
-    "adapter_roundtrip_equal": M("", "higher", ("adapter",), "1 when reloaded adapter reproduces in-memory outputs",
-                                 gates=True, tolerance=0.0, frozen=True),
-    "adapter_changes_output": M("", "higher", ("adapter",), "1 when the adapter's outputs differ from the base model's",
+    "adapter_roundtrip_equal": M("", "higher", ("adapter",),
+                                 "1 when the reloaded adapter reproduces the in-memory one (adapter_reload_gap "
+                                 "within its limit)", gates=True, tolerance=0.0, frozen=True),
+    "adapter_reload_gap": M("", "lower", ("adapter",),
+                            "how far the reloaded adapter's next-token distributions are from the in-memory "
+                            "adapter's, as a share of how far the adapter moved the base model's"),
+    "adapter_changes_output": M("", "higher", ("adapter",), "1 when the adapter's greedy choices differ from the base model's",
                                 tolerance=0.0),
     "new_tokens": M("tok", "higher", ("infer",), "new tokens generated per sequence (the effort's budget)",
                     compared=False),

@@ -64,3 +64,35 @@ class GenerationTiming:
         stamps = clock.stamps
         itl = tuple((b - a) * 1000 for a, b in zip(stamps, stamps[1:]))
         return cls(batch_size, len(stamps), stamps[0] - clock.started, stamps[-1] - clock.started, itl)
+
+
+class NextTokenScores:
+    """A LogitsProcessor that keeps each step's next-token distribution and, given `follow`, makes
+    the step choose that reference token instead of its own.
+
+    Following one reference continuation, several models are compared position by position on the
+    same prefixes (teacher forcing) through the very `generate` path they run: a near tie that
+    flips one greedy token no longer sends the rest of the output elsewhere. Distributions are taken
+    after the earlier processors (min_new_tokens masks the end token), the same for every model.
+    """
+
+    def __init__(self, follow: list[list[int]] | None = None) -> None:
+        self.follow = follow
+        self.probs: list = []  # per step: (batch, vocab) probabilities, float32 on the CPU
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        self.probs.append(torch.softmax(scores.float(), dim=-1).cpu())
+        if self.follow is None:
+            return scores
+        step = len(self.probs) - 1
+        chosen = torch.tensor([row[step] for row in self.follow], device=scores.device)
+        forced = torch.full_like(scores, float("-inf"))
+        return forced.scatter_(1, chosen[:, None], 0.0)
+
+    def as_array(self):
+        """(steps, batch, vocab) as a numpy array."""
+        import torch
+
+        return torch.stack(self.probs).numpy()
