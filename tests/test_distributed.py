@@ -198,6 +198,19 @@ def test_two_workers_on_one_device_give_one_run(one_process, tmp_path):
 
 
 @pytest.mark.slow
+def test_workers_say_what_the_profile_left_out(tmp_path):
+    """Each worker collects the cases and the controller none: the note comes from the workers."""
+    result = run_pytest("suites/", "-k", "test_load", "--baseline", str(STRUCTURE_ONLY), "-q", "--gpu", "cpu",
+                        "--workers-per-gpu", "2", "--benchmark-disable", "--report-dir", str(tmp_path), "--run-id", "w")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    notes = RunManifest.read(tmp_path / "w").notes
+    assert [n for n in notes if n.startswith("profile quick leaves out")] == [
+        "profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile standard runs them, "
+        "as does naming the file (pytest suites/test_concurrency.py suites/test_serve.py)"]
+    assert "not run: profile quick leaves out" in result.stdout
+
+
+@pytest.mark.slow
 def test_bench_merge_of_two_shards_equals_one_run(one_process, tmp_path):
     for index in (0, 1):
         result = run_pytest(*SELECTION, "--baseline", str(STRUCTURE_ONLY), "-q", "--gpu", "cpu", "--shard", f"{index}/2", "--benchmark-disable",
