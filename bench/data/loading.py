@@ -39,8 +39,9 @@ def check_dataset(spec: str) -> None:
         raise BenchError(f"--dataset {spec}: give 'builtin', a .json/.jsonl/.csv/.parquet file, "
                          "or a hub dataset name like org/name")
     from huggingface_hub.constants import HF_HOME, HF_HUB_CACHE
+    from huggingface_hub.file_download import repo_folder_name
 
-    hub = Path(HF_HUB_CACHE) / f"datasets--{spec.replace('/', '--')}"
+    hub = Path(HF_HUB_CACHE) / repo_folder_name(repo_id=spec, repo_type="dataset")
     processed = Path(os.environ.get("HF_DATASETS_CACHE", Path(HF_HOME) / "datasets")) / spec.replace("/", "___")
     if not hub.is_dir() and not processed.is_dir():
         raise BenchError(f"--dataset {spec}: not in the HF cache ({HF_HUB_CACHE}): loading it would download "

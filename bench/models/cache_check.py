@@ -46,9 +46,10 @@ def check_local_path(path: Path) -> list[Finding]:
 def check_hub_cache(repo_id: str, cache_dir: Path | None = None) -> list[Finding]:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.constants import HF_HUB_CACHE
+    from huggingface_hub.file_download import repo_folder_name
 
     root = Path(cache_dir or HF_HUB_CACHE)
-    repo_dir = root / f"models--{repo_id.replace('/', '--')}"
+    repo_dir = root / repo_folder_name(repo_id=repo_id, repo_type="model")
     if not repo_dir.is_dir():
         return [Finding("error", f"{repo_id} is not in the HF cache at {root}: loading it would download it "
                                  f"(minutes); run `hf download {repo_id}` first")]
