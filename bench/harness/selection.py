@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 
-def named_on_command_line(item: pytest.Item, args: Iterable[str], invocation_dir: Path) -> bool:
-    """Whether an argument names the item's file, or a node inside it: a path (`suites/test_serve.py`,
-    `suites/test_serve.py::test_serve[c1]`) or, with --pyargs, its module (`bench.suites.test_serve`)."""
-    path = Path(item.path).resolve()
-    return any(_file_of(arg.split("::")[0], invocation_dir) == path for arg in args)
+def named_files(args: Iterable[str], invocation_dir: Path) -> set[Path]:
+    """The files the arguments name, or name a node inside: a path (`suites/test_serve.py`,
+    `suites/test_serve.py::test_serve[c1]`) or, with --pyargs, a module (`bench.suites.test_serve`)."""
+    return {path for arg in args if (path := _file_of(arg.split("::")[0], invocation_dir)) is not None}
 
 
 def _file_of(target: str, invocation_dir: Path) -> Path | None:
@@ -37,10 +36,9 @@ def _file_of(target: str, invocation_dir: Path) -> Path | None:
 def outside_profile(items: list[pytest.Item], suites: Iterable[str], suite_of: Callable[[pytest.Item], str | None],
                     args: Iterable[str], invocation_dir: Path) -> list[pytest.Item]:
     """The suite cases of suites the profile leaves out whose file no argument names."""
-    kept, args = set(suites), list(args)
+    kept, named = set(suites), named_files(args, invocation_dir)
     return [item for item in items
-            if (suite := suite_of(item)) is not None and suite not in kept
-            and not named_on_command_line(item, args, invocation_dir)]
+            if (suite := suite_of(item)) is not None and suite not in kept and Path(item.path).resolve() not in named]
 
 
 def left_out_note(profile: str, left_out: list[pytest.Item], suite_of: Callable[[pytest.Item], str | None]) -> str:
