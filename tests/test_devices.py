@@ -20,6 +20,8 @@ def test_gpu_option(value, gpus, expected):
 
 @pytest.mark.parametrize("value, gpus, message", [
     ("0", [], "no NVIDIA GPU is visible"),
+    ("all", [], "no NVIDIA GPU is visible"),
+    ("x", [], "'x' is not a GPU index"),  # a typo is named as one on a machine without GPUs too
     ("first", TWO, "'first' is not a GPU index"),
     ("0,x", TWO, "'x' is not a GPU index"),
     ("5", TWO, "no GPU with index 5; this machine has 0 (NVIDIA H100 80GB HBM3), 1"),

@@ -71,16 +71,17 @@ def parse_gpu_option(value: str | None, available: list[GpuInfo]) -> list[int] |
         return [0] if available else None
     if value.strip().lower() == "cpu":
         return None
-    if not available:
-        raise BenchError(f"--gpu {value}: no NVIDIA GPU is visible on this machine (no driver or NVML); "
-                         "drop --gpu to run on the CPU")
-    if value.strip().lower() == "all":
-        return [g.index for g in available]
+    every = value.strip().lower() == "all"
     indices = []
-    for part in value.split(","):
+    for part in [] if every else value.split(","):
         if not part.strip().isdigit():
             raise BenchError(f"--gpu {value}: '{part.strip()}' is not a GPU index; use e.g. --gpu 0, --gpu 0,1 or --gpu all")
         indices.append(int(part))
+    if not available:
+        raise BenchError(f"--gpu {value}: no NVIDIA GPU is visible on this machine (no driver or NVML); "
+                         "drop --gpu to run on the CPU")
+    if every:
+        return [g.index for g in available]
     known = {g.index for g in available}
     missing = [i for i in indices if i not in known]
     if missing:
