@@ -4,7 +4,6 @@ in-memory adapter's next-token distributions along its greedy output, and the ba
 greedy choices must differ from the adapter's (bench.analysis.adapter says why distributions)."""
 
 import math
-import time
 
 import pytest
 
@@ -30,11 +29,8 @@ def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path)
     clock = StepClock(bench.device)
     with case.phase("trainer set-up"):
         trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [clock])
-    started = time.perf_counter()
-    trainer.train()
-    warm_up = clock.seconds[0] if clock.seconds else 0.0  # this process's first step: its compilation
-    case.add_phase("warm-up step", warm_up)
-    case.add_phase("training", time.perf_counter() - started - warm_up)
+    with case.training("training", clock.seconds):
+        trainer.train()
     del trainer  # it holds the model and its optimizer state: unloading must free them before the next load
     prompts = inference_prompts(train_data.rows, trained.tokenizer, PROMPTS, "low")
     backend.for_inference(trained)

@@ -77,7 +77,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
 def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     """The seed's "checkpoint recovery works": a run resumed from its mid-way checkpoint continues
     with the same losses as the run that was never interrupted."""
-    from bench.telemetry.steps import loss_curve
+    from bench.telemetry.steps import StepClock, loss_curve
 
     steps = max(4, bench.resume_steps)
     batch_size, grad_accum = bench.profile.train_batches[0]
@@ -86,9 +86,10 @@ def test_resume(bench, backend, prepared, case, train_data, tmp_path):
 
     with case.phase("load and LoRA"):
         first = backend.add_lora(backend.load(bench.source), lora)
+    clock = StepClock(bench.device)
     with case.phase("trainer set-up"):
-        trainer = backend.trainer(first, train_data(first.tokenizer, bench.fixed_length), settings, [])
-    with case.phase("uninterrupted training"):
+        trainer = backend.trainer(first, train_data(first.tokenizer, bench.fixed_length), settings, [clock])
+    with case.training("uninterrupted training", clock.seconds):
         trainer.train()
     uninterrupted = dict(loss_curve(trainer))
     del trainer  # it holds the model and its optimizer state: the second load must not sit beside them

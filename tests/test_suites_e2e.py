@@ -121,8 +121,10 @@ def test_the_run_says_where_its_time_went(quick_run):
     assert {"load and LoRA", "trainer set-up", "warm-up step"} <= set(train.extra["phases"])
     # a check that trains in its own process files that process's first step (its compilation) as a
     # one-off, as the training case does
-    adapter = times["suites/test_adapter.py::test_adapter_roundtrip"].extra["phases"]
-    assert 0 < adapter["warm-up step"] and 0 < adapter["training"]
+    for check, training in (("test_adapter.py::test_adapter_roundtrip", "training"),
+                            ("test_train.py::test_resume", "uninterrupted training")):
+        phases = times[f"suites/{check}"].extra["phases"]
+        assert 0 < phases["warm-up step"] and 0 < phases[training], check
     assert 0 < manifest.timings["startup_s"] < sum(r.value for r in times.values()) < wall
     # the engine was imported once, before the first case: a one-off cost, never inside a load's timing
     assert 0 < manifest.timings["engine_import_s"] == manifest.timings["import_hf_s"]

@@ -90,6 +90,18 @@ class Case:
         finally:
             self.add_phase(name, time.perf_counter() - started)
 
+    @contextlib.contextmanager
+    def training(self, name: str, step_seconds: list[float]) -> Iterator[None]:
+        """A check's training in a fresh process: its first step (`step_seconds[0]`, a `StepClock`'s)
+        carries the process's first-call compilation and is filed as the "warm-up step", a one-off
+        cost as in the timed training case; the rest is filed under `name`."""
+        seen = len(step_seconds)
+        with self.phase(name):
+            yield
+        if len(step_seconds) > seen:
+            self.add_phase("warm-up step", step_seconds[seen])
+            self.phases[name] -= step_seconds[seen]
+
     def add_phase(self, name: str, seconds: float) -> None:
         """Untimed work timed elsewhere (a warm-up round its own clock measured)."""
         self.phases[name] = self.phases.get(name, 0.0) + seconds
