@@ -78,7 +78,7 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     case("itl_p99_ms", float(np.percentile(itl, 99)), samples=[float(np.percentile(t.itl_ms, 99)) for t in timings])
     case("new_tokens", budget)
     case.profiled(why, per=profiled_tokens, unit="token")
-    if batch_size == bench.profile.infer_batches[0] and effort == bench.profile.efforts[0]:
+    if (batch_size, effort) == bench.profile.generations[0]:
         case("first_generate_s", first_generate_s)
     per_token = [j / (t.batch_size * t.new_tokens) for t, j in timed if j is not None]
     if per_token:

@@ -21,7 +21,7 @@ from bench.harness.workers import Plan, Slot, finish_turn, plan, strip_group, wa
 from conftest import REPO, make_record
 from test_plugin import run_pytest
 
-SELECTION = ["suites/test_load.py", "suites/test_infer.py", "-k", "load or bs1 or bs2-low"]
+SELECTION = ["suites/test_load.py", "suites/test_infer.py", "-k", "load or bs1 or bs2"]
 # These tests are about where cases run, not how fast: a baseline without timing checks keeps a
 # loaded 2-core machine (two shards at once) from failing them on a slow cold load.
 STRUCTURE_ONLY = REPO / "tests" / "data" / "structure-only.toml"

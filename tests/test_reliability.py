@@ -18,16 +18,18 @@ from conftest import REPO
 from test_plugin import run_pytest
 
 SUITE_ARGS = ["--gpu", "cpu", "--benchmark-disable", "-p", "no:warnings"]
+# one generation case per batch size of the quick profile: bs1-low, bs2-medium, bs3-medium
+EACH_BATCH = "bs1-low or bs2 or bs3"
 
 
 @pytest.mark.slow
 def test_out_of_memory_is_its_own_status_and_the_next_case_runs(tmp_path):
-    result = run_pytest("suites/test_infer.py", "-q", "-k", "low", "--report-dir", str(tmp_path), "--run-id", "oom",
+    result = run_pytest("suites/test_infer.py", "-q", "-k", EACH_BATCH, "--report-dir", str(tmp_path), "--run-id", "oom",
                         *SUITE_ARGS, env_extra={"BENCH_TEST_OOM_AT_BATCH": "2"})
     assert result.returncode == 1, result.stdout[-2000:]
     records = read_results(tmp_path / "oom")
     [oom] = [r for r in records if r.metric == "case"]
-    assert oom.status == "oom" and oom.params == {"batch_size": 2, "effort": "low"}
+    assert oom.status == "oom" and oom.params == {"batch_size": 2, "effort": "medium"}
     assert "out of memory" in oom.error
     assert any(r.metric == "peak_rss_gb" and r.params["batch_size"] == 2 for r in records)  # the peak it reached
     ok = {r.params["batch_size"] for r in records if r.metric == "decode_tok_s" and r.status == "ok"}
@@ -37,7 +39,7 @@ def test_out_of_memory_is_its_own_status_and_the_next_case_runs(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_run_keeps_its_records_and_resumes_every_case_exactly_once(tmp_path):
-    select = ["suites/test_load.py", "suites/test_infer.py", "-k", "test_load or low"]
+    select = ["suites/test_load.py", "suites/test_infer.py", "-k", f"test_load or {EACH_BATCH}"]
     cmd = [sys.executable, "-m", "pytest", *select, "-q", "--report-dir", str(tmp_path), "--run-id", "killed", *SUITE_ARGS]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     results = tmp_path / "killed" / "results.jsonl"
@@ -61,7 +63,7 @@ def test_a_killed_run_keeps_its_records_and_resumes_every_case_exactly_once(tmp_
     keys = [(r["test_id"], r["metric"]) for r in records]
     assert len(keys) == len(set(keys)), "a case was recorded twice"
     cases = {r["test_id"] for r in records}
-    assert len(cases) == 5  # load cold, load warm, and batch 1, 2, 3 at low effort
+    assert len(cases) == 5  # load cold, load warm, and one case of each batch size
     assert all(any(r["test_id"] == c and r["metric"] == "peak_rss_gb" for r in records) for c in cases)
     manifest = RunManifest.read(tmp_path / "killed")
     assert manifest.status == "complete"
@@ -182,13 +184,13 @@ def test_a_run_is_refused_at_start_with_the_cache_problem_instead_of_downloading
 
 @pytest.mark.slow
 def test_isolated_cases_survive_a_crashing_neighbour(tmp_path):
-    result = run_pytest("suites/test_infer.py", "-q", "-k", "low", "--isolate", "--report-dir", str(tmp_path),
+    result = run_pytest("suites/test_infer.py", "-q", "-k", EACH_BATCH, "--isolate", "--report-dir", str(tmp_path),
                         "--run-id", "iso", *SUITE_ARGS, env_extra={"BENCH_TEST_CRASH_AT_BATCH": "2"})
     assert result.returncode == 1, result.stdout[-3000:]
     assert "2 passed" in result.stdout and "1 failed" in result.stdout
     records = read_results(tmp_path / "iso")
     [death] = [r for r in records if r.metric == "case"]
-    assert death.params == {"batch_size": 2, "effort": "low"} and "SIGSEGV" in death.error
+    assert death.params == {"batch_size": 2, "effort": "medium"} and "SIGSEGV" in death.error
     assert {r.params["batch_size"] for r in records if r.metric == "decode_tok_s"} == {1, 3}
     assert RunManifest.read(tmp_path / "iso").status == "complete"
     assert "gpt-oss bench" in result.stdout and "decode_tok_s" in result.stdout  # the parent's summary has them

@@ -52,7 +52,7 @@ def test_every_case_wrote_its_metrics(quick_run):
     for r in records:
         by.setdefault(r.metric, []).append(r)
     assert {r.params["cache"] for r in by["load_s"]} == {"cold", "warm"}
-    assert len(by["decode_tok_s"]) == 9  # batch 1, 2, 3 x effort low, medium, high
+    assert len(by["decode_tok_s"]) == 5  # the seed's points: batch 1 at each effort, batch 2 and 3 at medium
     assert all(len(r.samples) == 3 for r in by["decode_tok_s"])  # warm-up round not among them
     [train] = by["s_per_step"]
     assert len(train.samples) == 29  # 30 steps, the first one is the warm-up
@@ -226,4 +226,4 @@ def test_compare_during_a_run_names_only_what_this_run_lacks(quick_run, tmp_path
     assert f"compared with {base_dir}:" in result.stdout
     md = (tmp_path / "again" / "comparison.md").read_text()
     lacking = md.split("Measured in the base run only:", 1)[1].split("\n\n", 1)[0]
-    assert "infer decode_tok_s: 8 cases" in lacking  # the other eight were not run this time; bs1-low was compared
+    assert "infer decode_tok_s: 4 cases" in lacking  # the other four were not run this time; bs1-low was compared

@@ -180,8 +180,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session = metafunc.config.stash.get(SESSION_KEY, None)
     if session is None:
         return
+    taken: set[str] = set()
     for name, (values, ids) in axes(session.profile, session.servers).items():
-        if name in metafunc.fixturenames:
+        names = name.split(",")
+        if all(n in metafunc.fixturenames for n in names) and not taken & set(names):
+            taken.update(names)
             # one server per module-scoped fixture: all load points of a server run before the next starts
             metafunc.parametrize(name, values, ids=ids, scope="module" if name == "server" else None)
 

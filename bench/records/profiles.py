@@ -17,6 +17,9 @@ from bench.records.metrics import SUITES
 CORE_SUITES = ("load", "train", "infer", "adapter")
 
 EFFORTS = ("low", "medium", "high")
+# The generation points the seed measured: one prompt at each reasoning effort, and batches of 2
+# and 3 at medium, the effort it called optimal (its batch figures name no effort).
+SEED_GENERATIONS = ((1, "low"), (1, "medium"), (1, "high"), (2, "medium"), (3, "medium"))
 # Where the concurrency suite puts training and serving: two GPUs, or both on one.
 PLACEMENTS = ("split", "shared")
 # The servers the serving suite can start itself (no --endpoint): `transformers serve` without and
@@ -89,12 +92,27 @@ class Profile:
     # side): on an H100 they were 28 s of the README command's 107 s and 198 s of the 20B replica's
     # 685 s (reports/examples/h100-gpt-oss-20b-quick-and-standard-today).
     suites: tuple[str, ...] = SUITES
+    # (batch size, effort) points of the generation suite; empty: every batch size at every effort.
+    # Quick runs the seed's five: the other four of its grid (batch 2 and 3 at low and high) were
+    # 102 s of the 20B replica's 408 s on an H100 (reports/examples/h100-quick-core-suites).
+    generation_points: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        outside = [p for p in self.generation_points if p[0] not in self.infer_batches or p[1] not in self.efforts]
+        if outside:
+            raise ValueError(f"profile {self.name}: generation point {outside[0]} is not on its batch sizes and efforts")
+
+    @property
+    def generations(self) -> tuple[tuple[int, str], ...]:
+        """The (batch size, effort) cases of the generation suite, in the order they run."""
+        return self.generation_points or tuple((b, e) for b in self.infer_batches for e in self.efforts)
 
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", lora_ranks=(8,), train_batches=((2, 2),), infer_batches=(1, 2, 3),
                      efforts=EFFORTS, train_steps=30, timing_steps=8, load_rounds=3, infer_rounds=3,
                      effort_tokens={"low": 16, "medium": 32, "high": 64}, suites=CORE_SUITES,
+                     generation_points=SEED_GENERATIONS,
                      serve_concurrency=(1, 4), serve_rate_fractions=(0.9,), serve_requests=4,
                      servers=("transformers-cb",)),
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
@@ -144,8 +162,7 @@ def grid(profile: Profile, model: str, backend: str, servers: tuple[str, ...] = 
     cases = [{**base, "suite": "load", "params": {"cache": c}} for c in ("cold", "warm")]
     cases += [{**base, "suite": "train", "params": {"lora_r": r, "batch_size": b, "grad_accum": a}}
               for r in profile.lora_ranks for b, a in profile.train_batches]
-    cases += [{**base, "suite": "infer", "params": {"batch_size": b, "effort": e}}
-              for b in profile.infer_batches for e in profile.efforts]
+    cases += [{**base, "suite": "infer", "params": {"batch_size": b, "effort": e}} for b, e in profile.generations]
     cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.lora_ranks[0]}}]
     cases += [{**base, "suite": "concurrency", "params": {"placement": p}} for p in PLACEMENTS]
     cases += [{**base, "suite": "serve", "params": {"server": s, **load.params}}
@@ -154,9 +171,12 @@ def grid(profile: Profile, model: str, backend: str, servers: tuple[str, ...] = 
 
 
 def axes(profile: Profile, servers: tuple[str, ...] = ()) -> dict[str, tuple[list, list[str]]]:
-    """Suite test arguments the plugin parametrizes, with readable ids: name -> (values, ids)."""
+    """Suite test arguments the plugin parametrizes, with readable ids: name -> (values, ids). A
+    name of several arguments ("batch_size,effort") gives a test that takes all of them their
+    points together; a test that takes one of them alone gets its own axis."""
     loads = load_shapes(profile)
     return {
+        "batch_size,effort": (list(profile.generations), [f"bs{b}-{e}" for b, e in profile.generations]),
         "cache": (["cold", "warm"], ["cold", "warm"]),
         "lora_r": (list(profile.lora_ranks), [f"r{r}" for r in profile.lora_ranks]),
         "train_batch": (list(profile.train_batches), [f"b{b}x{a}" for b, a in profile.train_batches]),
