@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,18 @@ def test_unmatched_check_is_found_before_running(tmp_path):
     assert loose.metric == "decode_tok_s"
     seed = load_baseline(SHIPPED_DIR / "gpt-oss-20b-rtx3090.toml")
     assert unmatched_checks(seed, grid(PROFILES["standard"], "replica:gpt-oss-20b", "unsloth")) == []
+
+
+def test_quick_generates_at_every_point_the_seed_documented_a_decode_rate_for():
+    seed = load_baseline(SHIPPED_DIR / "gpt-oss-20b-rtx3090.toml")
+    quick = [c for c in grid(PROFILES["quick"], "replica:gpt-oss-20b", "unsloth") if c["suite"] == "infer"]
+    for ref in (r for r in seed.references if r.metric == "decode_tok_s"):
+        assert any(matches(ref.where, c) for c in quick), ref.where
+    assert len(quick) == 5  # and at no other: standard crosses every batch size with every effort
+    standard = [c for c in grid(PROFILES["standard"], "replica:gpt-oss-20b", "unsloth") if c["suite"] == "infer"]
+    assert len(standard) == len(PROFILES["standard"].infer_batches) * len(PROFILES["standard"].efforts)
+    with pytest.raises(ValueError, match=r"generation point \(8, 'low'\) is not on its batch sizes"):
+        dataclasses.replace(PROFILES["quick"], generation_points=((1, "low"), (8, "low")))
 
 
 def test_find_default_prefers_matching_hardware(tmp_path):

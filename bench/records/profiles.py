@@ -94,7 +94,8 @@ class Profile:
     suites: tuple[str, ...] = SUITES
     # (batch size, effort) points of the generation suite; empty: every batch size at every effort.
     # Quick runs the seed's five: the other four of its grid (batch 2 and 3 at low and high) were
-    # 102 s of the 20B replica's 408 s on an H100 (reports/examples/h100-quick-core-suites).
+    # 102 s of the 20B replica's 408 s on an H100 (reports/examples/h100-quick-core-suites; 308 s
+    # without them, reports/examples/h100-quick-seed-points).
     generation_points: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
