@@ -85,9 +85,12 @@ def test_a_dead_process_scratch_copy_is_removed(tmp_path, small_config, monkeypa
     assert live.exists()
 
 
-def test_shards_are_written_as_safetensors_reads_them(tmp_path):
+@pytest.mark.parametrize("staging", [replica.STAGING_BYTES, 7])  # 7 bytes: tensors cross the buffer's edge
+def test_shards_are_written_as_safetensors_reads_them(tmp_path, monkeypatch, staging):
     """The replica's own safetensors writer (bench.models.replica._write_shards): every dtype a
-    state dict holds, a scalar, a transposed (non-contiguous) tensor, the metadata."""
+    state dict holds, a scalar, a transposed (non-contiguous) tensor, the metadata, staged
+    through a buffer larger or smaller than the tensors."""
+    monkeypatch.setattr(replica, "STAGING_BYTES", staging)
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -103,6 +106,27 @@ def test_shards_are_written_as_safetensors_reads_them(tmp_path):
             assert read[key].dtype == tensor.dtype and torch.equal(read[key], tensor), key
         with safe_open(str(path), "pt") as f:
             assert f.metadata() == {"format": "pt"}
+
+
+def test_save_pretrained_writes_through_the_staged_writer_and_loads_back(tmp_path, small_config, monkeypatch):
+    """`staged_saves` replaces only the file writing of transformers' save: the same files, the
+    same tensors read back, and safetensors' own writer back in place afterwards."""
+    from transformers import GptOssForCausalLM, modeling_utils
+
+    monkeypatch.setattr(replica, "STAGING_BYTES", 4096)
+    torch.manual_seed(0)
+    model = GptOssForCausalLM(small_config)
+    before = modeling_utils.safe_save_file
+    with replica.staged_saves() as staged:
+        model.save_pretrained(tmp_path / "staged", max_shard_size="1MB")
+    assert modeling_utils.safe_save_file is before
+    model.save_pretrained(tmp_path / "plain", max_shard_size="1MB")
+    files = sorted(p.name for p in (tmp_path / "staged").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "plain").iterdir())
+    assert len(staged) == len([f for f in files if f.endswith(".safetensors")]) > 1
+    loaded = GptOssForCausalLM.from_pretrained(tmp_path / "staged")
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
 
 
 def test_a_replica_borrows_the_tiny_tokenizer_without_building_the_tiny_model(tmp_path):

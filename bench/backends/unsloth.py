@@ -81,10 +81,12 @@ class UnslothBackend(TransformersBackend):
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=str(bf16_dir), max_seq_length=self.max_seq_length, dtype=None, load_in_4bit=True)
         quantized = time.perf_counter()
-        model.save_pretrained(str(out))
+        with replica.staged_saves() as staged:
+            model.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
         meta = {"from": str(bf16_dir), "quantize_s": round(quantized - started, 3),
-                "save_s": round(time.perf_counter() - quantized, 3), "layout": quantization_layout(model)}
+                "save_s": round(time.perf_counter() - quantized, 3), "layout": quantization_layout(model),
+                "save_writer": "staged" if staged else "safetensors"}
         del model
         self._free()
         return meta
