@@ -21,8 +21,8 @@ PROMPTS = 3
 def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path):
     from bench.telemetry.steps import StepClock  # transformers: not at collection
 
-    lora = LoraSettings(bench.profile.lora_ranks[0])
-    batch_size, grad_accum = bench.profile.train_batches[0]
+    rank, (batch_size, grad_accum) = bench.profile.trainings[0]
+    lora = LoraSettings(rank)
     with case.phase("load and LoRA"):
         trained = backend.add_lora(backend.load(bench.source), lora)
     settings = bench.adapter_settings(batch_size, grad_accum, tmp_path / "run")

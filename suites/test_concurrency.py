@@ -41,13 +41,13 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
                     "run `pytest suites/test_concurrency.py --gpu ...` on its own")
     train_gpu, serve_gpu = _devices(bench, placement)
     profile = bench.profile
-    batch_size, grad_accum = profile.train_batches[0]
+    lora_r, (batch_size, grad_accum) = profile.trainings[0]
     serve_batch = max(b for b in profile.infer_batches if b <= 8)
     solo_steps, solo_rounds = profile.timing_steps, profile.infer_rounds + 1
     threads = max(1, (os.cpu_count() or 2) // 2) if train_gpu is None else None
     train = Side(role="train", gpu=train_gpu, model=bench.source.spec, backend=bench.backend_name,
                  backend_options=bench.backend_options, dataset=bench.options.dataset, fixed_length=bench.fixed_length,
-                 lora_r=profile.lora_ranks[0],
+                 lora_r=lora_r,
                  train=bench.train_settings(batch_size, grad_accum, 1 + solo_steps + MAX_TOGETHER_STEPS + 2,
                                             tmp_path / "out"),
                  batch_size=serve_batch, effort=SERVE_EFFORT, new_tokens=profile.effort_tokens[SERVE_EFFORT],

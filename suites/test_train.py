@@ -80,8 +80,8 @@ def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     from bench.telemetry.steps import StepClock, loss_curve
 
     steps = max(4, bench.resume_steps)
-    batch_size, grad_accum = bench.profile.train_batches[0]
-    lora = LoraSettings(bench.profile.lora_ranks[0])
+    rank, (batch_size, grad_accum) = bench.profile.trainings[0]
+    lora = LoraSettings(rank)
     settings = bench.train_settings(batch_size, grad_accum, steps, tmp_path / "run", save_steps=steps // 2)
 
     with case.phase("load and LoRA"):

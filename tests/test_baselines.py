@@ -122,11 +122,21 @@ def test_quick_generates_at_every_point_the_seed_documented_a_decode_rate_for():
     quick = [c for c in grid(PROFILES["quick"], "replica:gpt-oss-20b", "unsloth") if c["suite"] == "infer"]
     for ref in (r for r in seed.references if r.metric == "decode_tok_s"):
         assert any(matches(ref.where, c) for c in quick), ref.where
-    assert len(quick) == 5  # and at no other: standard crosses every batch size with every effort
-    standard = [c for c in grid(PROFILES["standard"], "replica:gpt-oss-20b", "unsloth") if c["suite"] == "infer"]
-    assert len(standard) == len(PROFILES["standard"].infer_batches) * len(PROFILES["standard"].efforts)
+    assert len(quick) == 5  # and at no other: full crosses every batch size with every effort
+    full = [c for c in grid(PROFILES["full"], "replica:gpt-oss-20b", "unsloth") if c["suite"] == "infer"]
+    assert len(full) == len(PROFILES["full"].infer_batches) * len(PROFILES["full"].efforts)
     with pytest.raises(ValueError, match=r"generation point \(8, 'low'\) is not on its batch sizes"):
         dataclasses.replace(PROFILES["quick"], generation_points=((1, "low"), (8, "low")))
+    with pytest.raises(ValueError, match=r"training point \(16, \(2, 2\)\) is not on its ranks"):
+        dataclasses.replace(PROFILES["quick"], training_points=((16, (2, 2)),))
+
+
+def test_standard_keeps_the_rank_comparison_at_one_batch_shape():
+    """The issue's bar compares training peaks across ranks at the same batch: standard must train
+    every one of its ranks at one shape."""
+    standard = PROFILES["standard"]
+    shapes = {shape for _, shape in standard.trainings}
+    assert any({r for r, s in standard.trainings if s == shape} == set(standard.lora_ranks) for shape in shapes)
 
 
 def test_find_default_prefers_matching_hardware(tmp_path):

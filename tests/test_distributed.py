@@ -205,7 +205,7 @@ def test_workers_say_what_the_profile_left_out(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     notes = RunManifest.read(tmp_path / "w").notes
     assert [n for n in notes if n.startswith("profile quick leaves out")] == [
-        "profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile standard runs them, "
+        "profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile full runs them, "
         "as does naming the file (pytest suites/test_concurrency.py suites/test_serve.py)"]
     assert "not run: profile quick leaves out" in result.stdout
 

@@ -92,15 +92,25 @@ def test_options_are_listed_in_help():
 def test_profiles_parametrize_the_suites():
     quick = run_pytest("suites/", "--collect-only", "-q").stdout
     standard = run_pytest("suites/", "--collect-only", "-q", "--profile", "standard").stdout
-    assert "test_train.py::test_train[r8-b2x2]" in quick
-    # quick's generation cases are the seed's points; standard crosses every batch size with every effort
-    assert [line.split("::")[-1] for line in quick.splitlines() if "test_generate" in line] == [
-        "test_generate[bs1-low]", "test_generate[bs1-medium]", "test_generate[bs1-high]",
-        "test_generate[bs2-medium]", "test_generate[bs3-medium]"]
-    for case in ("test_train[r32-b4x4]", "test_train[r16-b2x8]", "test_generate[bs8-medium]", "test_generate[bs3-high]"):
-        assert case in standard and case not in quick
+    full = run_pytest("suites/", "--collect-only", "-q", "--profile", "full").stdout
+
+    def cases(out: str, test: str) -> list[str]:
+        return [line.split("::")[-1] for line in out.splitlines() if f"::{test}[" in line]
+
+    # quick's generation cases are the seed's points; standard sweeps batch sizes at medium beside
+    # them; full crosses every batch size with every effort
+    seed = ["test_generate[bs1-low]", "test_generate[bs1-medium]", "test_generate[bs1-high]",
+            "test_generate[bs2-medium]", "test_generate[bs3-medium]"]
+    assert cases(quick, "test_generate") == seed
+    assert cases(standard, "test_generate") == seed + ["test_generate[bs4-medium]", "test_generate[bs8-medium]"]
+    assert len(cases(full, "test_generate")) == 18 and "test_generate[bs16-high]" in full
+    # training: quick one case; standard the ranks at 2x8 and 4x4 at rank 8; full every rank at every shape
+    assert cases(quick, "test_train") == ["test_train[r8-b2x2]"]
+    assert cases(standard, "test_train") == ["test_train[r8-b2x8]", "test_train[r8-b4x4]", "test_train[r16-b2x8]",
+                                             "test_train[r32-b2x8]"]
+    assert len(cases(full, "test_train")) == 12 and "test_train[r64-b1x16]" in full
     # the workflow's order: load first, so the cold load is the first load of the process
-    lines = [line for line in standard.splitlines() if "::" in line]
+    lines = [line for line in full.splitlines() if "::" in line]
     assert "test_load.py" in lines[0] and "test_serve.py" in lines[-1]
 
 
@@ -108,7 +118,7 @@ def test_quick_leaves_out_the_scenarios_unless_their_file_is_named(tmp_path):
     quick = run_pytest("suites/", "--collect-only", "--gpu", "cpu")
     assert "test_adapter_roundtrip" in quick.stdout and "test_serve[" not in quick.stdout
     assert "test_concurrency[" not in quick.stdout and "5 deselected" in quick.stdout
-    assert ("profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile standard runs them, "
+    assert ("profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile full runs them, "
             "as does naming the file (pytest suites/test_concurrency.py suites/test_serve.py)") in quick.stdout
     # named by path, by node id or (--pyargs) by module: the suite runs under quick's grid
     named = run_pytest("suites/", "suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu").stdout
@@ -121,7 +131,7 @@ def test_quick_leaves_out_the_scenarios_unless_their_file_is_named(tmp_path):
     # a -k expression selects among the profile's cases, and the run says what it left out
     picked = run_pytest("suites/", "-k", "shared", "--collect-only", "--gpu", "cpu").stdout
     assert "no tests collected" in picked and "profile quick leaves out concurrency" in picked
-    assert "5 deselected" not in run_pytest("suites/", "--collect-only", "-q", "--profile", "standard").stdout
+    assert "deselected" not in run_pytest("suites/", "--collect-only", "-q", "--profile", "full").stdout
 
 
 def test_harness_tests_leave_no_run_directory(tmp_path):

@@ -45,7 +45,7 @@ def test_every_case_wrote_its_metrics(quick_run):
     assert not [r for r in records if r.status != "ok"]
     # quick's suites: the seed's workload; the scenarios are a file name away, and the run says so
     assert {r.suite for r in records} == {"load", "infer", "train", "adapter"}
-    left_out = ("profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile standard runs them, "
+    left_out = ("profile quick leaves out concurrency (2 cases) and serve (3 cases): --profile full runs them, "
                 "as does naming the file (pytest suites/test_concurrency.py suites/test_serve.py)")
     assert left_out in RunManifest.read(run_dir).notes and f"not run: {left_out}" in result.stdout
     by = {}

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.records.profiles import PROFILES
+
 
 def named_files(args: Iterable[str], invocation_dir: Path) -> set[Path]:
     """The files the arguments name, or name a node inside: a path (`suites/test_serve.py`,
@@ -48,5 +50,7 @@ def left_out_note(profile: str, left_out: list[pytest.Item], suite_of: Callable[
     files = sorted({Path(item.nodeid.split("::")[0]).as_posix() for item in left_out})
     parts = [f"{suite} ({n} case{'s' if n != 1 else ''})" for suite, n in counts.items()]
     listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
-    return (f"profile {profile} leaves out {listed}: --profile standard runs them, "
-            f"as does naming the file (pytest {' '.join(files)})")
+    runs = [f"--profile {p.name}" for p in PROFILES.values() if set(counts) <= set(p.suites)]
+    how = f"{' and '.join(runs)} run{'s' if len(runs) == 1 else ''} them, as does naming the file" if runs \
+        else "naming the file runs them"
+    return f"profile {profile} leaves out {listed}: {how} (pytest {' '.join(files)})"

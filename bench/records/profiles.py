@@ -20,6 +20,16 @@ EFFORTS = ("low", "medium", "high")
 # The generation points the seed measured: one prompt at each reasoning effort, and batches of 2
 # and 3 at medium, the effort it called optimal (its batch figures name no effort).
 SEED_GENERATIONS = ((1, "low"), (1, "medium"), (1, "high"), (2, "medium"), (3, "medium"))
+# Standard sweeps each axis from the seed's points rather than crossing them: the batch sizes at
+# medium, the efforts at batch 1; the ranks at the seed's 2x8, the other batch shape (its two-GPU
+# 4x4) at rank 8. On an H100 the crossed points said nothing the axes did not: the 20B replica's
+# decode rate at one batch size moved with effort by less than its round-to-round spread (batch 3:
+# 29.6 / 29.0 / 30.0 tok/s, batch 8: 67 / 70 / 71), and rank added the same memory at both shapes
+# (r32 - r8: 2.83 GB at 2x8 and at 4x4). The ten crossed cases took 320 s of the 20B's standard run,
+# which did not fit 15 minutes with them (reports/examples/h100-gpt-oss-20b-quick-and-standard-today).
+# Full still crosses every axis.
+STANDARD_GENERATIONS = SEED_GENERATIONS + ((4, "medium"), (8, "medium"))
+STANDARD_TRAININGS = ((8, (2, 8)), (8, (4, 4)), (16, (2, 8)), (32, (2, 8)))
 # Where the concurrency suite puts training and serving: two GPUs, or both on one.
 PLACEMENTS = ("split", "shared")
 # The servers the serving suite can start itself (no --endpoint): `transformers serve` without and
@@ -87,26 +97,38 @@ class Profile:
     max_seq_length: int = 1024  # the seed's max_seq_length
     learning_rate: float = 2e-4
     # The suites a run of the whole directory includes; the others run when their file is named
-    # (`pytest suites/test_serve.py`). Quick leaves out the two scenarios beyond the seed's workload
-    # that start more processes and models of their own (a server; training and serving side by
-    # side): on an H100 they were 28 s of the README command's 107 s and 198 s of the 20B replica's
-    # 685 s (reports/examples/h100-gpt-oss-20b-quick-and-standard-today).
+    # (`pytest suites/test_serve.py`). Quick and standard leave out the two scenarios beyond the
+    # seed's workload that start more processes and models of their own (a server; training and
+    # serving side by side): on an H100 they were 28 s of the README command's 107 s and 198 s of the
+    # 20B replica's quick run of 685 s (reports/examples/h100-gpt-oss-20b-quick-and-standard-today),
+    # and standard's sweeps start both servers at up to ten load points each. Full runs them.
     suites: tuple[str, ...] = SUITES
     # (batch size, effort) points of the generation suite; empty: every batch size at every effort.
     # Quick runs the seed's five: the other four of its grid (batch 2 and 3 at low and high) were
     # 102 s of the 20B replica's 408 s on an H100 (reports/examples/h100-quick-core-suites; 308 s
     # without them, reports/examples/h100-quick-seed-points).
     generation_points: tuple[tuple[int, str], ...] = ()
+    # (LoRA rank, (batch, accumulation)) points of the training suite; empty: every rank at every shape.
+    training_points: tuple[tuple[int, tuple[int, int]], ...] = ()
 
     def __post_init__(self) -> None:
         outside = [p for p in self.generation_points if p[0] not in self.infer_batches or p[1] not in self.efforts]
         if outside:
             raise ValueError(f"profile {self.name}: generation point {outside[0]} is not on its batch sizes and efforts")
+        outside = [p for p in self.training_points if p[0] not in self.lora_ranks or p[1] not in self.train_batches]
+        if outside:
+            raise ValueError(f"profile {self.name}: training point {outside[0]} is not on its ranks and batch shapes")
 
     @property
     def generations(self) -> tuple[tuple[int, str], ...]:
         """The (batch size, effort) cases of the generation suite, in the order they run."""
         return self.generation_points or tuple((b, e) for b in self.infer_batches for e in self.efforts)
+
+    @property
+    def trainings(self) -> tuple[tuple[int, tuple[int, int]], ...]:
+        """The (LoRA rank, (batch, accumulation)) cases of the training suite, in the order they run;
+        the resume, adapter and concurrency checks train at the first."""
+        return self.training_points or tuple((r, b) for r in self.lora_ranks for b in self.train_batches)
 
 
 PROFILES: dict[str, Profile] = {
@@ -119,7 +141,8 @@ PROFILES: dict[str, Profile] = {
     "standard": Profile("standard", lora_ranks=(8, 16, 32), train_batches=((2, 8), (4, 4)),
                         infer_batches=(1, 2, 3, 4, 8), efforts=EFFORTS, train_steps=60, timing_steps=8,
                         load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
-                        max_time_s=20.0, serve_concurrency=(1, 2, 4, 8, 16, 32),
+                        max_time_s=20.0, suites=CORE_SUITES, generation_points=STANDARD_GENERATIONS,
+                        training_points=STANDARD_TRAININGS, serve_concurrency=(1, 2, 4, 8, 16, 32),
                         serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16),
     "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
                     infer_batches=(1, 2, 3, 4, 8, 16), efforts=EFFORTS, train_steps=200, timing_steps=8,
@@ -162,9 +185,9 @@ def grid(profile: Profile, model: str, backend: str, servers: tuple[str, ...] = 
     base = {"model": model, "backend": backend}
     cases = [{**base, "suite": "load", "params": {"cache": c}} for c in ("cold", "warm")]
     cases += [{**base, "suite": "train", "params": {"lora_r": r, "batch_size": b, "grad_accum": a}}
-              for r in profile.lora_ranks for b, a in profile.train_batches]
+              for r, (b, a) in profile.trainings]
     cases += [{**base, "suite": "infer", "params": {"batch_size": b, "effort": e}} for b, e in profile.generations]
-    cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.lora_ranks[0]}}]
+    cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.trainings[0][0]}}]
     cases += [{**base, "suite": "concurrency", "params": {"placement": p}} for p in PLACEMENTS]
     cases += [{**base, "suite": "serve", "params": {"server": s, **load.params}}
               for s in servers for load in load_shapes(profile)]
@@ -178,6 +201,7 @@ def axes(profile: Profile, servers: tuple[str, ...] = ()) -> dict[str, tuple[lis
     loads = load_shapes(profile)
     return {
         "batch_size,effort": (list(profile.generations), [f"bs{b}-{e}" for b, e in profile.generations]),
+        "lora_r,train_batch": (list(profile.trainings), [f"r{r}-b{b}x{a}" for r, (b, a) in profile.trainings]),
         "cache": (["cold", "warm"], ["cold", "warm"]),
         "lora_r": (list(profile.lora_ranks), [f"r{r}" for r in profile.lora_ranks]),
         "train_batch": (list(profile.train_batches), [f"b{b}x{a}" for b, a in profile.train_batches]),
