@@ -12,7 +12,7 @@ from bench.analysis.adapter import RELOAD_GAP_MAX, round_trip
 from bench.data import inference_prompts
 from bench.telemetry.tokens import NextTokenScores
 
-pytestmark = pytest.mark.suite("adapter")
+pytestmark = [pytest.mark.suite("adapter"), pytest.mark.correctness]
 
 NEW_TOKENS = 24
 PROMPTS = 3

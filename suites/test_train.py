@@ -74,6 +74,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
         backend.unload(loaded)
 
 
+@pytest.mark.correctness
 def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     """The seed's "checkpoint recovery works": a run resumed from its mid-way checkpoint continues
     with the same losses as the run that was never interrupted."""

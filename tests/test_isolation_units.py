@@ -349,7 +349,6 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     import multiprocessing
     import threading
     import time
-    from pathlib import Path
 
     import bench.harness.isolate as isolate
     from bench.harness.session import BenchOptions
@@ -378,15 +377,131 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     session.calibrate_meanwhile()
     iso = isolate.Isolator(tmp_path, BenchOptions(), [["load"]], context=multiprocessing.get_context("forkserver"),
                            before_first_go=session.settle_calibration)
-    real_touch = Path.touch
+    real_tell = isolate.tell_go
 
-    def touch(path, *a, **k):
-        if path.suffix == ".go":
-            events.append("go" if done.is_set() else "go before the measurement ended")
-        return real_touch(path, *a, **k)
+    def tell(go, note):
+        events.append("go" if done.is_set() else "go before the measurement ended")
+        return real_tell(go, note)
 
-    monkeypatch.setattr(Path, "touch", touch)
+    monkeypatch.setattr(isolate, "tell_go", tell)
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
     iso.result("load")
     assert events == ["measured", "said measuring", "go"]
     assert RunManifest.read(tmp_path).calibration == {"matmul_tflops": 1.0}
+
+
+def _timed_children(monkeypatch, seconds: dict[str, float], seen: list):
+    """`start_python` replaced: each child is ready at once, records the go note it was given and
+    ends `seconds[its first case]` after its go."""
+    import time
+    from pathlib import Path
+
+    import bench.harness.isolate as isolate
+
+    class Proc:
+        def __init__(self, case, go):
+            self.case, self.go, self.ends = case, go, None
+
+        @property
+        def exitcode(self):
+            if self.ends is None and self.go.exists():
+                self.ends = time.perf_counter() + seconds[self.case]
+                seen.append((self.case, self.go.read_text(), time.perf_counter()))
+            return 0 if self.ends is not None and time.perf_counter() >= self.ends else None
+
+        def join(self, timeout=None):
+            time.sleep(timeout or 0.01)
+
+        def kill(self):
+            pass
+
+    def start(context, target, args, log):
+        cmd = args[0]
+        go = Path(cmd[cmd.index("--bench-standby") + 1])
+        go.with_suffix(".ready").touch()
+        return Proc(cmd[0], go)
+
+    monkeypatch.setattr(isolate, "start_python", start)
+
+
+@pytest.mark.parametrize("room", [True, False])
+def test_correctness_checks_run_two_at_a_time_where_the_gpu_has_room_and_say_so(tmp_path, monkeypatch, room):
+    """The resume and adapter checks time nothing: side by side, each in its own process, they cost
+    the longer of the two; each child is told, so that it leaves out the device-wide figures."""
+    import multiprocessing
+
+    import bench.harness.isolate as isolate
+    from bench.harness.session import BenchOptions
+
+    seen: list = []
+    _timed_children(monkeypatch, {"train": 0.05, "resume": 0.3, "adapter": 0.4}, seen)
+    asked: list[int] = []
+    iso = isolate.Isolator(tmp_path, BenchOptions(), [["train"], ["resume"], ["adapter"]], standby=True,
+                           context=multiprocessing.get_context("spawn"), correctness=frozenset({1, 2}),
+                           room=lambda n: asked.append(n) or room)
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+    for case in ("train", "resume", "adapter"):
+        iso.result(case)
+    notes = {case: note for case, note, _ in seen}
+    assert asked == [2] and notes["train"] == ""
+    went = {case: at for case, _, at in seen}
+    if room:
+        assert notes["resume"] == notes["adapter"] == isolate.BESIDE_NOTE
+        assert abs(went["adapter"] - went["resume"]) < 0.1  # told at once
+        assert iso.beside_checks == 2 and iso.beside_s == pytest.approx(0.3, abs=0.1)
+        assert "2 correctness checks ran two at a time" in iso.describe(1.0)
+        assert iso.cost()["isolation_beside_s"] == pytest.approx(0.3, abs=0.1)
+    else:
+        assert notes["resume"] == notes["adapter"] == ""
+        assert went["adapter"] - went["resume"] >= 0.3  # the second after the first ended
+        assert iso.beside_checks == 0 and "two at a time" not in iso.describe(1.0)
+
+
+def test_a_check_beside_another_leaves_out_the_gpus_and_hosts_figures_and_keeps_its_own(tmp_path):
+    from bench.harness.case import Case
+    from bench.telemetry.host_load import HostLoad
+    from bench.telemetry.sampler import Usage
+
+    written: list = []
+
+    def record(metric, value, **fields):
+        written.append((metric, value, fields.get("status", "ok"), fields.get("error")))
+        return None, []
+
+    case = Case("t::resume", "train", {}, "cuda:0", record, beside="ran beside another check")
+    case.memory = type("M", (), {"allocated_peak_gb": 16.1, "reserved_peak_gb": 16.2, "allocated_start_gb": 0.0})()
+    case.host = HostLoad(wall_s=30.0, others_cpu_s=45.0, steal_s=0.0, cores=16)
+    case.usage = Usage(source="nvml", peak_memory_gb=34.0, process_peak_memory_gb=17.0, mean_util_pct=40.0)
+    case.record_usage()
+    by_metric = {metric: (value, status, error) for metric, value, status, error in written}
+    assert by_metric["peak_vram_gb"][0] == 16.1 and by_metric["nvml_process_peak_gb"][0] == 17.0
+    for shared in ("others_cpu_cores", "nvml_peak_used_gb", "gpu_util_pct"):
+        assert by_metric[shared] == (None, "skipped", "ran beside another check")
+
+
+def test_room_for_checks_side_by_side_comes_from_the_runs_training_peak_and_the_free_memory(monkeypatch):
+    """Each check may take the largest training case's NVML peak, half again as margin; with no
+    training case measured in this run there is no estimate, and checks run one at a time."""
+    import dataclasses
+
+    import bench.harness.session as session_module
+    from bench.harness.session import BenchSession
+    from bench.telemetry.devices import GpuInfo
+
+    from conftest import make_record
+
+    gpu = GpuInfo(0, "H100", "GPU-a", 80.0, "580")
+    free = {"gb": 60.0}
+    monkeypatch.setattr(session_module, "free_memory_gb", lambda index: free["gb"])
+    on = lambda record, uuid="GPU-a": dataclasses.replace(record, gpu_uuid=uuid)  # noqa: E731
+    session = type("S", (), {"gpu": gpu, "records": []})()
+    room = BenchSession.room_beside.__get__(session)
+    assert not room(2)  # no training case yet
+    session.records = [on(make_record("nvml_process_peak_gb", 40.0, suite="infer")),
+                       on(make_record("nvml_process_peak_gb", 30.0, suite="train"), "GPU-b"),
+                       on(make_record("nvml_process_peak_gb", 16.0, suite="train"))]
+    assert room(2)  # 2 x 16 GB x 1.5 = 48 GB of 60 free: inference and other GPUs' cases do not count
+    free["gb"] = 40.0
+    assert not room(2) and room(1)
+    free["gb"] = None  # NVML cannot say
+    assert not room(2)

@@ -71,3 +71,13 @@ def test_a_run_without_a_recorded_wall_time_has_no_budget():
 def test_a_run_that_measured_no_case_is_all_overhead():
     budget = time_budget([], {"run_wall_s": 3.0})
     assert budget.timed_s == 0 and math.isclose(budget.share(budget.overhead_s), 1.0) and budget.suites == ()
+
+
+def test_checks_that_ran_side_by_side_add_the_time_one_ran_beside_the_other():
+    """Two checks of 30 and 40 s at once in a 50 s run: 30 s ran beside the other, and without
+    counting them the cases' 70 s would exceed the run's wall time."""
+    records = [_case("train", "resume", 0.0, 30.0, 0.0), _case("adapter", "roundtrip", 0.0, 40.0, 0.0)]
+    budget = time_budget(records, {"run_wall_s": 50.0, "isolation_beside_s": 30.0})
+    assert budget.capacity_s == 80.0 and budget.outside_cases_s == 10.0
+    assert budget.untimed_in_cases_s + budget.outside_cases_s == pytest.approx(budget.overhead_s)
+    assert "+ 30.0 s of correctness checks side by side" in budget.headline()

@@ -14,7 +14,8 @@ and collection, isolated processes starting, comparing). The wall time ends when
 before its report is rendered (the report shows it).
 
 Where several workers ran cases at the same time, the run's capacity is its wall time times the
-number of workers, and the shares are of that.
+number of workers, and the shares are of that. Correctness checks that ran side by side (each in
+an isolated process of its own) add the seconds one ran beside the other to the capacity.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ STARTUP_TIMING = "startup_s"  # from the process's start to its run directory's 
 # preloads it for isolated children and the first child's import of what it could not preload (the
 # later children's own imports run ahead, beside other cases: not counted)
 ENGINE_IMPORT_TIMING = "engine_import_s"
+# Seconds an isolated correctness check ran beside another (bench.harness.isolate): a second lane
+BESIDE_TIMING = "isolation_beside_s"
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,11 @@ class TimeBudget:
     startup_s: float | None
     suites: tuple[SuiteTime, ...]
     engine_import_s: float = 0.0  # outside the cases, a one-off cost
+    beside_s: float = 0.0  # case time that ran beside another case of the same lane
 
     @property
     def capacity_s(self) -> float:
-        return self.wall_s * self.lanes
+        return self.wall_s * self.lanes + self.beside_s
 
     @property
     def timed_s(self) -> float:
@@ -103,6 +107,8 @@ class TimeBudget:
             return f"{seconds:.1f} s ({self.share(seconds):.0%})"
 
         lanes = f" x {self.lanes} workers" if self.lanes > 1 else ""
+        if self.beside_s:
+            lanes += f" + {self.beside_s:.1f} s of correctness checks side by side"
         return (f"time: {self.wall_s:.1f} s{lanes}; timed rounds {part(self.timed_s)}, one-off costs "
                 f"{part(self.one_off_s)}, harness overhead {part(self.overhead_s)}")
 
@@ -144,4 +150,5 @@ def time_budget(records: Iterable[Measurement], timings: dict, workers: list[dic
     # turns on one device, the later ones import during the first one's turn
     imports = [v for k, v in timings.items() if k == ENGINE_IMPORT_TIMING or k.startswith(f"{ENGINE_IMPORT_TIMING} (")]
     engine_import = (sum(imports) if lanes > 1 else max(imports)) if imports else 0.0
-    return TimeBudget(float(wall), lanes, timings.get(STARTUP_TIMING), suite_times(records, order), engine_import)
+    return TimeBudget(float(wall), lanes, timings.get(STARTUP_TIMING), suite_times(records, order), engine_import,
+                      float(timings.get(BESIDE_TIMING, 0.0)))

@@ -44,9 +44,10 @@ class Case:
     outcomes) and the device, never the session, so it cannot grow into a second session."""
 
     def __init__(self, test_id: str, suite: str, params: dict, device: str,
-                 record: Callable[..., tuple[Measurement, list[CheckOutcome]]]) -> None:
+                 record: Callable[..., tuple[Measurement, list[CheckOutcome]]], beside: str | None = None) -> None:
         self._record = record
         self.device = device
+        self.beside = beside  # why the GPU's and host's figures are not this case's own (a case ran beside it)
         self.test_id = test_id
         self.suite = suite
         self.params = params  # the same dict the recorder writes: a suite may add what it decides (placement)
@@ -171,19 +172,29 @@ class Case:
             self("peak_vram_gb", memory.allocated_peak_gb, extra={"allocated_at_start_gb": memory.allocated_start_gb})
             self("peak_reserved_gb", memory.reserved_peak_gb)
         if self.host is not None:
-            self("others_cpu_cores", self.host.others_cores,
-                 extra={"steal_pct": self.host.steal_pct, "cores": self.host.cores, "wall_s": round(self.host.wall_s, 3)})
+            self._shared("others_cpu_cores", self.host.others_cores,
+                         extra={"steal_pct": self.host.steal_pct, "cores": self.host.cores,
+                                "wall_s": round(self.host.wall_s, 3)})
         if usage is None:
             return
         series = _downsample(usage.series, SERIES_POINTS)
         extra = {"usage": {**usage.as_dict(with_series=False), "series": series}}
-        metric = "nvml_peak_used_gb" if usage.source == "nvml" else "peak_rss_gb"
         if usage.peak_memory_gb is not None:
-            self(metric, usage.peak_memory_gb, extra=extra)
+            if usage.source == "nvml":
+                self._shared("nvml_peak_used_gb", usage.peak_memory_gb, extra=extra)
+            else:
+                self("peak_rss_gb", usage.peak_memory_gb, extra=extra)
         if usage.process_peak_memory_gb is not None:
             self("nvml_process_peak_gb", usage.process_peak_memory_gb)
         if usage.source == "nvml" and usage.mean_util_pct is not None:
-            self("gpu_util_pct", usage.mean_util_pct)
+            self._shared("gpu_util_pct", usage.mean_util_pct)
+
+    def _shared(self, metric: str, value: float, extra: dict | None = None) -> None:
+        """A figure of the whole GPU or host: this case's own only when no case ran beside it."""
+        if self.beside:
+            self.skip_metric(metric, self.beside)
+        else:
+            self(metric, value, extra=extra)
 
 
 def _downsample(series: list, points: int) -> list[list]:

@@ -25,6 +25,13 @@ runs inference before training: the server is done before a training child needs
 Unsloth a waiting child holds a CUDA context, which the device-wide NVML figure of the running case
 includes and the per-process one (`nvml_process_peak_gb`) does not. What isolation cost (start-up the run waited for, child time
 outside the cases) goes into the manifest.
+
+Correctness checks (cases marked `correctness`: the resume and adapter round-trip checks, which time
+nothing) planned one after the other run two at a time, each in its own process, where the GPU has
+room for both (`room`): their verdicts and their own processes' memory figures are what they would
+be alone, and on the 20B replica the two took 76-87 s one after the other. The figures of the whole
+GPU and host (NVML's device-wide peak and utilization, the others' CPU) would include the other
+check: a child told it runs beside another leaves them out, saying why.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.telemetry.processes import fresh_context, preloading_context, run_pytest, server_ready, start_python
+from bench.analysis.time_budget import BESIDE_TIMING
 from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
 from bench.telemetry.environment import redact
@@ -59,6 +67,11 @@ STANDBY_MIN_CPUS = 8
 # the next child has finished importing (13 s for torch + transformers + peft + trl on an H200 host).
 STANDBY_DEPTH = 2
 POLL_S = 0.05
+# Correctness checks run side by side at most this many at a time: each keeps a core or two busy
+# feeding its GPU work, which the standby rule's 8 cores leave room for twice.
+BESIDE_MAX = 2
+BESIDE_NOTE = ("ran beside another correctness check, each in a process of its own: the GPU's and the "
+               "host's figures would include the other")
 
 
 def resolve_mode(requested: str, device: str, child: bool) -> str:
@@ -138,6 +151,7 @@ class Child:
     go: Path
     started_wall: float  # records of this child are those written after it started
     went_at: float = 0.0  # perf_counter when it was told to go
+    ended_at: float = 0.0  # perf_counter when the parent saw it had exited
     first: bool = False  # the run's first child: the run waited for all of its start-up
 
     def is_ready(self) -> bool:
@@ -173,6 +187,11 @@ class Isolator:
     # CUDA as it is imported: 30-45 s): a one-off cost the run waited for, not isolation's
     engine_import_s: float = 0.0
     first_wait_s: float | None = None
+    correctness: frozenset[int] = frozenset()  # groups whose every case is a correctness check
+    # whether the GPU has room for this many correctness checks at once; None: one at a time
+    room: Callable[[int], bool] | None = None
+    beside_checks: int = 0  # groups that ran beside another
+    beside_s: float = 0.0  # child time that ran beside another child: lane-seconds beyond the wall time
 
     def __post_init__(self) -> None:
         self.context = self.context or preloading_context()
@@ -218,21 +237,39 @@ class Isolator:
             if j not in self.children and (self._fresh(j) or server_ready()):
                 self._spawn(j)
 
+    def _batch(self, i: int) -> list[int]:
+        """Group `i`, with the correctness checks planned right after it when it is one too and the
+        GPU has room for them all at once (the planned order only: an xdist worker knows no more
+        than its next case)."""
+        batch = [i]
+        if self.room is None or not (self.standby and self.in_order) or i not in self.correctness:
+            return batch
+        while len(batch) < BESIDE_MAX and batch[-1] + 1 in self.correctness:
+            batch.append(batch[-1] + 1)
+        while len(batch) > 1 and not self.room(len(batch)):
+            batch.pop()
+        return batch
+
     def _run(self, i: int, following: int | None) -> None:
         started = time.perf_counter()
-        child = self.children.pop(i, None)
-        if child is None:
-            importing = self._server_importing() and not self._fresh(i)
-            child = self._spawn(i)
-            if importing:  # forking waited for the server's import of the engine: a one-off, not isolation's
-                self.engine_import_s += time.perf_counter() - started
-                started = time.perf_counter()
+        batch = self._batch(i)
+        children: list[Child] = []
+        for j in batch:
+            child = self.children.pop(j, None)
+            if child is None:
+                importing = self._server_importing() and not self._fresh(j)
+                child = self._spawn(j)
+                if importing:  # forking waited for the server's import of the engine: a one-off, not isolation's
+                    self.engine_import_s += time.perf_counter() - started
+                    started = time.perf_counter()
+            children.append(child)
         ahead: list[int] = []
         if self.standby:
-            ahead = list(range(i + 1, min(i + 1 + STANDBY_DEPTH, len(self.groups)))) if self.in_order else \
-                [j for j in (following,) if j is not None and j != i]
+            after = batch[-1] + 1
+            ahead = list(range(after, min(after + STANDBY_DEPTH, len(self.groups)))) if self.in_order else \
+                [j for j in (following,) if j is not None and j not in batch]
             self._start_ahead(ahead)
-        while not child.is_ready():
+        while not all(child.is_ready() for child in children):
             self._start_ahead(ahead)
             time.sleep(POLL_S)
         if self.before_first_go is not None:
@@ -240,22 +277,37 @@ class Isolator:
             self.before_first_go = None
         waited = time.perf_counter() - started
         if self.first_wait_s is None:
-            self.first_wait_s, child.first = waited, True
+            self.first_wait_s, children[0].first = waited, True
         self.waited_s += waited
-        child.went_at = time.perf_counter()
-        child.go.touch()
-        limit = self.case_timeout * len(child.nodeids) + 60 if self.case_timeout else None
-        deadline = time.perf_counter() + limit if limit else None
-        while child.proc.exitcode is None and (deadline is None or time.perf_counter() < deadline):
-            child.proc.join(POLL_S * 10)
+        went = time.perf_counter()
+        for child in children:
+            child.went_at = went
+            tell_go(child.go, BESIDE_NOTE if len(children) > 1 else "")
+        most = max(len(child.nodeids) for child in children)
+        deadline = went + self.case_timeout * most + 60 if self.case_timeout else None
+        while True:
+            running = [child for child in children if child.proc.exitcode is None]
+            for child in children:
+                if not child.ended_at and child.proc.exitcode is not None:
+                    child.ended_at = time.perf_counter()
+            if not running or (deadline is not None and time.perf_counter() >= deadline):
+                break
+            # a child's end is seen within POLL_S while another runs beside it (its lane time counts)
+            running[0].proc.join(POLL_S * (10 if len(running) == 1 else 1))
             self._start_ahead(ahead)
-        if child.proc.exitcode is None:
-            child.proc.kill()
-            child.proc.join()
-        self._collect(child, child.proc.exitcode)
+        for child in children:
+            if child.proc.exitcode is None:
+                child.proc.kill()
+                child.proc.join()
+                child.ended_at = time.perf_counter()
+            self._collect(child, child.proc.exitcode)
+        if len(children) > 1:
+            self.beside_checks += len(children)
+            walls = [child.ended_at - went for child in children]
+            self.beside_s += max(0.0, sum(walls) - max(walls))
 
     def _collect(self, child: Child, code: int) -> None:
-        wall = time.perf_counter() - child.went_at
+        wall = (child.ended_at or time.perf_counter()) - child.went_at
         reports, timings = _read_reports(child.reports)
         for name, seconds in timings.items():  # one-off costs: the worst child's
             self.timings[name] = max(seconds, self.timings.get(name, 0.0))
@@ -305,15 +357,23 @@ class Isolator:
                           "still imported the rest")
         count = f"{self.processes} process{'es' if self.processes != 1 else ''}"
         return (f"isolation: each {unit} ran in a fresh process ({count}{forked}"
-                f"{', the next ones started while the current one ran' if self.standby else ''}); it cost "
+                f"{', the next ones started while the current one ran' if self.standby else ''}"
+                f"{self._beside_text()}); it cost "
                 f"{paid:.1f} s of the run's {wall_s:.0f} s ({self.waited_s:.1f} s waiting for a process to start, "
                 f"{self.outside_cases_s:.1f} s of process time outside the cases), so that no case's memory "
                 "figures include what an earlier case left")
 
+    def _beside_text(self) -> str:
+        if not self.beside_checks:
+            return ""
+        return (f"; {self.beside_checks} correctness checks ran two at a time, {self.beside_s:.1f} s of them beside "
+                "the other, so their device-wide figures are left out")
+
     def cost(self) -> dict[str, float]:
         return {"isolation_processes": self.processes, "isolation_fresh_processes": self.fresh_processes,
                 "isolation_waited_s": round(self.waited_s, 2),
-                "isolation_outside_cases_s": round(self.outside_cases_s, 2)}
+                "isolation_outside_cases_s": round(self.outside_cases_s, 2),
+                "isolation_beside_checks": self.beside_checks, BESIDE_TIMING: round(self.beside_s, 2)}
 
 
 def _read_reports(path: Path) -> tuple[dict[str, dict[str, dict]], dict[str, float]]:
@@ -352,11 +412,21 @@ def write_timings(path: str, timings: dict[str, float]) -> None:
         out.write(json.dumps({"timings": timings}) + "\n")
 
 
-def wait_for_go(go: str) -> None:
-    """The child's side: say it is ready (imports done), then wait until the parent says go."""
+def tell_go(go: Path, note: str) -> None:
+    """The parent's side: the go file appears whole (written aside, then renamed), holding what the
+    child must know about its turn: why its device-wide figures are not its own, or nothing."""
+    aside = go.with_suffix(".telling")
+    aside.write_text(note, encoding="utf-8")
+    aside.rename(go)
+
+
+def wait_for_go(go: str) -> str | None:
+    """The child's side: say it is ready (imports done), wait until the parent says go, and return
+    why its device-wide figures will not be its own (it runs beside another case), or None."""
     Path(go).with_suffix(".ready").touch()
     while not os.path.exists(go):
         time.sleep(POLL_S)
+    return Path(go).read_text(encoding="utf-8") or None
 
 
 def standby_possible(device: str) -> bool:

@@ -94,6 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "suite(name): the benchmark suite a test belongs to "
                             "(load, train, infer, adapter, concurrency, serve)")
+    config.addinivalue_line("markers", "correctness: a case that checks correctness and times nothing: isolated on "
+                            "a GPU with room, it may run beside another such case (bench.harness.isolate)")
     # With pytest-benchmark switched off (--benchmark-disable, xdist) the suites time rounds themselves.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all")
     try:
@@ -334,20 +336,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if go:  # an isolated child: its engine imported, it waits until the group before it has exited
         from bench.harness.isolate import wait_for_go
 
-        wait_for_go(go)
+        bench.beside = wait_for_go(go)
     elif suite_items and bench.isolation != "off":
         from bench.harness.isolate import Isolator, plan_groups
 
         nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
         groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
         suite_of = {strip_group(item.nodeid, _group_of(item)): _suite_of(item) for item in measured}
+        checks = {strip_group(item.nodeid, _group_of(item)) for item in measured if item.get_closest_marker("correctness")}
         light = frozenset(i for i, group in enumerate(groups) if standby and
                           needs_only_load_and_generate(bench.backend_name, {suite_of[n] for n in group}))
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
                                   standby, in_order=bench.options.worker_id is None,
                                   context=bench.processes(), light=light,
-                                  before_first_go=bench.settle_calibration)
+                                  before_first_go=bench.settle_calibration,
+                                  correctness=frozenset(i for i, group in enumerate(groups) if set(group) <= checks),
+                                  room=bench.room_beside)
 
 
 class ChildReports:
@@ -466,7 +471,8 @@ def _case_of(item: pytest.Item) -> Case | None:
     if CASE_KEY not in item.stash:
         callspec = getattr(item, "callspec", None)
         test_id, params = strip_group(item.nodeid, _group_of(item)), case_params(callspec.params if callspec else {})
-        item.stash[CASE_KEY] = Case(test_id, suite, params, bench.device, bench.recorder(test_id, suite, params))
+        item.stash[CASE_KEY] = Case(test_id, suite, params, bench.device, bench.recorder(test_id, suite, params),
+                                    beside=bench.beside)
     return item.stash[CASE_KEY]
 
 

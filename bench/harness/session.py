@@ -28,7 +28,7 @@ from bench.telemetry.rounds import Precision
 from bench.backends import PRELOADABLE, TrainSettings, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
-from bench.telemetry.devices import nvml_gpus, parse_gpu_option, pin, torch_has_cuda
+from bench.telemetry.devices import free_memory_gb, nvml_gpus, parse_gpu_option, pin, torch_has_cuda
 from bench.telemetry.processes import (last_line, preloading_context, start_python, wait_for_server,
                                        without_waiting)
 from bench.errors import BenchError
@@ -80,6 +80,11 @@ class BenchOptions:
 
 
 PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
+# What a correctness check may take on the GPU, from the run's training cases: NVML's count for the
+# case's process where NVML can tell processes apart, else the device-wide peak (larger, so safer).
+# The 20B replica's checks took 16.1-17.0 GB against the 15.9 GB of the training case before them.
+BESIDE_ESTIMATES = ("nvml_process_peak_gb", "nvml_peak_used_gb")
+BESIDE_MARGIN = 1.5
 
 
 class BenchSession:
@@ -151,6 +156,8 @@ class BenchSession:
         # the run's first isolated child starts in a fresh interpreter (bench.harness.isolate's
         # `light`): the run need not wait for the fork server's import before it
         self.first_child_fresh = False
+        # an isolated child told it runs beside another correctness check: why its device-wide figures are left out
+        self.beside: str | None = None
         self._calibrating: tuple[threading.Thread, list, list[str]] | None = None  # `calibrate_meanwhile`'s
         self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
@@ -404,6 +411,18 @@ class BenchSession:
             if not said:
                 log.unlink()  # found on disk: nothing to keep
         return prepare(self.source)
+
+    def room_beside(self, checks: int) -> bool:
+        """Whether this GPU has room now for `checks` correctness checks at once: each may take what
+        the largest training case of this run took (NVML's count for its process), with half again
+        as margin. No training case measured yet: no estimate, one at a time (a check beside
+        another that ran out of memory would fail for the harness's sake)."""
+        if self.gpu is None:
+            return False
+        peaks = [r.value for r in self.records if r.suite == "train" and r.metric in BESIDE_ESTIMATES
+                 and r.value is not None and r.gpu_uuid == self.gpu.uuid]
+        free = free_memory_gb(self.gpu.index) if peaks else None
+        return free is not None and free >= checks * max(peaks) * BESIDE_MARGIN
 
     def note_timing(self, name: str, seconds: float) -> None:
         """Run-level costs paid once per process (library import, model build), for the report."""

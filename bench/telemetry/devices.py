@@ -153,3 +153,14 @@ def process_memory_gb(index: int, pid: int) -> float | None:
         except pynvml.NVMLError:
             return None
         return used[0] / GB if used and used[0] is not None else None
+
+
+def free_memory_gb(index: int) -> float | None:
+    """What NVML says is free on one GPU now; None where NVML cannot say."""
+    with nvml() as pynvml:
+        if pynvml is None:
+            return None
+        try:
+            return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).free / GB
+        except pynvml.NVMLError:
+            return None
