@@ -85,6 +85,61 @@ def test_a_dead_process_scratch_copy_is_removed(tmp_path, small_config, monkeypa
     assert live.exists()
 
 
+def test_a_copy_built_ahead_for_this_run_is_taken_once_finished_and_deleted_after(tmp_path, small_config,
+                                                                                    monkeypatch):
+    """`build_ahead` (a process of the run's own, while the first child imports its engine) makes
+    the copy the preparation then takes instead of writing one; one for a run that is gone is not
+    taken; what no preparation took is removed at the run's end."""
+    monkeypatch.setattr(replica, "model_config", lambda name: small_config)
+    monkeypatch.setattr(replica, "SHM", tmp_path / "shm")
+    (tmp_path / "shm").mkdir()
+    root = tmp_path / "cache"
+    replica.build_ahead("small", str(root), "cpu", os.getpid())
+    [ahead] = (tmp_path / "shm").glob(f"{replica.SCRATCH_PREFIX}{os.getpid()}-*-{replica.AHEAD}-*")
+    replica.build_ahead("small", str(root), "cpu", os.getpid())  # built already: not again
+    assert len(list((tmp_path / "shm").iterdir())) == 1
+    written = []
+    monkeypatch.setattr(replica, "write_replica", lambda *args: written.append(args))
+    with replica.scratch_built("small", root, "cpu") as directory:
+        assert directory == ahead and (directory / "build.json").is_file()
+    assert not ahead.exists() and not written
+
+    with replica.scratch_built("small", root, "cpu") as directory:  # none ahead: its own copy
+        assert directory != ahead
+    assert len(written) == 1
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / "shm" / f"{replica.SCRATCH_PREFIX}{dead.stdout.strip()}-{replica.build_dir('small', root).name}-{replica.AHEAD}-x"
+    gone.mkdir()
+    (gone / "build.json").write_text("{}")
+    with replica.scratch_built("small", root, "cpu") as directory:
+        assert directory != gone
+    assert not gone.exists()  # an orphan, removed
+
+    mine = tmp_path / "shm" / f"{replica.SCRATCH_PREFIX}{os.getpid()}-{replica.build_dir('small', root).name}-{replica.AHEAD}-y"
+    other = tmp_path / "shm" / f"{replica.SCRATCH_PREFIX}1-{replica.build_dir('small', root).name}-{replica.AHEAD}-z"
+    mine.mkdir()
+    other.mkdir()
+    replica.remove_built_ahead(os.getpid(), root)
+    assert not mine.exists() and other.exists()
+
+
+def test_unsloth_builds_ahead_only_a_replica_it_will_quantize_from_scratch(tmp_path, monkeypatch):
+    from bench.backends.unsloth import UnslothBackend
+    from bench.models import resolve_model
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    backend = UnslothBackend("cuda:0")
+    function, args = backend.build_ahead(resolve_model("replica:gpt-oss-20b"))
+    assert function is replica.build_ahead and args == ("gpt-oss-20b", str(tmp_path), "cuda:0", os.getpid())
+    assert backend.build_ahead(resolve_model("tiny-gpt-oss")) is None
+    assert UnslothBackend("cuda:0", load_in_4bit=False).build_ahead(resolve_model("replica:gpt-oss-20b")) is None
+    done = replica.build_dir("gpt-oss-20b", tmp_path, "unsloth-4bit")
+    done.mkdir()
+    (done / "build.json").write_text("{}")
+    assert backend.build_ahead(resolve_model("replica:gpt-oss-20b")) is None  # quantized already
+
+
 @pytest.mark.parametrize("staging", [replica.STAGING_BYTES, 7])  # 7 bytes: tensors cross the buffer's edge
 def test_shards_are_written_as_safetensors_reads_them(tmp_path, monkeypatch, staging):
     """The replica's own safetensors writer (bench.models.replica._write_shards): every dtype a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ class TransformersBackend:
     def servable(self, source: ModelSource) -> str:
         """The weights a separate `transformers serve` process runs (the serving suite's own server)."""
         return self.prepare(source)
+
+    def build_ahead(self, source: ModelSource) -> tuple[Callable[..., None], tuple] | None:
+        """`(function, args)`: what a process of its own may build for `prepare` while the run's
+        first isolated child imports this engine; None: nothing worth building ahead."""
+        return None
 
     @property
     def dtype(self):

@@ -7,8 +7,10 @@ it at configure time, timed once per process and shown in the report, never insi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.backends import SEVEN_TARGETS, Loaded, LoraSettings
@@ -34,6 +36,17 @@ class UnslothBackend(TransformersBackend):
             else:
                 self._prepared[source.spec] = super().prepare(source)
         return self._prepared[source.spec]
+
+    def build_ahead(self, source: ModelSource) -> tuple[Callable[..., None], tuple] | None:
+        """What a process may build for `prepare` before it runs, while the run's first isolated
+        child imports Unsloth: the bf16 scratch copy a replica not yet quantized is quantized from
+        (`replica.build_ahead`, for this process's run); None when `prepare` will not need one."""
+        if not self._quantizes(source):
+            return None
+        name, root = source.spec.split(":", 1)[1], cache_root()
+        if any((replica.build_dir(name, root, variant) / "build.json").is_file() for variant in ("unsloth-4bit", "bf16")):
+            return None
+        return replica.build_ahead, (name, str(root), self.device, os.getpid())
 
     def servable(self, source: ModelSource) -> str:
         """A replica's bf16 weights, kept beside its 4-bit ones: plain transformers cannot run

@@ -353,6 +353,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                   before_first_go=bench.settle_calibration,
                                   correctness=frozenset(i for i, group in enumerate(groups) if set(group) <= checks),
                                   room=bench.room_beside)
+        if measured:
+            bench.build_ahead()
 
 
 class ChildReports:

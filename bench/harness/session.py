@@ -158,6 +158,7 @@ class BenchSession:
         self.first_child_fresh = False
         # an isolated child told it runs beside another correctness check: why its device-wide figures are left out
         self.beside: str | None = None
+        self.building_ahead = None  # the process `build_ahead` started
         self._calibrating: tuple[threading.Thread, list, list[str]] | None = None  # `calibrate_meanwhile`'s
         self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
@@ -412,6 +413,21 @@ class BenchSession:
                 log.unlink()  # found on disk: nothing to keep
         return prepare(self.source)
 
+    def build_ahead(self) -> None:
+        """Start, in a process of its own, what the isolated children's preparation will want (the
+        bf16 copy a replica is quantized from), so that it is built while the first child imports
+        its engine rather than after. Only a parent planning its children in order: one build."""
+        if self.isolation == "off" or self.plan is not None or self.options.worker_id or self.gpu is None:
+            return
+        from bench.backends import get_backend
+
+        ahead = get_backend(self.backend_name, self.device, **self.backend_options).build_ahead(self.source)
+        if ahead is None:
+            return
+        self.settle_calibration()  # the GPU's ceilings are never measured beside a build
+        function, args = ahead
+        self.building_ahead = start_python(self.processes(), function, args, self.start() / "build-ahead.log")
+
     def room_beside(self, checks: int) -> bool:
         """Whether this GPU has room now for `checks` correctness checks at once: each may take what
         the largest training case of this run took (NVML's count for its process), with half again
@@ -485,6 +501,14 @@ class BenchSession:
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
             return
+        if self.building_ahead is not None:  # what no preparation took (a failed one, an interrupted run)
+            from bench.models.replica import remove_built_ahead
+            from bench.models.store import cache_root
+
+            if self.building_ahead.exitcode is None:
+                self.building_ahead.kill()
+            self.building_ahead.join()
+            remove_built_ahead(os.getpid(), cache_root())
         if self.isolator is not None:
             self.isolator.close()
             self.timings.update(self.isolator.timings)

@@ -15,9 +15,9 @@ def model_shape(model: str) -> Shape | None:
     """The config of a replica, the tiny model, a local path or a cached hub model; None if unknown."""
     try:
         if model.startswith("replica:"):
-            from bench.models.replica import model_config
+            from bench.models.replica import config_dict
 
-            return Shape.from_config(model_config(model.split(":", 1)[1]))
+            return Shape.from_config(config_dict(model.split(":", 1)[1]))
         if model == "tiny-gpt-oss":
             from bench.models import tiny
 
