@@ -505,3 +505,25 @@ def test_room_for_checks_side_by_side_comes_from_the_runs_training_peak_and_the_
     assert not room(2) and room(1)
     free["gb"] = None  # NVML cannot say
     assert not room(2)
+
+
+def test_the_room_estimate_prefers_each_process_own_peak_over_the_devices(monkeypatch):
+    """The device-wide peak includes waiting children's contexts: the estimate only where NVML
+    cannot tell processes apart."""
+    import dataclasses
+
+    import bench.harness.session as session_module
+    from bench.harness.session import BenchSession
+    from bench.telemetry.devices import GpuInfo
+
+    from conftest import make_record
+
+    monkeypatch.setattr(session_module, "free_memory_gb", lambda index: 50.0)
+    on = lambda record: dataclasses.replace(record, gpu_uuid="GPU-a")  # noqa: E731
+    session = type("S", (), {"gpu": GpuInfo(0, "H100", "GPU-a", 80.0, "580"), "records": [
+        on(make_record("nvml_process_peak_gb", 16.0, suite="train")),
+        on(make_record("nvml_peak_used_gb", 18.0, suite="train"))]})()
+    room = BenchSession.room_beside.__get__(session)
+    assert room(2)  # 2 x 16 x 1.5 = 48 of 50; the device's 18 would need 54
+    session.records = session.records[1:]
+    assert not room(2)

@@ -435,8 +435,9 @@ class BenchSession:
         another that ran out of memory would fail for the harness's sake)."""
         if self.gpu is None:
             return False
-        peaks = [r.value for r in self.records if r.suite == "train" and r.metric in BESIDE_ESTIMATES
-                 and r.value is not None and r.gpu_uuid == self.gpu.uuid]
+        trained = [r for r in self.records if r.suite == "train" and r.value is not None and r.gpu_uuid == self.gpu.uuid]
+        peaks = next(([r.value for r in trained if r.metric == metric] for metric in BESIDE_ESTIMATES
+                      if any(r.metric == metric for r in trained)), [])
         free = free_memory_gb(self.gpu.index) if peaks else None
         return free is not None and free >= checks * max(peaks) * BESIDE_MARGIN
 
