@@ -527,3 +527,41 @@ def test_the_room_estimate_prefers_each_process_own_peak_over_the_devices(monkey
     assert room(2)  # 2 x 16 x 1.5 = 48 of 50; the device's 18 would need 54
     session.records = session.records[1:]
     assert not room(2)
+
+
+def test_an_interrupt_stops_the_children_still_running(tmp_path, monkeypatch):
+    """Ctrl-C while two checks run side by side: the session's `close` stops both, not only the
+    standbys that had not started."""
+    import multiprocessing
+
+    import bench.harness.isolate as isolate
+    from bench.harness.session import BenchOptions
+
+    killed: list[str] = []
+    _timed_children(monkeypatch, {"train": 0.05, "resume": 60.0, "adapter": 60.0}, [])
+    iso = isolate.Isolator(tmp_path, BenchOptions(), [["train"], ["resume"], ["adapter"]], standby=True,
+                           context=multiprocessing.get_context("spawn"), correctness=frozenset({1, 2}),
+                           room=lambda n: True)
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+
+    real_spawn = iso._spawn
+
+    def spawn(i):
+        child = real_spawn(i)
+        case = child.nodeids[0]
+
+        def join(timeout=None):
+            if case == "train":
+                return
+            if case not in killed:  # Ctrl-C while waiting for it; once killed, it has ended
+                raise KeyboardInterrupt
+
+        child.proc.join, child.proc.kill = join, lambda: killed.append(case)
+        return child
+
+    iso._spawn = spawn
+    iso.result("train")  # the two checks start ahead of their turn, while it runs
+    with pytest.raises(KeyboardInterrupt):
+        iso.result("resume")
+    iso.close()
+    assert sorted(killed) == ["adapter", "resume"]

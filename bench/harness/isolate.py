@@ -264,6 +264,7 @@ class Isolator:
                     self.engine_import_s += time.perf_counter() - started
                     started = time.perf_counter()
             children.append(child)
+        self.children.update(zip(batch, children))  # running: stopped by `close` on an interrupt
         ahead: list[int] = []
         if self.standby:
             after = batch[-1] + 1
@@ -296,11 +297,12 @@ class Isolator:
             # a child's end is seen within POLL_S while another runs beside it (its lane time counts)
             running[0].proc.join(POLL_S * (10 if len(running) == 1 else 1))
             self._start_ahead(ahead)
-        for child in children:
+        for j, child in zip(batch, children):
             if child.proc.exitcode is None:
                 child.proc.kill()
                 child.proc.join()
                 child.ended_at = time.perf_counter()
+            del self.children[j]
             self._collect(child, child.proc.exitcode)
         if len(children) > 1:
             self.beside_checks += len(children)
@@ -340,7 +342,8 @@ class Isolator:
             path.unlink(missing_ok=True)  # the log stays, for reading
 
     def close(self) -> None:
-        """Standbys nobody needed (a -x stop, an interrupt) are stopped; their scratch stays for reading."""
+        """Children still running (an interrupt) and standbys nobody needed (a -x stop) are stopped;
+        their scratch stays for reading."""
         for child in self.children.values():
             child.proc.kill()
             child.proc.join()
