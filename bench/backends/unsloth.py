@@ -21,6 +21,7 @@ from bench.models.store import cache_root
 
 class UnslothBackend(TransformersBackend):
     name = "unsloth"
+    quantized_variant = "unsloth-4bit"  # the cache's name for a replica this backend quantized
 
     def __init__(self, device: str, load_in_4bit: bool | None = None, max_seq_length: int = 1024) -> None:
         super().__init__(device, load_in_4bit)
@@ -44,7 +45,8 @@ class UnslothBackend(TransformersBackend):
         if not self._quantizes(source):
             return None
         name, root = source.spec.split(":", 1)[1], cache_root()
-        if any((replica.build_dir(name, root, variant) / "build.json").is_file() for variant in ("unsloth-4bit", "bf16")):
+        built = (replica.build_dir(name, root, variant) / "build.json" for variant in (self.quantized_variant, "bf16"))
+        if any(path.is_file() for path in built):
             return None
         return replica.build_ahead, (name, str(root), self.device, os.getpid())
 
@@ -71,7 +73,7 @@ class UnslothBackend(TransformersBackend):
 
         name = source.spec.split(":", 1)[1]
         root = cache_root()
-        target = replica.build_dir(name, root, "unsloth-4bit")
+        target = replica.build_dir(name, root, self.quantized_variant)
         with FileLock(str(target) + ".lock"):
             if (target / "build.json").is_file():
                 return target

@@ -105,8 +105,7 @@ def scratch_built(name: str, root: Path, device: str) -> Iterator[Path]:
     with FileLock(str(_ahead_lock(name, root))):  # a build ahead under way: wait for it
         ahead = _built_ahead(name, root)
     config = model_config(name)
-    directory = ahead or Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{build_dir(name, root).name}-",
-                                               dir=_scratch_room(config, root)))
+    directory = ahead or _new_scratch(os.getpid(), name, root, config)
     try:
         if ahead is None:
             write_replica(config, directory, device, root, name)
@@ -128,8 +127,7 @@ def build_ahead(name: str, root: str, device: str, owner: int) -> None:
         if _built_ahead(name, cache) is not None:
             return
         config = model_config(name)
-        directory = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{owner}-{build_dir(name, cache).name}-{AHEAD}-",
-                                          dir=_scratch_room(config, cache)))
+        directory = _new_scratch(owner, name, cache, config, f"{AHEAD}-")
         try:
             write_replica(config, directory, device, cache, name)
         except BaseException:
@@ -152,17 +150,25 @@ def _built_ahead(name: str, root: Path) -> Path | None:
     """A finished `build_ahead` copy of `name` whose run is alive."""
     for where in (SHM, root):
         for found in sorted(where.glob(f"{SCRATCH_PREFIX}*-{build_dir(name, root).name}-{AHEAD}-*")):
-            owner = found.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
-            if owner.isdigit() and _alive(int(owner)) and (found / "build.json").is_file():
+            owner = _owner(found)
+            if owner is not None and _alive(owner) and (found / "build.json").is_file():
                 return found
     return None
 
 
-def _scratch_room(config, root: Path) -> Path:
+def _new_scratch(owner: int, name: str, root: Path, config, tag: str = "") -> Path:
+    """An empty scratch directory for `name`'s bf16 copy where there is room, named for the process
+    whose run owns it (`_owner` reads it back): an orphan once that process is gone."""
     where = SHM if _room(SHM, _bf16_bytes(config) * 1.05) else root
     where.mkdir(parents=True, exist_ok=True)
     _remove_orphans(where)
-    return where
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{owner}-{build_dir(name, root).name}-{tag}", dir=where))
+
+
+def _owner(scratch: Path) -> int | None:
+    """The process a scratch copy was named for (`_new_scratch`)."""
+    pid = scratch.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
 
 
 def write_replica(config, directory: Path, device: str, root: Path, name: str) -> dict:
@@ -360,8 +366,8 @@ def _remove_orphans(where: Path) -> None:
     """Scratch copies whose process died before deleting them (killed by a timeout): tens of GB of
     memory while they stay in /dev/shm."""
     for stale in where.glob(f"{SCRATCH_PREFIX}*"):
-        pid = stale.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        owner = _owner(stale)
+        if owner is not None and not _alive(owner):
             shutil.rmtree(stale, ignore_errors=True)
 
 
