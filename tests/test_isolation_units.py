@@ -298,31 +298,59 @@ def test_load_and_inference_children_start_fresh_while_the_server_imports_and_tr
     iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
     iso.result("load")
     assert started == ["spawn", "spawn", "forkserver"]
-    assert iso.fresh_processes == 2 and "2 of cases that only load and generate started fresh" in iso.describe(10.0)
+    assert iso.fresh_processes == 2 and "2 started fresh" in iso.describe(10.0)
 
 
-def test_a_load_and_generate_import_leaves_out_training_and_leaves_nothing_to_a_first_load():
-    """What a load or inference child imports: no peft or trl, and everything the first load needs,
-    so that a cold load times no import."""
+def _imports_in_a_fresh_interpreter(code: str) -> list[str]:
+    """The last line `code` printed, run in a fresh interpreter with the tiny model built first (by
+    another process, as the harness's parent builds it for its children)."""
+    import ast
     import subprocess
     import sys
 
-    code = """
+    build = "from bench.models import tiny; tiny.ensure_built()"
+    for script in (build, code):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_process_timing_a_cold_load_imports_only_what_a_users_script_does_and_the_first_load_the_rest():
+    """A cold load pays for the model stack the engine imports on first use, as a user's first load
+    does; the warm load after it imports nothing."""
+    first, warm = _imports_in_a_fresh_interpreter("""
 import sys
 from bench.backends import get_backend, import_libraries
 from bench.models import resolve_model
 import_libraries("hf", {"load", "infer"})
+assert "transformers.models.gpt_oss.modeling_gpt_oss" not in sys.modules, "the model stack imported ahead"
 assert "peft" not in sys.modules and "trl" not in sys.modules, "training libraries imported"
-backend = get_backend("hf", "cpu")
-source = resolve_model("tiny-gpt-oss")
-backend.prepare(source)
+backend, source = get_backend("hf", "cpu"), resolve_model("tiny-gpt-oss")
 before = set(sys.modules)
 backend.load(source)
-print(sorted(set(sys.modules) - before))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+first = sorted(m for m in set(sys.modules) - before if m.startswith("transformers."))
+before = set(sys.modules)
+backend.load(source)
+print([first, sorted(m for m in set(sys.modules) - before if m.startswith(("transformers", "torch")))])
+""")
+    assert "transformers.models.gpt_oss.modeling_gpt_oss" in first
+    assert warm == []
+
+
+def test_an_inference_process_imports_the_model_stack_ahead_and_no_training_library():
+    """Inference cases time no load: their process imports what loading and generating need before
+    the first case, and nothing of training."""
+    loaded = _imports_in_a_fresh_interpreter("""
+import sys
+from bench.backends import get_backend, import_libraries
+from bench.models import resolve_model
+import_libraries("hf", {"infer"})
+assert "peft" not in sys.modules and "trl" not in sys.modules, "training libraries imported"
+before = set(sys.modules)
+get_backend("hf", "cpu").load(resolve_model("tiny-gpt-oss"))
+print(sorted(m for m in set(sys.modules) - before if m.startswith(("transformers", "torch"))))
+""")
+    assert loaded == []
 
 
 def test_a_childs_wait_for_the_fork_servers_import_is_the_engines_not_isolations(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
-"""`bench compare | ab | errorrate | report | baseline | export | merge | doctor | cluster`: judging and
-publishing runs outside a test session, measuring two versions in alternating rounds, and running the
-suites sharded over a cluster."""
+"""`bench compare | ab | errorrate | report | baseline | export | merge | doctor | cluster | crosscheck`:
+judging and publishing runs outside a test session, measuring two versions in alternating rounds,
+running the suites sharded over a cluster, and holding a run's figures against a plain script's."""
 
 from __future__ import annotations
 
@@ -79,6 +79,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from bench.commands.merge import merge
 
     print(merge([Path(r) for r in args.runs], Path(args.output)))
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from bench.fidelity.crosscheck import crosscheck, setup_for_run
+    from bench.report import render_run
+    from bench.report.fidelity_table import fidelity_headline, fidelity_rows
+
+    run = Path(args.run)
+    records = crosscheck(run, setup_for_run(run, args.gpu), args.repeats, lambda line: print(line, file=sys.stderr))
+    render_run(run)
+    print(fidelity_headline(fidelity_rows(records)))
+    print(run / "report.html")
     return 0
 
 
@@ -199,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a hub name or local path to check")
     p.add_argument("--cache-dir", help="the HF hub cache (default: HF_HUB_CACHE)")
     p.set_defaults(func=cmd_doctor)
+
+    from bench.fidelity.crosscheck import DEFAULT_REPEATS
+
+    p = sub.add_parser("crosscheck", help="a run's headline figures against a plain script's on this host, "
+                                          "interleaved: ratios with 95%% intervals, added to the run and its report")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help="repeats of (plain script, harness) (default %(default)s)")
+    p.add_argument("--gpu", help="the GPU to run on, as nvidia-smi numbers it, or cpu (default: the run's)")
+    p.set_defaults(func=cmd_crosscheck)
 
     p = sub.add_parser("merge", help="join shards or per-GPU runs into one run")
     p.add_argument("runs", nargs="+")

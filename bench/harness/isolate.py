@@ -174,6 +174,9 @@ class Isolator:
     # while the server still imports, they start in a fresh interpreter that imports only that. Only
     # with standby: on a few cores that interpreter's import competes with the server's
     light: frozenset[int] = frozenset()
+    # groups that always start in a fresh interpreter: those timing a cold load, which must import
+    # no more before it than a user's script does (the fork server imports the whole engine)
+    fresh: frozenset[int] = frozenset()
     # what must be done before the first child may use the GPU (the parent's measurement of the
     # GPU's ceilings, made while that child imported)
     before_first_go: Callable[[], None] | None = None
@@ -183,7 +186,7 @@ class Isolator:
     waited_s: float = 0.0  # start-up the run waited for (not hidden behind the previous group)
     outside_cases_s: float = 0.0  # child time after go that no case's setup, call or teardown used
     processes: int = 0
-    fresh_processes: int = 0  # of them, started in a fresh interpreter (`light`) rather than forked
+    fresh_processes: int = 0  # of them, started in a fresh interpreter (`fresh`, `light`) rather than forked
     # the first child's own import of what the fork server could not preload (Unsloth, which starts
     # CUDA as it is imported: 30-45 s): a one-off cost the run waited for, not isolation's
     engine_import_s: float = 0.0
@@ -228,7 +231,7 @@ class Isolator:
         return self.context.get_start_method() == "forkserver" and not server_ready()
 
     def _fresh(self, i: int) -> bool:
-        return i in self.light and self._server_importing()
+        return i in self.fresh or (i in self.light and self._server_importing())
 
     def _start_ahead(self, ahead: list[int]) -> None:
         """Start the standbys that can start now: each imports while this group runs and waits for
@@ -356,9 +359,9 @@ class Isolator:
         if self.context.get_start_method() == "forkserver":
             forked = " forked from a fork server that had imported the engine's libraries"
             if self.fresh_processes:
-                forked = (f", {self.processes - self.fresh_processes}{forked} and {self.fresh_processes} of cases "
-                          "that only load and generate started fresh, importing only that while the server "
-                          "still imported the rest")
+                forked = (f", {self.processes - self.fresh_processes}{forked} and {self.fresh_processes} started "
+                          "fresh, importing only what their cases need first: a cold load's only what a user's "
+                          "script imports")
         count = f"{self.processes} process{'es' if self.processes != 1 else ''}"
         return (f"isolation: each {unit} ran in a fresh process ({count}{forked}"
                 f"{', the next ones started while the current one ran' if self.standby else ''}"

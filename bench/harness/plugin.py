@@ -15,7 +15,7 @@ import time
 import pytest
 from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml, for suite-level properties
 
-from bench.backends import needs_only_load_and_generate
+from bench.backends import cold_load_starts_fresh, needs_only_load_and_generate, times_a_cold_load
 from bench.harness.case import Case, case_params
 from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
@@ -84,6 +84,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--slo", default=None,
                     help="the serving suite's objectives, e.g. ttft=2s,tpot=100ms (default: the baseline's [slo], "
                          "else ttft=2s,tpot=100ms): goodput and the saturation point are judged by them")
+    group.addoption("--crosscheck", nargs="?", const="on", default="auto", metavar="MODE",
+                    help="auto | on | off: end the run with the cross-check, the run's headline figures against a "
+                         "plain script's on this host, interleaved (auto: the profile's; standard and full)")
+    group.addoption("--crosscheck-repeats", type=int, default=3, metavar="N",
+                    help="repeats of (plain script, harness) in the cross-check (default 3)")
     group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
     group.addoption("--bench-reports", default=None, help=argparse.SUPPRESS)  # an isolated child's reports file
     group.addoption("--bench-standby", default=None, help=argparse.SUPPRESS)  # an isolated child's go file
@@ -117,7 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
         max_time=config.getoption("--max-time"),
         endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
         endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"),
-        servers=config.getoption("--servers"),
+        servers=config.getoption("--servers"), crosscheck=config.getoption("--crosscheck"),
+        crosscheck_repeats=config.getoption("--crosscheck-repeats"),
         run_gpus=tuple(int(g) for g in config.getoption("--bench-run-gpus").split(","))
         if config.getoption("--bench-run-gpus") else None)
     workerinput = getattr(config, "workerinput", None)
@@ -315,8 +321,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
     standby = standby_possible(bench.device)
     if suite_items:
-        if measured and bench.isolation != "off" and bench.plan is None and standby:
-            bench.first_child_fresh = needs_only_load_and_generate(bench.backend_name, {_suite_of(measured[0])})
+        if measured and bench.isolation != "off" and bench.plan is None:
+            first = {_suite_of(measured[0])}
+            bench.first_child_fresh = _starts_fresh(bench.backend_name, first) or (
+                standby and needs_only_load_and_generate(bench.backend_name, first))
         bench.start()
     go = session.config.getoption("--bench-standby")
     if go or (suite_items and bench.isolation == "off" and bench.plan is None):
@@ -326,13 +334,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         from bench.backends import import_libraries
         from bench.telemetry.memory import freeze_imports
 
+        # A process timing a cold load freezes only the harness's own objects (pytest, this plugin),
+        # which a user's script does not have: the engine's, as there, stay the collector's to walk.
+        cold = times_a_cold_load(bench.collected_suites)
+        if cold:
+            freeze_imports()
         started = time.perf_counter()
         import_libraries(bench.backend_name, bench.collected_suites)
         spent = round(time.perf_counter() - started, 4)
         bench.timings[f"import_{bench.backend_name}_s"] = spent
         if not go:  # a child's import is not the run's to wait for: it ran ahead, or in the wait for it
             bench.add_engine_import(spent)
-        freeze_imports()
+        if not cold:
+            freeze_imports()
     if go:  # an isolated child: its engine imported, it waits until the group before it has exited
         from bench.harness.isolate import wait_for_go
 
@@ -346,15 +360,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         checks = {strip_group(item.nodeid, _group_of(item)) for item in measured if item.get_closest_marker("correctness")}
         light = frozenset(i for i, group in enumerate(groups) if standby and
                           needs_only_load_and_generate(bench.backend_name, {suite_of[n] for n in group}))
+        fresh = frozenset(i for i, group in enumerate(groups)
+                          if _starts_fresh(bench.backend_name, {suite_of[n] for n in group}))
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
                                   standby, in_order=bench.options.worker_id is None,
-                                  context=bench.processes(), light=light,
+                                  context=bench.processes(), light=light, fresh=fresh,
                                   before_first_go=bench.settle_calibration,
                                   correctness=frozenset(i for i, group in enumerate(groups) if set(group) <= checks),
                                   room=bench.room_beside)
         if measured:
             bench.build_ahead()
+
+
+def _starts_fresh(engine: str, suites: set[str]) -> bool:
+    """A child timing a cold load starts as a fresh interpreter where the fork server imports more
+    than a user's script would before its first load."""
+    return times_a_cold_load(suites) and cold_load_starts_fresh(engine)
 
 
 class ChildReports:

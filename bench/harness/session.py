@@ -25,14 +25,14 @@ from bench.analysis.time_budget import ENGINE_IMPORT_TIMING, WALL_TIMING
 from bench.telemetry import environment
 from bench.telemetry.kernels import RoundProfile, profile_round
 from bench.telemetry.rounds import Precision
-from bench.backends import PRELOADABLE, TrainSettings, resolve_backend_name
+from bench.backends import PRECISIONS, PRELOADABLE, TrainSettings, engine_options, resolve_backend_name
 from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
                                       unmatched_checks)
 from bench.telemetry.devices import free_memory_gb, nvml_gpus, parse_gpu_option, pin, torch_has_cuda
 from bench.telemetry.processes import (last_line, preloading_context, start_python, wait_for_server,
                                        without_waiting)
 from bench.errors import BenchError
-from bench.records.profiles import TINY_LEARNING_RATE, get_profile, grid, self_served
+from bench.records.profiles import get_profile, grid, self_served
 from bench.records.metrics import METRICS
 from bench.models import ModelSource, resolve_model
 from bench.analysis.prices import price_per_hour
@@ -77,9 +77,11 @@ class BenchOptions:
     endpoint_key_env: str = DEFAULT_KEY_ENV  # the variable holding the endpoint's API key
     slo: str | None = None  # the serving suite's objectives, e.g. "ttft=2s,tpot=100ms"
     servers: str | None = None  # the self-started servers, comma-separated (None: the profile's)
+    crosscheck: str = "auto"  # auto (the profile's) | on | off: the cross-check against a plain script at the end
+    crosscheck_repeats: int = 3
 
 
-PRECISIONS = {"auto": None, "4bit": True, "bf16": False}
+CROSSCHECK_MODES = ("auto", "on", "off")
 # What a correctness check may take on the GPU, from the run's training cases: NVML's count for the
 # case's process where NVML can tell processes apart, else the device-wide peak (larger, so safer).
 # The 20B replica's checks took 16.1-17.0 GB against the 15.9 GB of the training case before them.
@@ -126,6 +128,11 @@ class BenchSession:
                              "a run with `bench baseline save RUN --name NAME`")
         if options.max_time is not None and options.max_time < 0:
             raise BenchError(f"--max-time {options.max_time:g}: give seconds >= 0 (0: fixed rounds)")
+        if options.crosscheck not in CROSSCHECK_MODES:
+            raise BenchError(f"--crosscheck {options.crosscheck}: choose one of {', '.join(CROSSCHECK_MODES)}")
+        if options.crosscheck_repeats < 1:
+            raise BenchError(f"--crosscheck-repeats {options.crosscheck_repeats}: give 1 or more "
+                             "(3 or more for a 95% interval)")
         if options.precision not in PRECISIONS:
             raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
         self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
@@ -225,9 +232,17 @@ class BenchSession:
     # ---- what the suites run -------------------------------------------------------------------
     @property
     def backend_options(self) -> dict:
-        options = {"load_in_4bit": PRECISIONS[self.options.precision]}
-        if self.backend_name == "unsloth":
-            options["max_seq_length"] = self.profile.max_seq_length
+        return engine_options(self.backend_name, self.options.precision, self.profile.max_seq_length)
+
+    @property
+    def case_options(self) -> dict[str, str]:
+        """The options that decide what a case measures, as a command line gives them: what a later
+        re-run of some cases (the cross-check) passes again."""
+        options = {"--model": self.source.spec, "--backend": self.backend_name, "--profile": self.profile.name,
+                   "--precision": self.options.precision, "--dataset": self.options.dataset,
+                   "--isolate": self.options.isolate}
+        if self.options.max_time is not None:
+            options["--max-time"] = f"{self.options.max_time:g}"
         return options
 
     @property
@@ -237,14 +252,11 @@ class BenchSession:
 
     @property
     def fixed_length(self) -> int | None:
-        """Training rows of full length where loss means nothing (replicas): speed and memory at the
-        seed's 1024 tokens rather than at the short synthetic conversations' length."""
-        return None if self.source.loss_meaningful else self.profile.max_seq_length
+        return self.profile.fixed_length_for(self.source.loss_meaningful)
 
     @property
     def train_steps(self) -> int:
-        """Enough steps to reach the loss target where loss means something; a few timed ones otherwise."""
-        return self.profile.train_steps if self.source.loss_meaningful else self.profile.timing_steps
+        return self.profile.steps_for(self.source.loss_meaningful)
 
     def adapter_settings(self, batch_size: int, grad_accum: int, output_dir: Path) -> TrainSettings:
         """The adapter check's training: enough that the adapter visibly changes greedy outputs, and
@@ -289,7 +301,7 @@ class BenchSession:
 
     def train_settings(self, batch_size: int, grad_accum: int, steps: int, output_dir: Path,
                        save_steps: int | None = None) -> TrainSettings:
-        lr = TINY_LEARNING_RATE if self.source.kind == "tiny" else self.profile.learning_rate
+        lr = self.profile.learning_rate_for(self.source.kind)
         return TrainSettings(batch_size, grad_accum, steps, lr, self.profile.max_seq_length, output_dir,
                              save_steps=save_steps)
 
@@ -521,15 +533,42 @@ class BenchSession:
         self.writer.close()
         self.mode.close(self, interrupted)
 
+    @property
+    def crosschecks(self) -> bool:
+        """Whether this run ends with the cross-check: asked for, or the profile's; one engine on one
+        device, in the process that owns the run."""
+        wanted = self.options.crosscheck == "on" or (self.options.crosscheck == "auto" and self.profile.crosscheck)
+        return wanted and self.plan is None and len(self.backend_names) == 1 and self.options.worker_run is None
+
+    def crosscheck(self) -> None:
+        """The run's figures against a plain script's, interleaved (`bench.fidelity`). A cross-check
+        that fails costs its own figures, said in the notes, never the run's."""
+        from bench.fidelity.crosscheck import crosscheck, setup_for_run
+
+        self.manifest.write(self.run_dir)
+        started = time.perf_counter()
+        try:
+            records = crosscheck(self.run_dir, setup_for_run(self.run_dir), self.options.crosscheck_repeats, self.say)
+        except BenchError as exc:
+            self.manifest.notes.append(f"the cross-check against a plain script did not finish: {exc}")
+            self.say(self.manifest.notes[-1])
+            return
+        finally:
+            self.timings["crosscheck_s"] = round(time.perf_counter() - started, 4)
+        self.records.extend(records)
+
     def finish_run(self, interrupted: bool) -> None:
-        """The end of a run this process owns: its manifest closed, compared, its report rendered."""
+        """The end of a run this process owns: its manifest closed, cross-checked and compared, its
+        report rendered."""
         self.settle_calibration()
         if not self.outcomes and self.records:
             self.manifest.notes.append(self.no_checks_reason)
+        add_wall_time(self.timings, WALL_TIMING)  # the run's own time: the cross-check's is its own line
+        if self.crosschecks and not interrupted and self.records:
+            self.crosscheck()
         self.compare()
         self.manifest.status = "incomplete" if interrupted else "complete"
         self.manifest.finished = time.time()
-        add_wall_time(self.timings, WALL_TIMING)
         self.manifest.write(self.run_dir)
         from bench.report import render_run
 

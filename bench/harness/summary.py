@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from bench.analysis.fidelity import FIDELITY_METRIC
 from bench.analysis.runs import describe_params, lane_by, lane_of
 from bench.analysis.time_budget import CASE_TIME_METRIC, time_budget
 from bench.records.metrics import SUITES
 from bench.harness.session import BenchSession
 from bench.records.results import RESULTS_FILE, read_results
+from bench.report.fidelity_table import fidelity_headline, fidelity_rows
 from bench.report.terminal import text_table
 
 
@@ -17,7 +19,7 @@ def summary_lines(session: BenchSession) -> list[str]:
         checked.setdefault((o.test_id, o.check.metric), []).append(o)
     by = lane_by(session.records)
     for r in session.records:
-        if r.metric == CASE_TIME_METRIC:  # summed into the time line below
+        if r.metric in (CASE_TIME_METRIC, FIDELITY_METRIC):  # summed into the lines below
             continue
         outcomes = checked.get((r.test_id, r.metric), [])
         if r.status != "ok":  # the reason too: a skip or failure with no why is no answer
@@ -39,6 +41,9 @@ def summary_lines(session: BenchSession) -> list[str]:
                  if session.outcomes else f"checks: NONE: {session.no_checks_reason}")
     if session.left_out:
         lines.append(f"not run: {session.left_out}")
+    fidelity = fidelity_headline(fidelity_rows(session.records))
+    if fidelity:
+        lines.append(f"{fidelity} ({session.timings.get('crosscheck_s', 0):.0f} s, after the run)")
     if session.comparison is not None:
         from bench.analysis.compare import describe
         from bench.report.comparison import headline

@@ -39,6 +39,21 @@ SELF_SERVED = ("transformers", "transformers-cb")
 MIN_OPEN_LOOP_REQUESTS = 8
 
 
+# Learning rate of the LoRA runs, by model kind: the tiny model is small enough to need a larger
+# step than the seed's 2e-4 to move within a CPU-sized number of steps.
+TINY_LEARNING_RATE = 2e-3
+
+
+def generation_id(batch_size: int, effort: str) -> str:
+    """A generation case's test id, as pytest shows it: test_generate[bs1-low]."""
+    return f"bs{batch_size}-{effort}"
+
+
+def training_id(lora_r: int, shape: tuple[int, int]) -> str:
+    """A training case's test id: test_train[r8-b2x8]."""
+    return f"r{lora_r}-b{shape[0]}x{shape[1]}"
+
+
 @dataclass(frozen=True)
 class LoadShape:
     """One load point of the serving suite: `concurrency` users each sending their next request
@@ -110,6 +125,9 @@ class Profile:
     generation_points: tuple[tuple[int, str], ...] = ()
     # (LoRA rank, (batch, accumulation)) points of the training suite; empty: every rank at every shape.
     training_points: tuple[tuple[int, tuple[int, int]], ...] = ()
+    # Whether a run ends with the cross-check against a plain script (`bench.fidelity`): each repeat
+    # starts the engine twice more, so the nightly profiles run it and quick only when asked.
+    crosscheck: bool = False
 
     def __post_init__(self) -> None:
         outside = [p for p in self.generation_points if p[0] not in self.infer_batches or p[1] not in self.efforts]
@@ -123,6 +141,19 @@ class Profile:
     def generations(self) -> tuple[tuple[int, str], ...]:
         """The (batch size, effort) cases of the generation suite, in the order they run."""
         return self.generation_points or tuple((b, e) for b in self.infer_batches for e in self.efforts)
+
+    def steps_for(self, loss_meaningful: bool) -> int:
+        """Training steps of a case: enough to reach the loss target where loss means something, a
+        few timed ones otherwise (replicas)."""
+        return self.train_steps if loss_meaningful else self.timing_steps
+
+    def fixed_length_for(self, loss_meaningful: bool) -> int | None:
+        """Training rows of full length where loss means nothing (replicas): speed and memory at the
+        seed's 1024 tokens rather than at the short synthetic conversations' length."""
+        return None if loss_meaningful else self.max_seq_length
+
+    def learning_rate_for(self, model_kind: str) -> float:
+        return TINY_LEARNING_RATE if model_kind == "tiny" else self.learning_rate
 
     @property
     def trainings(self) -> tuple[tuple[int, tuple[int, int]], ...]:
@@ -143,17 +174,15 @@ PROFILES: dict[str, Profile] = {
                         load_rounds=3, infer_rounds=3, effort_tokens={"low": 16, "medium": 32, "high": 64},
                         max_time_s=20.0, suites=CORE_SUITES, generation_points=STANDARD_GENERATIONS,
                         training_points=STANDARD_TRAININGS, serve_concurrency=(1, 2, 4, 8, 16, 32),
-                        serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16),
+                        serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16,
+                        crosscheck=True),
     "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
                     infer_batches=(1, 2, 3, 4, 8, 16), efforts=EFFORTS, train_steps=200, timing_steps=8,
                     load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}, max_time_s=60.0,
                     serve_concurrency=(1, 2, 4, 8, 16, 32, 64), serve_rate_fractions=(0.25, 0.5, 0.75, 0.9),
-                    serve_rounds=5, serve_requests=32),
+                    serve_rounds=5, serve_requests=32, crosscheck=True),
 }
 
-# Learning rate of the LoRA runs, by model kind: the tiny model is small enough to need a larger
-# step than the seed's 2e-4 to move within a CPU-sized number of steps.
-TINY_LEARNING_RATE = 2e-3
 
 
 def get_profile(name: str) -> Profile:
@@ -200,8 +229,8 @@ def axes(profile: Profile, servers: tuple[str, ...] = ()) -> dict[str, tuple[lis
     points together; a test that takes one of them alone gets its own axis."""
     loads = load_shapes(profile)
     return {
-        "batch_size,effort": (list(profile.generations), [f"bs{b}-{e}" for b, e in profile.generations]),
-        "lora_r,train_batch": (list(profile.trainings), [f"r{r}-b{b}x{a}" for r, (b, a) in profile.trainings]),
+        "batch_size,effort": (list(profile.generations), [generation_id(b, e) for b, e in profile.generations]),
+        "lora_r,train_batch": (list(profile.trainings), [training_id(r, shape) for r, shape in profile.trainings]),
         "cache": (["cold", "warm"], ["cold", "warm"]),
         "lora_r": (list(profile.lora_ranks), [f"r{r}" for r in profile.lora_ranks]),
         "train_batch": (list(profile.train_batches), [f"b{b}x{a}" for b, a in profile.train_batches]),

@@ -157,6 +157,9 @@ class RunManifest:
     gpu_price_per_hour: float | None = None
     workers: list[dict] = field(default_factory=list)  # per-worker GPU, engine, timings (several devices)
     test_hooks: dict = field(default_factory=dict)  # test-only fault or slowdown hooks that were set
+    # the options that decide what a case measures, as the command line gives them ("--model": ...):
+    # what re-runs a case later (the cross-check) passes again
+    options: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 

@@ -73,6 +73,7 @@ def unmeasured(run: RunData) -> dict[str, int]:
 
 def context(run: RunData) -> dict:
     from bench.report.efficiency_table import efficiency_rows, run_energy
+    from bench.report.fidelity_table import fidelity_headline, fidelity_rows
     from bench.report.lanes import gpu_rows, lane_sections
     from bench.report.serving import load_points, saturation, slo_of
     from bench.report.why import load_rows, profile_rows, run_time_budget
@@ -85,7 +86,9 @@ def context(run: RunData) -> dict:
     roof = charts.roofline(points, cal["matmul_tflops"], cal["copy_gbps"]) if points and cal else None
     serve_points = load_points(run)
     curve = charts.latency_throughput(serve_points, slo_of(serve_points))
+    fidelity = fidelity_rows(run.records)
     return {
+        "fidelity": fidelity, "fidelity_headline": fidelity_headline(fidelity),
         "lanes": lane_sections(run), "gpu_rows": gpu_rows(run), "run_energy": run_energy(run, price),
         "train_steps": get_profile(run.manifest.profile).train_steps,
         "efficiency": efficiency, "roofline": Markup(roof) if roof else None,

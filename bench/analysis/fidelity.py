@@ -1,0 +1,72 @@
+"""Whether the harness's figures are a plain script's: pure arithmetic over the cross-check's repeats.
+
+The cross-check runs a plain script and the harness's own cases alternately on one host (plain,
+harness, plain, ...). Each repeat gives each side one run of samples; the ratio harness / plain is
+the project's paired-rounds estimator (`stats.paired_rounds`): per repeat the log of the harness's
+geometric mean over the plain script's, their mean, and a t interval from their spread, so drift
+between repeats is in the interval rather than in the ratio. Against the figure's tolerance (the
+metric registry's `fidelity_tolerance`: 10% for timings, 5% for memory) a figure
+
+- agrees: the whole 95% interval lies within the tolerance;
+- is a finding: the ratio itself lies outside it (the harness does not measure what a user would);
+- is unresolved: the ratio lies within it but the interval reaches beyond (more repeats would tell).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.analysis.stats import paired_rounds
+
+AGREES, FINDING, UNRESOLVED = "agrees", "finding", "unresolved"
+FIDELITY_METRIC = "fidelity_ratio"  # the records a cross-check writes: one per figure
+
+
+@dataclass(frozen=True)
+class FigureCheck:
+    """One figure (a metric of one case) measured by both sides: per repeat, each side's samples."""
+
+    metric: str
+    suite: str
+    params: dict
+    harness: list[list[float]]
+    plain: list[list[float]]
+    tolerance: float
+
+    def __post_init__(self) -> None:
+        if len(self.harness) != len(self.plain) or not self.harness:
+            raise ValueError(f"{self.metric}: each repeat needs samples of both sides "
+                             f"({len(self.harness)} harness, {len(self.plain)} plain)")
+
+    @property
+    def repeats(self) -> int:
+        return len(self.harness)
+
+    @property
+    def interval(self) -> tuple[float, float, float]:
+        """(ratio, low, high): harness / plain with its 95% interval; with one repeat, or repeats
+        that agree exactly, the interval is the ratio itself."""
+        estimate = paired_rounds(self.plain, self.harness)
+        low, high = estimate.interval(0.025)
+        return estimate.ratio, low, high
+
+    @property
+    def per_repeat(self) -> list[float]:
+        """Each repeat's ratio of geometric means: the observations the interval is made of."""
+        return [paired_rounds([p], [h]).ratio for p, h in zip(self.plain, self.harness)]
+
+    @property
+    def verdict(self) -> str:
+        ratio, low, high = self.interval
+        return judge(ratio, low, high, self.tolerance, self.repeats)
+
+
+def judge(ratio: float, low: float, high: float, tolerance: float, repeats: int) -> str:
+    """A single repeat has no interval to judge by: its ratio outside the tolerance is a finding,
+    inside it unresolved."""
+    within = 1 - tolerance <= ratio <= 1 + tolerance
+    if not within:
+        return FINDING
+    if repeats > 1 and 1 - tolerance <= low and high <= 1 + tolerance:
+        return AGREES
+    return UNRESOLVED

@@ -1,0 +1,300 @@
+"""The cross-check: the harness's headline figures against a plain script's, on the same host.
+
+A figure of the harness is worth something only if it is what a user's own script measures on the
+same machine. So, for a run's model, engine and GPU, this runs two things alternately, each in a
+fresh interpreter: `plain.py` (the engine alone, timed with a clock) and the harness itself (pytest
+on the suites, selecting the run's load cases, its generation points and its first training point,
+exactly as the run ran them), plain, harness, plain, ... for `repeats` rounds. Per figure the ratio
+harness / plain and its 95% interval come from those paired repeats (`bench.analysis.fidelity`).
+Before the repeats, the plain script loads once more with empty compile caches: the first load on a
+machine, reported as `load_s` with cache "first".
+
+Both sides get the run's environment: its GPU, its thread count on a CPU, its compile caches (so a
+cold load is a fresh process's with the caches earlier runs left, as the seed's was). The harness's
+repeats are runs of their own under `<run>/crosscheck/`; the ratios are appended to the run's
+results as `fidelity_ratio` records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.analysis.fidelity import FIDELITY_METRIC, FigureCheck
+from bench.data.loading import load_training_dataset
+from bench.errors import BenchError
+from bench.models import ModelSource, resolve_model
+from bench.records.metrics import METRICS
+from bench.records.profiles import Profile, generation_id, get_profile, training_id
+from bench.records.results import RESULTS_FILE, Measurement, RunManifest, ResultsWriter, read_results
+from bench.telemetry.environment import redact
+
+PLAIN_SCRIPT = Path(__file__).with_name("plain.py")
+FOLDER = "crosscheck"
+DEFAULT_REPEATS = 3
+WARM_LOADS = 2
+# What the plain script must not inherit: pytest's own variables and the harness's test-only hooks
+# (a slowed harness is what the cross-check must catch, not what it compares against).
+NOT_INHERITED = ("PYTEST_", "BENCH_TEST_")
+COMPILE_CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "UNSLOTH_COMPILE_LOCATION",
+                           "UNSLOTH_MEGA_CACHE_DIR")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What both sides run, taken from the run: the engine and where its weights are, the device
+    (`gpu`: the --gpu value, "cpu" or an index), the profile's points and the run's options."""
+
+    engine: str
+    target: str  # what `from_pretrained` is given: the prepared weights the harness loads
+    gpu: str
+    source: ModelSource
+    profile: Profile
+    four_bit: bool
+    options: dict[str, str]  # --model, --backend, --profile, --precision, --dataset, --isolate, ...
+    suites_dir: Path
+    environment: dict[str, str]  # the run's recorded environment (threads, compile caches)
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.gpu == "cpu" else "cuda"
+
+    @property
+    def training(self) -> tuple[int, tuple[int, int]] | None:
+        return self.profile.trainings[0] if self.profile.trainings else None
+
+
+@dataclass(frozen=True)
+class Figure:
+    metric: str
+    suite: str
+    params: dict
+
+    @property
+    def name(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+
+
+def setup_for_run(run_dir: Path, gpu: str | None = None) -> Setup:
+    """What the cross-check of the run in `run_dir` runs: its model, engine, profile and options,
+    on its GPU (or `gpu`, the --gpu value, where given); the weights as the run prepared them."""
+    from bench.backends import engine_options, get_backend
+
+    manifest = RunManifest.read(run_dir)
+    if "," in manifest.backend or len(manifest.gpus) > 1:
+        raise BenchError(f"{run_dir}: a run of several engines or GPUs; the cross-check takes one engine on one "
+                         "device: run it for one of them, e.g. pytest suites/ --gpu 0 --backend unsloth")
+    options = manifest.options or {"--model": manifest.model, "--backend": manifest.backend,
+                                   "--profile": manifest.profile}
+    gpu = gpu or (str(manifest.gpus[0]["index"]) if manifest.gpus else "cpu")
+    source = resolve_model(options["--model"])
+    device = "cpu" if gpu == "cpu" else "cuda"
+    profile = get_profile(options["--profile"])
+    backend = get_backend(manifest.backend, device,
+                          **engine_options(manifest.backend, options.get("--precision", "auto"), profile.max_seq_length))
+    return Setup(engine=manifest.backend, target=backend.prepare(source), gpu=gpu, source=source, profile=profile,
+                 four_bit=backend.four_bit(source), options=options, suites_dir=suites_dir(),
+                 environment={k: v for k, v in manifest.environment.items() if isinstance(v, str)})
+
+
+def suites_dir() -> Path:
+    """The suites as installed (`bench.suites`), else beside the package in a checkout."""
+    spec = importlib.util.find_spec("bench.suites")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parents[2] / "suites"
+
+
+def figures(setup: Setup) -> list[Figure]:
+    """The run's headline figures: cold and warm load, time to first token and decode rate at every
+    generation point, step time at the first training point and its peak memory on a GPU."""
+    out = [Figure("load_s", "load", {"cache": cache}) for cache in ("cold", "warm")]
+    for batch, effort in setup.profile.generations:
+        point = {"batch_size": batch, "effort": effort}
+        out += [Figure("ttft_s", "infer", point), Figure("decode_tok_s", "infer", point)]
+    if setup.training:
+        rank, (batch, accumulation) = setup.training
+        point = {"lora_r": rank, "batch_size": batch, "grad_accum": accumulation}
+        out.append(Figure("s_per_step", "train", point))
+        if setup.device != "cpu":
+            out.append(Figure("peak_vram_gb", "train", point))
+    return out
+
+
+def crosscheck(run_dir: Path, setup: Setup, repeats: int = DEFAULT_REPEATS,
+               say: Callable[[str], None] = lambda line: None) -> list[Measurement]:
+    """Run the cross-check for the run in `run_dir` and append its records there; returns them."""
+    if repeats < 1:
+        raise BenchError(f"--crosscheck-repeats {repeats}: give 1 or more (3 or more for an interval)")
+    folder = Path(run_dir) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    spec = folder / f"plain-spec-{stamp}.json"
+    spec.write_text(json.dumps(plain_spec(setup, folder)), encoding="utf-8")
+    say(f"cross-check: the first load with empty compile caches, then {repeats} x (plain script, harness)")
+    first = _plain(spec, folder / f"plain-first-{stamp}", setup, first=True)
+    plain_runs, harness_runs, order = [], [], []
+    for i in range(repeats):
+        say(f"cross-check {i + 1}/{repeats}: plain script")
+        plain_runs.append(_plain(spec, folder / f"plain-{stamp}-{i}", setup))
+        order.append(("plain", plain_runs[-1]["started"]))
+        say(f"cross-check {i + 1}/{repeats}: harness")
+        started = time.time()
+        harness_runs.append(_harness(folder / f"harness-{stamp}-{i}", setup))
+        order.append(("harness", started))
+    manifest = RunManifest.read(run_dir)
+    records = [_first_load(manifest, setup, first)]
+    for figure in figures(setup):
+        check = FigureCheck(figure.metric, figure.suite, figure.params,
+                            [_harness_samples(run, figure) for run in harness_runs],
+                            [_plain_samples(run, figure) for run in plain_runs],
+                            METRICS[figure.metric].fidelity_tolerance)
+        records.append(_ratio_record(manifest, setup, check, stamp))
+    writer = ResultsWriter(Path(run_dir) / RESULTS_FILE)
+    try:
+        for record in records:
+            writer.write(record)
+    finally:
+        writer.close()
+    (folder / f"order-{stamp}.json").write_text(json.dumps(order), encoding="utf-8")
+    return records
+
+
+def plain_spec(setup: Setup, folder: Path) -> dict:
+    """What the plain script is told: the same weights, settings, prompts and training rows as the
+    harness's cases (the rows as conversations: it renders them itself, as a user would)."""
+    rows = load_training_dataset(setup.options.get("--dataset", "builtin"))
+    conversations = [{"messages": row["messages"], "reasoning_effort": row.get("reasoning_effort")} for row in rows]
+
+    def asked(n: int) -> list[list[dict]]:  # the harness's prompts: the first n rows' turns up to the answer
+        return [[m for m in rows[i % len(rows)]["messages"] if m["role"] != "assistant"] for i in range(n)]
+
+    spec = {"engine": setup.engine, "model": setup.target, "device": setup.device, "four_bit": setup.four_bit,
+            "max_seq_length": setup.profile.max_seq_length, "warm_loads": WARM_LOADS,
+            "rounds": setup.profile.infer_rounds,
+            "generate": [{"batch_size": b, "effort": e, "new_tokens": setup.profile.effort_tokens[e],
+                          "conversations": asked(b)} for b, e in setup.profile.generations]}
+    if setup.training:
+        rank, (batch, accumulation) = setup.training
+        meaningful = setup.source.loss_meaningful
+        spec["train"] = {
+            "lora": {"r": rank, "alpha": 2 * rank, "dropout": 0.0, "seed": 3407},
+            "batch_size": batch, "grad_accum": accumulation, "steps": setup.profile.steps_for(meaningful),
+            "learning_rate": setup.profile.learning_rate_for(setup.source.kind), "warmup_steps": 2, "seed": 0,
+            "fixed_length": setup.profile.fixed_length_for(meaningful), "conversations": conversations,
+            "output_dir": str(folder / "plain-trainer")}
+    return spec
+
+
+def _environment(setup: Setup, empty_caches: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
+    for name in COMPILE_CACHE_VARIABLES + (THREAD_VARIABLES if setup.device == "cpu" else ()):
+        if name in setup.environment:
+            env[name] = setup.environment[name]
+    if empty_caches is not None:
+        for name in COMPILE_CACHE_VARIABLES:
+            env[name] = str(empty_caches / name.lower())
+    if setup.device != "cpu":
+        env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=setup.gpu)
+    return env
+
+
+def _plain(spec: Path, stem: Path, setup: Setup, first: bool = False) -> dict:
+    out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
+    if first:
+        data = json.loads(spec.read_text(encoding="utf-8"))
+        spec = stem.with_suffix(".spec.json")
+        spec.write_text(json.dumps({**data, "first": True}), encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="bench-empty-caches-") as empty:
+        env = _environment(setup, Path(empty) if first else None)
+        _run([sys.executable, str(PLAIN_SCRIPT), str(spec), str(out)], env, log, "the plain script")
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def harness_command(setup: Setup, run_dir: Path) -> list[str]:
+    """pytest on the run's suites, selecting the cases the cross-check compares, with the run's options."""
+    suites = setup.suites_dir
+    nodeids = [f"{suites / 'test_load.py'}::test_load[{cache}]" for cache in ("cold", "warm")]
+    nodeids += [f"{suites / 'test_infer.py'}::test_generate[{generation_id(b, e)}]" for b, e in setup.profile.generations]
+    if setup.training:
+        nodeids.append(f"{suites / 'test_train.py'}::test_train[{training_id(*setup.training)}]")
+    options = [arg for name, value in setup.options.items() for arg in (name, value)]
+    return [sys.executable, "-m", "pytest", *nodeids, "-q", "-p", "no:cacheprovider", *options, "--gpu", setup.gpu,
+            "--crosscheck", "off", "--report-dir", str(run_dir.parent), "--run-id", run_dir.name]
+
+
+def _harness(run_dir: Path, setup: Setup) -> list[Measurement]:
+    # pytest's exit status says whether the baseline's checks passed, which is not this run's business
+    _run(harness_command(setup, run_dir), _environment(setup) | _harness_hooks(), run_dir.with_suffix(".log"),
+         "the harness", ok=(0, 1))
+    return read_results(run_dir)
+
+
+def _harness_hooks() -> dict[str, str]:
+    """The harness side keeps the test-only hooks this process was given (a slowed harness)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("BENCH_TEST_")}
+
+
+def _run(command: list[str], env: dict[str, str], log: Path, what: str, ok: tuple[int, ...] = (0,)) -> None:
+    with open(log, "w", encoding="utf-8") as fh:
+        try:
+            code = subprocess.run(command, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=TIMEOUT_S).returncode
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"cross-check: {what} ran past {TIMEOUT_S:.0f} s (log: {log})") from None
+    if code not in ok:
+        tail = redact(log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:][0]
+                      if log.stat().st_size else "")
+        raise BenchError(f"cross-check: {what} exited {code}: {tail} (log: {log})")
+
+
+def _harness_samples(records: list[Measurement], figure: Figure) -> list[float]:
+    found = [r for r in records if r.metric == figure.metric and r.suite == figure.suite and r.status == "ok"
+             and r.value is not None and all(r.params.get(k) == v for k, v in figure.params.items())]
+    if not found:
+        raise BenchError(f"cross-check: the harness's repeat has no {figure.metric} for {figure.name}")
+    return list(found[0].samples) or [found[0].value]
+
+
+def _plain_samples(run: dict, figure: Figure) -> list[float]:
+    if figure.metric == "load_s":
+        return [run["cold_load_s"]] if figure.params["cache"] == "cold" else run["warm_load_s"]
+    if figure.suite == "infer":
+        point = next(p for p in run["generate"] if p["batch_size"] == figure.params["batch_size"]
+                     and p["effort"] == figure.params["effort"])
+        return point[figure.metric]
+    return run["train"]["s_per_step"] if figure.metric == "s_per_step" else [run["train"]["peak_vram_gb"]]
+
+
+def _record(manifest: RunManifest, setup: Setup, **fields) -> Measurement:
+    gpu = manifest.gpus[0] if manifest.gpus and setup.device != "cpu" else {}
+    spec = METRICS[fields["metric"]]
+    return Measurement(run_id=manifest.run_id, unit=spec.unit, better=spec.better, model=manifest.model,
+                       backend=setup.engine, gpu_index=gpu.get("index"), gpu_name=gpu.get("name"),
+                       gpu_uuid=gpu.get("uuid"), **fields)
+
+
+def _first_load(manifest: RunManifest, setup: Setup, run: dict) -> Measurement:
+    return _record(manifest, setup, test_id="crosscheck::plain[first]", suite="load", metric="load_s",
+                   value=run["cold_load_s"], samples=[run["cold_load_s"]], params={"cache": "first"},
+                   extra={"measured_by": "the cross-check's plain script: a fresh interpreter whose compile caches "
+                                         "were empty (the first load on a machine)"})
+
+
+def _ratio_record(manifest: RunManifest, setup: Setup, check: FigureCheck, stamp: str) -> Measurement:
+    ratio, low, high = check.interval
+    return _record(manifest, setup, test_id=f"crosscheck::{check.metric}[{Figure(check.metric, check.suite, check.params).name}]",
+                   suite=check.suite, metric=FIDELITY_METRIC, value=ratio, samples=check.per_repeat,
+                   params={**check.params, "figure": check.metric},
+                   extra={"low": low, "high": high, "verdict": check.verdict, "tolerance": check.tolerance,
+                          "unit": METRICS[check.metric].unit, "harness": check.harness, "plain": check.plain,
+                          "repeats": check.repeats, "crosscheck": stamp})

@@ -1,0 +1,235 @@
+"""A user's own script: load, train and generate with the engine alone, timed with a clock.
+
+The cross-check (`bench.fidelity.crosscheck`) runs this file as a script in a fresh interpreter,
+`python plain.py SPEC.json OUT.json`, beside repeats of the harness's own cases, and holds the
+harness's figures against its figures. It imports nothing of the harness: no samplers, no fork
+server, no per-token clock, no frozen garbage collector; only the engine, called as the engine's
+documentation and the seed's notebook call it, with the same settings the harness uses (model,
+precision, LoRA, trainer arguments, prompts). Each figure is taken the plainest way a careful user
+would take it: synchronize, read `time.perf_counter()`, do the work, synchronize, read it again.
+
+- load: `from_pretrained` of model and tokenizer; the first in this process is the cold load, the
+  next ones (after freeing the last) warm loads. With `"first": true` the process loads once and
+  exits: the compile caches it was pointed at are empty, so this is the first load on a machine.
+- training: LoRA on the cold-loaded model, trl's SFTTrainer, a callback stamping the end of every
+  optimizer step; the first step is the warm-up. Peak memory: `torch.cuda.max_memory_allocated`
+  once trained, the load's included, as the harness's training case (a process of its own) counts it.
+- generation: a warm-up generate, then per point and round `generate` of 1 and of N new tokens
+  (`min_new_tokens` = N): time to first token is the first, the decode rate B (N - 1) / (tN - t1).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+
+SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+WARMUP_NEW_TOKENS = 8
+
+
+def main(spec_path: str, out_path: str) -> None:
+    spec = json.loads(open(spec_path, encoding="utf-8").read())
+    if spec["engine"] == "unsloth":
+        import unsloth  # noqa: F401  (first: it patches transformers, peft and trl)
+    import torch
+    import transformers
+
+    out: dict = {"started": time.time(), "versions": {"torch": torch.__version__,
+                                                      "transformers": transformers.__version__}}
+    script = Script(spec, torch)
+    modules = len(sys.modules)
+    model, tokenizer, out["cold_load_s"] = script.timed_load()
+    out["cold_load_modules_imported"] = len(sys.modules) - modules
+    if spec.get("first"):
+        out["finished"] = time.time()
+        _write(out_path, out)
+        return
+    if spec.get("train"):
+        out["train"] = script.train(model, tokenizer)
+    del model
+    script.free()
+    warm = []
+    for _ in range(spec["warm_loads"]):
+        model, tokenizer, seconds = script.timed_load()
+        warm.append(seconds)
+        if len(warm) < spec["warm_loads"]:
+            del model
+            script.free()
+    out["warm_load_s"] = warm
+    out["generate"] = script.generate_points(model, tokenizer)
+    out["finished"] = time.time()
+    _write(out_path, out)
+
+
+class Script:
+    def __init__(self, spec: dict, torch) -> None:
+        self.spec, self.torch = spec, torch
+        self.cuda = spec["device"].startswith("cuda")
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def free(self) -> None:
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
+
+    def timed_load(self):
+        self.sync()
+        started = time.perf_counter()
+        model, tokenizer = self.load()
+        self.sync()
+        return model, tokenizer, time.perf_counter() - started
+
+    def load(self):
+        spec = self.spec
+        if spec["engine"] == "unsloth":
+            from unsloth import FastLanguageModel
+
+            return FastLanguageModel.from_pretrained(model_name=spec["model"], max_seq_length=spec["max_seq_length"],
+                                                     dtype=None, load_in_4bit=spec["four_bit"])
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs = {"dtype": self.torch.bfloat16 if self.cuda else self.torch.float32}
+        if self.cuda:
+            kwargs["device_map"] = {"": spec["device"]}
+            if spec["four_bit"]:
+                from transformers import BitsAndBytesConfig
+
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=self.torch.bfloat16)
+        return AutoModelForCausalLM.from_pretrained(spec["model"], **kwargs), AutoTokenizer.from_pretrained(spec["model"])
+
+    # ---- training ---------------------------------------------------------------------------
+    def with_lora(self, model):
+        lora = self.spec["train"]["lora"]
+        if self.spec["engine"] == "unsloth":
+            from unsloth import FastLanguageModel
+
+            return FastLanguageModel.get_peft_model(
+                model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], bias="none",
+                target_modules=SEVEN_TARGETS, use_gradient_checkpointing="unsloth", random_state=lora["seed"])
+        from peft import LoraConfig, get_peft_model
+
+        if self.cuda:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], bias="none",
+                            target_modules=SEVEN_TARGETS[:4],
+                            target_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+                            task_type="CAUSAL_LM")
+        self.torch.manual_seed(lora["seed"])
+        return get_peft_model(model, config)
+
+    def train(self, model, tokenizer) -> dict:
+        import importlib.util
+
+        from transformers import TrainerCallback
+        from trl import SFTConfig, SFTTrainer
+
+        settings = self.spec["train"]
+        stamps: list[float] = []
+        sync = self.sync
+
+        class StepEnds(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                sync()
+                stamps.append(time.perf_counter())
+
+        model = self.with_lora(model)
+        config = SFTConfig(
+            output_dir=settings["output_dir"], per_device_train_batch_size=settings["batch_size"],
+            gradient_accumulation_steps=settings["grad_accum"], max_steps=settings["steps"],
+            learning_rate=settings["learning_rate"], warmup_steps=settings["warmup_steps"],
+            lr_scheduler_type="linear", logging_steps=1, report_to=[], seed=settings["seed"],
+            max_length=self.spec["max_seq_length"], disable_tqdm=True, dataloader_num_workers=0,
+            save_strategy="no", bf16=self.cuda, fp16=False, use_cpu=not self.cuda,
+            optim="adamw_8bit" if self.cuda and importlib.util.find_spec("bitsandbytes") else "adamw_torch",
+            router_aux_loss_coef=0.0)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=self.training_rows(tokenizer),
+                             processing_class=tokenizer, callbacks=[StepEnds()])
+        sync()
+        stamps.append(time.perf_counter())
+        trainer.train()
+        steps = [b - a for a, b in zip(stamps, stamps[1:])]
+        peak = self.torch.cuda.max_memory_allocated() / 1e9 if self.cuda else None
+        del trainer, model
+        return {"step_s": steps, "s_per_step": steps[1:], "peak_vram_gb": peak}
+
+    def training_rows(self, tokenizer):
+        """The conversations as prompt and completion (the completion trained on); with a fixed
+        length, as text rows of that many tokens (conversations joined end to end): how the
+        harness trains where loss means nothing and only full-length speed counts."""
+        import datasets
+
+        rows, fixed = self.spec["train"]["conversations"], self.spec["train"]["fixed_length"]
+        pairs = []
+        for row in rows:
+            effort = row.get("reasoning_effort") or "medium"
+            prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True,
+                                                   reasoning_effort=effort)
+            full = tokenizer.apply_chat_template(row["messages"], tokenize=False, reasoning_effort=effort)
+            pairs.append({"prompt": prompt, "completion": full[len(prompt):]})
+        if fixed is None:
+            return datasets.Dataset.from_list(pairs)
+        texts, current, length = [], [], 0
+        for pair in pairs:
+            text = pair["prompt"] + pair["completion"]
+            current.append(text)
+            length += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            if length > fixed:
+                texts.append("".join(current))
+                current, length = [], 0
+        return datasets.Dataset.from_dict({"text": texts})
+
+    # ---- generation -------------------------------------------------------------------------
+    def generate_points(self, model, tokenizer) -> list[dict]:
+        if self.spec["engine"] == "unsloth":
+            from unsloth import FastLanguageModel
+
+            FastLanguageModel.for_inference(model)
+        else:
+            model.eval()
+        tokenizer.padding_side = "left"
+        points = self.spec["generate"]
+        self.timed_generate(model, tokenizer, self.prompts(tokenizer, points[0]["conversations"][:1], "medium"),
+                            WARMUP_NEW_TOKENS)
+        out = []
+        for point in points:
+            prompts = self.prompts(tokenizer, point["conversations"], point["effort"])
+            ttft, decode = [], []
+            for _ in range(self.spec["rounds"]):
+                first = self.timed_generate(model, tokenizer, prompts, 1)
+                whole = self.timed_generate(model, tokenizer, prompts, point["new_tokens"])
+                ttft.append(first)
+                decode.append(len(prompts) * (point["new_tokens"] - 1) / (whole - first))
+            out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
+                        "decode_tok_s": decode})
+        return out
+
+    @staticmethod
+    def prompts(tokenizer, conversations: list[list[dict]], effort: str) -> list[str]:
+        return [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                              reasoning_effort=effort) for messages in conversations]
+
+    def timed_generate(self, model, tokenizer, prompts: list[str], new_tokens: int) -> float:
+        self.sync()
+        started = time.perf_counter()
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.spec["device"])
+        with self.torch.inference_mode():
+            model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                           pad_token_id=tokenizer.pad_token_id)
+        self.sync()
+        return time.perf_counter() - started
+
+
+def _write(path: str, out: dict) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(out, fh)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,63 @@
+"""The cross-check's table, for the run page, summary.md and the terminal: per figure, the harness's
+value and the plain script's (geometric means over the repeats), their ratio with its 95% interval,
+and the verdict; the first load on a machine beside them."""
+
+from __future__ import annotations
+
+from bench.analysis.fidelity import AGREES, FIDELITY_METRIC, FINDING
+from bench.analysis.runs import describe_params
+from bench.analysis.stats import geometric_mean
+from bench.records.results import Measurement
+
+FIGURE_ORDER = ("load_s", "ttft_s", "decode_tok_s", "s_per_step", "peak_vram_gb")
+
+
+def fidelity_rows(records: list[Measurement]) -> list[dict]:
+    """The latest cross-check's figures (a run cross-checked again shows the last), in the order a
+    reader takes them in: loads, generation, training."""
+    checks = [r for r in records if r.metric == FIDELITY_METRIC and r.status == "ok"]
+    if not checks:
+        return []
+    latest = max(r.extra.get("crosscheck", "") for r in checks)
+    rows = []
+    for r in checks:
+        if r.extra.get("crosscheck", "") != latest:
+            continue
+        figure = r.params["figure"]
+        rows.append({
+            "figure": figure, "suite": r.suite,
+            "case": describe_params({k: v for k, v in r.params.items() if k != "figure"}),
+            "unit": r.extra.get("unit", ""), "harness": _centre(r.extra.get("harness", [])),
+            "plain": _centre(r.extra.get("plain", [])), "ratio": r.value, "low": r.extra.get("low"),
+            "high": r.extra.get("high"), "verdict": r.extra.get("verdict", ""), "tolerance": r.extra.get("tolerance"),
+            "repeats": r.extra.get("repeats", len(r.samples))})
+    first = [r for r in records if r.metric == "load_s" and r.params.get("cache") == "first" and r.value is not None]
+    if first:
+        rows.append({"figure": "load_s", "suite": "load", "case": "cache=first", "unit": first[-1].unit,
+                     "harness": None, "plain": first[-1].value, "ratio": None, "low": None, "high": None,
+                     "verdict": "the first load on a machine (empty compile caches), plain script only",
+                     "tolerance": None, "repeats": 1})
+    order = {name: i for i, name in enumerate(FIGURE_ORDER)}
+    return sorted(rows, key=lambda row: (order.get(row["figure"], len(order)), row["ratio"] is None))
+
+
+def fidelity_headline(rows: list[dict]) -> str | None:
+    """One line: how many figures agree, and each finding with its ratio."""
+    judged = [row for row in rows if row["ratio"] is not None]
+    if not judged:
+        return None
+    findings = [row for row in judged if row["verdict"] == FINDING]
+    agree = sum(1 for row in judged if row["verdict"] == AGREES)
+    text = (f"cross-check against a plain script ({judged[0]['repeats']} interleaved repeats): {agree} of "
+            f"{len(judged)} figures agree within tolerance, {len(findings)} finding{'s' if len(findings) != 1 else ''}, "
+            f"{len(judged) - agree - len(findings)} unresolved")
+    if findings:
+        text += "; " + "; ".join(f"{row['figure']} {row['case']}: harness/plain {row['ratio']:.3g}x "
+                                 f"({row['low']:.3g}-{row['high']:.3g})" for row in findings)
+    return text
+
+
+def _centre(per_repeat: list[list[float]]) -> float | None:
+    """The geometric mean of each repeat's geometric mean: the figure the ratio is a ratio of."""
+    means = [geometric_mean(run) for run in per_repeat if run]
+    return geometric_mean(means) if means else None
