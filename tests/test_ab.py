@@ -4,6 +4,7 @@ two checkouts of this repository in alternating rounds."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,33 @@ def test_a_round_that_crashes_keeps_its_whole_output_and_names_the_fatal_error(t
     # the top of faulthandler's dump, which the last lines of a long dump leave out
     assert "Fatal Python error: Aborted" in message
     assert "test_crash.py" in (runs / "B-1" / OUTPUT_FILE).read_text()
+
+
+def test_a_relative_report_directory_is_this_directorys_not_the_worktrees(tmp_path, monkeypatch):
+    """A round runs in its ref's worktree; `--report-dir reports` (the default) means the directory
+    bench ab was started in, where it then looks for the round's results."""
+    import os
+
+    from bench.commands.ab import Side, run_side
+
+    tree = tmp_path / "worktree"
+    (tree / "bench" / "harness").mkdir(parents=True)
+    for init in ("bench/__init__.py", "bench/harness/__init__.py"):
+        (tree / init).write_text("")
+    (tree / "bench" / "harness" / "plugin.py").write_text(
+        "def pytest_addoption(parser):\n    parser.addoption('--report-dir')\n    parser.addoption('--run-id')\n")
+    (tree / "test_writes.py").write_text(
+        "import pathlib\n"
+        "def test_writes(request):\n"
+        "    run = pathlib.Path(request.config.getoption('--report-dir')) / request.config.getoption('--run-id')\n"
+        "    run.mkdir(parents=True)\n"
+        "    (run / 'results.jsonl').write_text('')\n")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    run_dir = run_side(Side("A", ".", None, tree), ["test_writes.py"], Path("reports/x/runs"), "A-0", dict(os.environ))
+    assert run_dir == here / "reports" / "x" / "runs" / "A-0" and (run_dir / "results.jsonl").is_file()
+    assert not (tree / "reports").exists()
 
 
 def test_the_working_tree_is_used_as_it_is_and_bad_refs_are_one_line(tmp_path):
@@ -133,19 +161,22 @@ def test_errorrate_never_writes_a_chain_over_an_older_one(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bench_ab_runs_two_checkouts_in_rounds_and_compares_them_paired(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", ".", "--rounds", "2", "--report-dir",
-                           str(tmp_path), "--run-id", "aa", "--format", "json", "--",
-                           "suites/test_load.py", "-k", "warm", "--gpu", "cpu", "--benchmark-disable"],
-                          capture_output=True, text=True, cwd=REPO, timeout=900)
-    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+def test_bench_ab_in_a_fresh_clone_with_the_default_directories(tmp_path):
+    """As a new user runs it: a fresh clone, `bench ab HEAD HEAD`, no --report-dir. The rounds run in
+    a worktree of HEAD; their runs land under the clone's reports/, where the comparison reads them."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", "HEAD", "--rounds", "2", "--run-id", "aa",
+                           "--format", "json", "--", "suites/test_load.py", "-k", "warm", "--gpu", "cpu",
+                           "--benchmark-disable"], capture_output=True, text=True, cwd=clone, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 2 was the round's results looked for in the wrong place
     data = json.loads(proc.stdout)
     assert "2 alternating rounds a side, paired" in data["method"]
     assert {c["metric"] for c in data["changes"]} >= {"load_s"}
-    assert json.loads((tmp_path / "aa" / "ab.json").read_text())["counts"] == data["counts"]
-    runs = sorted(p.name for p in (tmp_path / "aa" / "runs").iterdir())
-    assert runs == ["A-0", "A-1", "B-0", "B-1"]
-    assert not list((tmp_path / "aa").glob("worktree-*"))  # the refs' checkouts are cleaned up
+    out = clone / "reports" / "aa"
+    assert json.loads((out / "ab.json").read_text())["counts"] == data["counts"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["A-0", "A-1", "B-0", "B-1"]
+    assert not list(out.glob("worktree-*"))  # the refs' checkouts are cleaned up
     assert proc.returncode == (1 if data["failed"] else 0)
 
 

@@ -301,6 +301,28 @@ def test_load_and_inference_children_start_fresh_while_the_server_imports_and_tr
     assert iso.fresh_processes == 2 and "2 started fresh" in iso.describe(10.0)
 
 
+def test_a_group_timing_a_cold_load_starts_fresh_even_when_the_fork_server_serves(tmp_path, monkeypatch):
+    """The fork server imports more than a user's script does before its first load: a cold load's
+    child never comes from it, whatever the server's state; the others still do."""
+    import multiprocessing
+
+    import bench.harness.isolate as isolate
+    from bench.backends import cold_load_starts_fresh
+    from bench.harness.session import BenchOptions
+
+    monkeypatch.setattr(isolate, "server_ready", lambda: True)
+    started: list[str] = []
+    _ready_children(monkeypatch, on_start=lambda context: started.append(context.get_start_method()))
+    iso = isolate.Isolator(tmp_path, BenchOptions(), [["load"], ["train"]], fresh=frozenset({0}),
+                           context=multiprocessing.get_context("forkserver"))
+    iso._collect = lambda child, code: iso.results.update({n: None for n in child.nodeids})
+    iso.result("load")
+    iso.result("train")
+    assert started == ["spawn", "forkserver"] and iso.fresh_processes == 1
+    # transformers' fork server preloads its trainer (and with it the model stack); Unsloth's only torch
+    assert cold_load_starts_fresh("hf") and not cold_load_starts_fresh("unsloth")
+
+
 def _imports_in_a_fresh_interpreter(code: str) -> list[str]:
     """The last line `code` printed, run in a fresh interpreter with the tiny model built first (by
     another process, as the harness's parent builds it for its children)."""

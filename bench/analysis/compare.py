@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.analysis import stats
 from bench.analysis.baselines import Quiet
-from bench.analysis.stats import ALPHA, IMPROVEMENT, REGRESSION, Estimate
+from bench.analysis.stats import ALPHA, IMPROVEMENT, REGRESSION, UNCHANGED, Estimate
 from bench.records.metrics import METRICS, gates
 from bench.records.results import Measurement
 
@@ -305,8 +305,12 @@ def judge(pairs: list[tuple[Measurement, Estimate]], rules: Rules, paired: bool 
             verdict = stats.single_verdict(est.ratio, r.better, thresholds[i])
         else:
             verdict = stats.verdict(low, high, r.better, thresholds[i], est.ratio if significant[i] else None)
+        note = ""
+        floor = METRICS[r.metric].floor if r.metric in METRICS else None
+        if verdict in (REGRESSION, IMPROVEMENT) and floor is not None and abs(est.new - est.base) < floor:
+            verdict, note = UNCHANGED, f"within {floor:g} {r.unit}, the least change this metric can show"
         changes.append(MetricChange(r.suite, r.metric, r.params, r.unit, r.better, est, thresholds[i], gating[i],
-                                    tail, low, high, verdict, quiet_host=quiet_host[i]))
+                                    tail, low, high, verdict, note=note, quiet_host=quiet_host[i]))
     return changes
 
 

@@ -98,6 +98,8 @@ def plugin_module(root: Path) -> str:
 
 
 def run_side(side: Side, pytest_args: list[str], runs_dir: Path, run_id: str, env: dict) -> Path:
+    # the round runs in its ref's worktree: a relative directory would be resolved there
+    runs_dir = runs_dir.resolve()
     cmd = [sys.executable, "-m", "pytest", *pytest_args, "-p", plugin_module(side.root),
            *[arg for p in PLUGINS for arg in ("-p", p)], "--report-dir", str(runs_dir), "--run-id", run_id,
            "-q", "-p", "no:cacheprovider"]
@@ -151,6 +153,7 @@ def run_ab(refs: tuple[str, str], pytest_args: list[str], out: Path, rounds: int
     if taken:
         raise BenchError(f"{taken[0]}: bench ab sets it for each run; leave it out of the pytest arguments")
     looks = looks or [rounds]
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     sides = {s.label: s for s in checkout(refs, Path.cwd(), out)}
     records: dict[str, Records] = {"A": [], "B": []}

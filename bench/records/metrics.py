@@ -40,9 +40,15 @@ class Metric:
     # figure agrees when its ratio to the script's lies within this relative tolerance. None: not
     # cross-checked.
     fidelity_tolerance: float | None = None
+    # The smallest absolute change, in the metric's unit, a comparison can call a regression or an
+    # improvement: memory moves in the allocator's steps (torch's caching allocator rounds blocks up
+    # to 2 MiB and reserves segments of up to 20 MiB; NVML counts in MiB), which on a small model are
+    # a large share: the tiny model's 4.2 MB peak read 5.1 MB on a second H100 run, +20%.
+    floor: float | None = None
 
 
 M = Metric
+MEMORY_FLOOR_GB = 0.05  # `floor` of memory figures: above the allocator's steps, below any change that matters
 METRICS: dict[str, Metric] = {
     "load_s": M("s", "lower", ("load",),
                 "model load time; params.cache: cold (the first load in a fresh process, the engine's first-use "
@@ -54,20 +60,21 @@ METRICS: dict[str, Metric] = {
                          "one extra warm load, sampled, untimed: the sum of its phases (extra: phases, "
                          "the profiled wall time and the timed median beside it)", compared=False),
     "load_memory_gb": M("GB", "lower", ("load",), "torch allocated after load (CUDA) / RSS growth (CPU)",
-                        tolerance=0.25),
+                        tolerance=0.25, floor=MEMORY_FLOOR_GB),
     "peak_vram_gb": M("GB", "lower", ("load", "train", "infer"), "peak torch-allocated CUDA memory",
                       gates=True, tolerance=0.02, charted=True, frozen=True, closes_case=True,
-                      fidelity_tolerance=0.05),
+                      fidelity_tolerance=0.05, floor=MEMORY_FLOOR_GB),
     "peak_reserved_gb": M("GB", "lower", ("load", "train", "infer"), "peak torch-reserved CUDA memory (caching allocator)",
-                          tolerance=0.05),
+                          tolerance=0.05, floor=MEMORY_FLOOR_GB),
     "nvml_peak_used_gb": M("GB", "lower", ("load", "train", "infer"),
                            "peak device memory used as NVML (nvidia-smi) reports it", tolerance=0.05, charted=True,
-                           closes_case=True),
+                           closes_case=True, floor=MEMORY_FLOOR_GB),
     "nvml_process_peak_gb": M("GB", "lower", ("load", "train", "infer"),
                               "peak GPU memory NVML counts for this process alone (context, allocator cache, "
-                              "tensors): other processes on the GPU excluded", tolerance=0.05, charted=True),
+                              "tensors): other processes on the GPU excluded", tolerance=0.05, charted=True,
+                              floor=MEMORY_FLOOR_GB),
     "peak_rss_gb": M("GB", "lower", ("load", "train", "infer"), "peak resident memory of the process (CPU runs)",
-                     tolerance=0.10, closes_case=True),
+                     tolerance=0.10, closes_case=True, floor=MEMORY_FLOOR_GB),
     "s_per_step": M("s", "lower", ("train",), "optimizer step time, warm-up step excluded",
                     gates=True, charted=True, frozen=True, fidelity_tolerance=0.10),
     "train_tokens_per_s": M("tok/s", "higher", ("train",), "non-padding tokens trained per second",

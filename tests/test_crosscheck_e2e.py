@@ -1,0 +1,70 @@
+"""The cross-check end to end on the CPU with the tiny model: a plain script and the harness run
+alternately, and a harness slowed on purpose (the test-only slowdown hook, which the plain script
+never sees) is reported as a fidelity finding in the run's records, report, summary and terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.records.results import RunManifest, read_results
+
+from conftest import REPO
+from test_plugin import run_pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slowed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("crosscheck")
+    result = run_pytest("suites/test_load.py", "-q", "--gpu", "cpu", "--report-dir", str(out), "--run-id", "slowed",
+                        "--crosscheck", "--crosscheck-repeats", "1", env_extra={"BENCH_TEST_SLOWDOWN": "1.0"})
+    return result, out / "slowed"
+
+
+def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slowed):
+    result, run_dir = slowed
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    ratios = {(r.params["figure"], r.params.get("cache") or r.params.get("effort") or r.params.get("lora_r"),
+               r.params.get("batch_size")): r for r in read_results(run_dir) if r.metric == "fidelity_ratio"}
+    assert len(ratios) == 2 + 2 * 5 + 1  # loads, TTFT and decode at quick's five points, the step time
+    decode = [r for key, r in ratios.items() if key[0] == "decode_tok_s"]
+    # every generated token of the harness was stretched to twice its time: half the rate
+    assert all(r.extra["verdict"] == "finding" and r.value < 0.75 for r in decode)
+    step = ratios[("s_per_step", 8, 2)]
+    assert step.extra["verdict"] == "finding" and step.value > 1.4
+    assert step.extra["harness"] and step.extra["plain"] and step.extra["repeats"] == 1
+    first = [r for r in read_results(run_dir) if r.metric == "load_s" and r.params == {"cache": "first"}]
+    assert len(first) == 1 and first[0].value > 0
+
+
+def test_the_findings_are_in_the_report_the_summary_and_the_terminal(slowed):
+    result, run_dir = slowed
+    html = (run_dir / "report.html").read_text()
+    assert 'id="fidelity-table"' in html and ">finding</td>" in html
+    summary = (run_dir / "summary.md").read_text()
+    assert "| decode_tok_s | `batch_size=1, effort=low` |" in summary and "**finding**" in summary
+    assert "cross-check against a plain script (1 interleaved repeats)" in result.stdout
+    assert "decode_tok_s batch_size=1, effort=low: harness/plain" in result.stdout
+    assert RunManifest.read(run_dir).timings["crosscheck_s"] > 0
+
+
+def test_the_two_sides_ran_alternately_each_in_a_process_of_its_own(slowed):
+    _, run_dir = slowed
+    folder = run_dir / "crosscheck"
+    [order] = [json.loads(p.read_text()) for p in folder.glob("order-*.json")]
+    assert [side for side, _ in order] == ["plain", "harness"] and order[0][1] < order[1][1]
+    [plain] = [json.loads(p.read_text()) for p in folder.glob("plain-2*.json") if ".spec" not in p.name]
+    assert plain["cold_load_modules_imported"] > 100  # a fresh interpreter: the model stack came with the load
+    [harness] = [p for p in folder.glob("harness-*") if p.is_dir()]
+    assert RunManifest.read(harness).options["--profile"] == "quick"
+
+
+def test_bench_crosscheck_says_what_to_fix_for_a_directory_that_is_no_run(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bench.commands.cli", "crosscheck", str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "is this a run directory" in out.stderr and "Traceback" not in out.stderr

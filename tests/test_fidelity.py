@@ -1,0 +1,118 @@
+"""The cross-check's arithmetic (bench.analysis.fidelity), its table (bench.report.fidelity_table) and
+what the driver tells each side (bench.fidelity.crosscheck), without running either side."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.analysis.fidelity import AGREES, FINDING, UNRESOLVED, FigureCheck, judge
+from bench.fidelity.crosscheck import Setup, figures, harness_command, plain_spec, setup_for_run, suites_dir
+from bench.models import resolve_model
+from bench.records.profiles import PROFILES
+from bench.report.fidelity_table import fidelity_headline, fidelity_rows
+
+from conftest import make_record, write_run
+
+
+def check(harness, plain, tolerance=0.10, metric="decode_tok_s"):
+    return FigureCheck(metric, "infer", {"batch_size": 1, "effort": "low"}, harness, plain, tolerance)
+
+
+def test_the_ratio_is_the_harness_over_the_plain_script_from_paired_repeats():
+    c = check([[8.0, 8.0], [9.0]], [[10.0], [10.0, 10.0]])
+    ratio, low, high = c.interval
+    assert ratio == pytest.approx(math.sqrt(0.8 * 0.9))
+    assert c.per_repeat == pytest.approx([0.8, 0.9]) and low < ratio < high
+
+
+def test_repeats_that_agree_exactly_agree_and_a_slowed_harness_is_a_finding():
+    same = check([[14.8], [14.8], [14.8]], [[14.8], [14.8], [14.8]], tolerance=0.05, metric="peak_vram_gb")
+    assert same.interval == (1.0, 1.0, 1.0) and same.verdict == AGREES
+    slowed = check([[6.9], [7.1], [7.0]], [[10.0], [10.4], [9.8]])
+    assert slowed.verdict == FINDING and slowed.interval[2] < 0.9
+
+
+def test_a_ratio_within_tolerance_with_an_interval_beyond_it_is_unresolved():
+    noisy = check([[10.0], [12.0], [8.5]], [[10.0], [9.0], [10.5]])
+    ratio, low, high = noisy.interval
+    assert 0.9 <= ratio <= 1.1 and (low < 0.9 or high > 1.1)
+    assert noisy.verdict == UNRESOLVED
+
+
+def test_one_repeat_has_no_interval_and_is_judged_by_its_ratio():
+    assert judge(1.02, 1.02, 1.02, 0.10, repeats=1) == UNRESOLVED
+    assert judge(0.7, 0.7, 0.7, 0.10, repeats=1) == FINDING
+    with pytest.raises(ValueError, match="each repeat needs samples of both sides"):
+        check([[1.0]], [])
+
+
+def test_the_table_shows_the_latest_cross_check_with_the_first_load_beside_it():
+    def ratio(value, verdict, stamp, figure="decode_tok_s", **params):
+        return make_record("fidelity_ratio", value, suite="infer", extra={
+            "low": value * 0.95, "high": value * 1.05, "verdict": verdict, "tolerance": 0.1, "unit": "tok/s",
+            "harness": [[value * 10]], "plain": [[10.0]], "repeats": 3, "crosscheck": stamp},
+            figure=figure, **params)
+
+    records = [ratio(0.5, FINDING, "20260101-000000", batch_size=1, effort="low"),
+               ratio(0.98, AGREES, "20260102-000000", batch_size=1, effort="low"),
+               ratio(0.69, FINDING, "20260102-000000", batch_size=1, effort="high"),
+               make_record("load_s", 2.4, samples=[2.4], cache="first")]
+    rows = fidelity_rows(records)
+    assert [(r["case"], r["ratio"]) for r in rows[:2]] == [("cache=first", None), ("batch_size=1, effort=low", 0.98)]
+    assert rows[2]["harness"] == pytest.approx(6.9) and rows[2]["plain"] == pytest.approx(10.0)
+    line = fidelity_headline(rows)
+    assert line.startswith("cross-check against a plain script (3 interleaved repeats): 1 of 2 figures agree")
+    assert "decode_tok_s batch_size=1, effort=high: harness/plain 0.69x (0.655-0.724)" in line
+    assert fidelity_headline([]) is None
+
+
+def _setup(profile="quick", gpu="cpu", model="tiny-gpt-oss") -> Setup:
+    return Setup(engine="hf", target="/weights", gpu=gpu, source=resolve_model(model), profile=PROFILES[profile],
+                 four_bit=False, options={"--model": model, "--backend": "hf", "--profile": profile},
+                 suites_dir=suites_dir(), environment={"OMP_NUM_THREADS": "1"})
+
+
+def test_the_figures_are_the_runs_headline_points_and_memory_only_on_a_gpu():
+    names = [(f.metric, tuple(f.params.values())) for f in figures(_setup("standard"))]
+    assert names[:2] == [("load_s", ("cold",)), ("load_s", ("warm",))]
+    assert len([n for n in names if n[0] == "decode_tok_s"]) == len(PROFILES["standard"].generations) == 7
+    assert names[-1] == ("s_per_step", (8, 2, 8))
+    assert figures(_setup("standard", gpu="0"))[-1].metric == "peak_vram_gb"
+
+
+def test_the_harness_side_runs_the_runs_cases_with_its_options_and_no_cross_check_of_its_own(tmp_path):
+    command = harness_command(_setup(), tmp_path / "crosscheck" / "harness-0")
+    nodeids = [a for a in command if "::" in a]
+    assert [n.rsplit("::", 1)[1] for n in nodeids] == [
+        "test_load[cold]", "test_load[warm]", "test_generate[bs1-low]", "test_generate[bs1-medium]",
+        "test_generate[bs1-high]", "test_generate[bs2-medium]", "test_generate[bs3-medium]", "test_train[r8-b2x2]"]
+    assert all(n.startswith(str(suites_dir())) for n in nodeids)
+    joined = " ".join(command)
+    assert "--model tiny-gpt-oss --backend hf --profile quick --gpu cpu --crosscheck off" in joined
+    assert f"--report-dir {tmp_path / 'crosscheck'} --run-id harness-0" in joined
+
+
+def test_the_plain_script_is_told_the_harnesss_prompts_and_training_settings(tmp_path):
+    spec = plain_spec(_setup(), tmp_path)
+    assert spec["engine"] == "hf" and spec["model"] == "/weights" and spec["device"] == "cpu"
+    assert [(p["batch_size"], p["effort"], p["new_tokens"]) for p in spec["generate"]] == [
+        (1, "low", 16), (1, "medium", 32), (1, "high", 64), (2, "medium", 32), (3, "medium", 32)]
+    # the harness's prompts: the first rows' turns up to the answer
+    assert len(spec["generate"][4]["conversations"]) == 3
+    assert all(m["role"] != "assistant" for c in spec["generate"][4]["conversations"] for m in c)
+    train = spec["train"]
+    assert (train["batch_size"], train["grad_accum"], train["steps"]) == (2, 2, 30)
+    assert train["learning_rate"] == 2e-3 and train["fixed_length"] is None and len(train["conversations"]) == 3000
+    replica = plain_spec(_setup(model="replica:gpt-oss-20b", gpu="0"), tmp_path)["train"]
+    assert (replica["steps"], replica["learning_rate"], replica["fixed_length"]) == (8, 2e-4, 1024)
+
+
+def test_a_run_of_several_engines_is_refused_with_what_to_run_instead(tmp_path):
+    from bench.errors import BenchError
+
+    run = write_run(tmp_path, "two", [make_record("load_s", 1.0, cache="cold")],
+                    gpus=[{"index": 0, "name": "A"}, {"index": 1, "name": "A"}])
+    with pytest.raises(BenchError, match="one engine on one device"):
+        setup_for_run(run)
