@@ -31,7 +31,7 @@ def test_a_checkout_knows_where_its_plugin_lives(tmp_path):
 def test_a_round_that_crashes_keeps_its_whole_output_and_names_the_fatal_error(tmp_path):
     import os
 
-    from bench.commands.ab import OUTPUT_FILE, Side, run_side
+    from bench.commands.ab import OUTPUT_FILE, Checkout, run_side
     from bench.errors import BenchError
 
     # a checkout whose plugin takes the harness's options and whose one test writes a record, then aborts
@@ -49,7 +49,7 @@ def test_a_round_that_crashes_keeps_its_whole_output_and_names_the_fatal_error(t
         "    os.abort()\n")
     runs = tmp_path / "runs"
     with pytest.raises(BenchError) as err:
-        run_side(Side("B", ".", None, tmp_path), ["test_crash.py"], runs, "B-1", dict(os.environ))
+        run_side(Checkout("B", ".", None, tmp_path), ["test_crash.py"], runs, "B-1", dict(os.environ))
     message = str(err.value)
     assert "round B-1 (.) exited -6 before it finished" in message and str(runs / "B-1" / OUTPUT_FILE) in message
     # the top of faulthandler's dump, which the last lines of a long dump leave out
@@ -62,7 +62,7 @@ def test_a_relative_report_directory_is_this_directorys_not_the_worktrees(tmp_pa
     bench ab was started in, where it then looks for the round's results."""
     import os
 
-    from bench.commands.ab import Side, run_side
+    from bench.commands.ab import Checkout, run_side
 
     tree = tmp_path / "worktree"
     (tree / "bench" / "harness").mkdir(parents=True)
@@ -79,7 +79,7 @@ def test_a_relative_report_directory_is_this_directorys_not_the_worktrees(tmp_pa
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
-    run_dir = run_side(Side("A", ".", None, tree), ["test_writes.py"], Path("reports/x/runs"), "A-0", dict(os.environ))
+    run_dir = run_side(Checkout("A", ".", None, tree), ["test_writes.py"], Path("reports/x/runs"), "A-0", dict(os.environ))
     assert run_dir == here / "reports" / "x" / "runs" / "A-0" and (run_dir / "results.jsonl").is_file()
     assert not (tree / "reports").exists()
 

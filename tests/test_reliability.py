@@ -206,9 +206,10 @@ def test_a_load_group_shares_one_process_and_the_cost_is_recorded(tmp_path):
     manifest = RunManifest.read(tmp_path / "grp")
     assert manifest.timings["isolation_processes"] == 2
     assert any(note.startswith("isolation: each load group ran in a fresh process") for note in manifest.notes)
-    # the fork server's imports were waited for once, before the first child, and filed as the engine's
-    # import; the children's own (no-op) imports are not the run's
-    assert manifest.timings["engine_import_s"] > 0 and manifest.timings["import_hf_s"] < manifest.timings["engine_import_s"]
+    # the first child times the cold load: it starts fresh and imports what a user's script does, and
+    # the run waited for that import, filed as the engine's (the training child's, forked, is not the run's)
+    assert manifest.timings["engine_import_s"] > 0 and manifest.timings["isolation_fresh_processes"] == 1
+    assert manifest.timings["import_hf_s"] <= manifest.timings["engine_import_s"]
     records = read_results(tmp_path / "grp")
     cold = [r for r in records if r.metric == "load_s" and r.params == {"cache": "cold"}]
     assert cold and cold[0].status == "ok"  # not skipped: it was the child's first load

@@ -9,12 +9,15 @@ side), and each round's A and B form a pair. The comparison engine then judges t
 pooling each metric's paired variance over its cases (`compare_rounds`).
 
 Each git ref is checked out once into a worktree (`.` is the working tree as it is, uncommitted
-changes included); nothing is installed twice: every run uses this environment, with the ref's own
-`bench` package imported from its worktree, and the built models' cache is shared.
+changes included), and its own `bench` package is imported from there; the built models' cache is
+shared. A side may also be an environment (`--a unsloth==X --b unsloth==Y`, a requirements file, an
+interpreter): its rounds run in that environment's Python (`bench.commands.environments`), built
+once with uv and kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -45,11 +48,14 @@ RESERVED = ("--report-dir", "--run-id", "--compare", "--resume")
 
 
 @dataclass(frozen=True)
-class Side:
+class Checkout:
+    """One side's code: a git ref checked out (or the working tree) and the Python that runs it."""
+
     label: str  # "A" or "B"
     ref: str
     commit: str | None  # None: the working tree as it is
     root: Path
+    python: Path = Path(sys.executable)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -68,10 +74,10 @@ def _resolve(ref: str, repo: Path) -> str | None:
         raise BenchError(f"{ref}: not a commit of {repo}; give a branch, tag or commit (or . for the working tree)") from None
 
 
-def checkout(refs: tuple[str, str], repo: Path, into: Path) -> list[Side]:
+def checkout(refs: tuple[str, str], repo: Path, into: Path) -> list[Checkout]:
     """One worktree per distinct commit (an A/A of one commit shares it); `.` needs no git."""
     if set(refs) == {"."}:
-        return [Side(label, ".", None, repo.resolve()) for label in "AB"]
+        return [Checkout(label, ".", None, repo.resolve()) for label in "AB"]
     try:
         top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
     except BenchError:
@@ -88,7 +94,7 @@ def checkout(refs: tuple[str, str], repo: Path, into: Path) -> list[Side]:
             if not root.exists():
                 _git("worktree", "add", "--detach", str(root), commit, cwd=top)
             made[commit] = root
-        sides.append(Side(label, ref, commit, root))
+        sides.append(Checkout(label, ref, commit, root))
     return sides
 
 
@@ -97,10 +103,10 @@ def plugin_module(root: Path) -> str:
     return "bench.harness.plugin" if (root / "bench" / "harness" / "plugin.py").is_file() else "bench.plugin"
 
 
-def run_side(side: Side, pytest_args: list[str], runs_dir: Path, run_id: str, env: dict) -> Path:
+def run_side(side: Checkout, pytest_args: list[str], runs_dir: Path, run_id: str, env: dict) -> Path:
     # the round runs in its ref's worktree: a relative directory would be resolved there
     runs_dir = runs_dir.resolve()
-    cmd = [sys.executable, "-m", "pytest", *pytest_args, "-p", plugin_module(side.root),
+    cmd = [str(side.python), "-m", "pytest", *pytest_args, "-p", plugin_module(side.root),
            *[arg for p in PLUGINS for arg in ("-p", p)], "--report-dir", str(runs_dir), "--run-id", run_id,
            "-q", "-p", "no:cacheprovider"]
     env = {**env, "PYTHONPATH": os.pathsep.join([str(side.root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -142,11 +148,13 @@ Records = list[list[Measurement]]
 
 def run_ab(refs: tuple[str, str], pytest_args: list[str], out: Path, rounds: int = DEFAULT_ROUNDS,
            env_for: dict[str, dict] | None = None, echo=print, looks: list[int] | None = None,
-           enough: Callable[[Records, Records], bool] | None = None) -> tuple[Records, Records]:
+           enough: Callable[[Records, Records], bool] | None = None,
+           pythons: dict[str, Path] | None = None) -> tuple[Records, Records]:
     """Run both sides in alternating rounds; their records, round by round. `looks`: the round
     counts after which `enough(a, b)` is asked whether to stop (the last one ends the rounds;
     default: `rounds` rounds). `env_for` adds environment variables per side (the error-rate
-    measurement slows one side down with it)."""
+    measurement slows one side down with it); `pythons` gives a side the interpreter of its own
+    environment (`bench.commands.environments`)."""
     if rounds < 2:
         raise BenchError(f"--rounds {rounds}: give 2 or more (one round has no spread to judge by)")
     taken = [a for a in pytest_args if a.split("=", 1)[0] in RESERVED]
@@ -155,7 +163,8 @@ def run_ab(refs: tuple[str, str], pytest_args: list[str], out: Path, rounds: int
     looks = looks or [rounds]
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    sides = {s.label: s for s in checkout(refs, Path.cwd(), out)}
+    sides = {s.label: dataclasses.replace(s, python=(pythons or {}).get(s.label, s.python))
+             for s in checkout(refs, Path.cwd(), out)}
     records: dict[str, Records] = {"A": [], "B": []}
     for i in range(looks[-1]):
         for label in order(i):

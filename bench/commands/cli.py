@@ -1,4 +1,4 @@
-"""`bench compare | ab | errorrate | report | baseline | export | merge | doctor | cluster | crosscheck`:
+"""`bench compare | ab | bisect | errorrate | report | baseline | export | merge | doctor | cluster | crosscheck`:
 judging and publishing runs outside a test session, measuring two versions in alternating rounds,
 running the suites sharded over a cluster, and holding a run's figures against a plain script's."""
 
@@ -133,18 +133,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def _emit(result, base: str, new: str, fmt: str, all_rows: bool = False) -> None:
+def _emit(result, base: str, new: str, fmt: str, all_rows: bool = False, sides=None) -> None:
     """Print a comparison in the chosen format, and append its markdown to a CI job summary."""
     import os
 
     from bench.report.comparison import to_json, to_markdown, to_table
 
-    render = {"table": lambda: to_table(result, base, new, all_rows), "markdown": lambda: to_markdown(result, base, new),
-              "json": lambda: to_json(result, base, new)}[fmt]
+    render = {"table": lambda: to_table(result, base, new, all_rows),
+              "markdown": lambda: to_markdown(result, base, new, sides),
+              "json": lambda: to_json(result, base, new, sides)}[fmt]
     print(render())
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(to_markdown(result, base, new) + "\n")
+            fh.write(to_markdown(result, base, new, sides) + "\n")
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
@@ -153,10 +154,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from bench.analysis.baselines import load_baseline
     from bench.analysis.compare import Rules, look, look_points
     from bench.commands.ab import max_rounds_of, remove_worktrees, run_ab
+    from bench.commands.environments import sides_of
     from bench.report.comparison import to_json, to_markdown
 
+    refs = _refs(args)
     pytest_args = args.pytest_args or ["suites/"]
-    out = Path(args.report_dir) / (args.run_id or time.strftime("%Y%m%d-%H%M%S-ab"))
+    out = (Path(args.report_dir) / (args.run_id or time.strftime("%Y%m%d-%H%M%S-ab"))).resolve()
     if out.exists() and any(out.iterdir()):
         raise BenchError(f"{out} exists and is not empty; choose another --run-id")
     # A baseline's [thresholds] absorb the drift between two separate runs; paired rounds measure that
@@ -164,19 +167,65 @@ def cmd_ab(args: argparse.Namespace) -> int:
     baseline = load_baseline(args.baseline) if args.baseline else None
     rules = Rules.of(parse_threshold(args.threshold), baseline)
     points = look_points(args.rounds, max_rounds_of(args.rounds, args.max_rounds))
+    echo = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    environments = _environments(args, echo)
     try:
-        a, b = run_ab((args.ref_a, args.ref_b), pytest_args, out, args.rounds, looks=points,
-                      enough=lambda a, b: look(a, b, rules, len(points))[1],
-                      echo=lambda line: print(line, file=sys.stderr))
+        a, b = run_ab(refs, pytest_args, out, args.rounds, looks=points,
+                      enough=lambda a, b: look(a, b, rules, len(points))[1], echo=echo,
+                      pythons={label: env.python for label, env in environments.items()})
     finally:
         if not args.keep_worktrees:
             remove_worktrees(out)
     result = look(a, b, rules, len(points))[0]
-    (out / "ab.md").write_text(to_markdown(result, args.ref_a, args.ref_b), encoding="utf-8")
-    (out / "ab.json").write_text(to_json(result, args.ref_a, args.ref_b), encoding="utf-8")
-    _emit(result, args.ref_a, args.ref_b, args.format, args.all)
+    sides = sides_of(refs, environments, Path.cwd())
+    names = [f"{ref} + {env.spec.label}" if env.spec.builds or env.spec.interpreter else ref
+             for ref, env in zip(refs, environments.values())]
+    (out / "ab.md").write_text(to_markdown(result, *names, sides), encoding="utf-8")
+    (out / "ab.json").write_text(to_json(result, *names, sides), encoding="utf-8")
+    _emit(result, *names, args.format, args.all, sides)
     print(out, file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    import time
+
+    from bench.analysis.baselines import load_baseline
+    from bench.analysis.compare import Rules
+    from bench.commands.bisect import GIT, Bisector, bisect, commits_between, versions_between, write
+
+    out = (Path(args.report_dir) / (args.run_id or time.strftime("%Y%m%d-%H%M%S-bisect"))).resolve()
+    if out.exists() and any(out.iterdir()):
+        raise BenchError(f"{out} exists and is not empty; choose another --run-id")
+    versions = (commits_between(args.good, args.bad, Path.cwd()) if args.package == GIT
+                else versions_between(args.package, args.good, args.bad, args.find_links))
+    rules = Rules.of(parse_threshold(args.threshold), load_baseline(args.baseline) if args.baseline else None)
+    bisector = Bisector(args.package, args.pytest_args or ["suites/"], out, args.rounds, args.max_rounds, rules,
+                        args.find_links, lambda line: print(line, file=sys.stderr))
+    found = bisect(bisector, versions, args.metric, args.case)
+    write(found, out)
+    print(found.summary)
+    print(out / "bisect.md")
+    return 0
+
+
+def _refs(args: argparse.Namespace) -> tuple[str, str]:
+    """The two git refs: both given, or none where the sides differ by environment (the working tree)."""
+    if args.ref_a and args.ref_b:
+        return args.ref_a, args.ref_b
+    if args.ref_a or not (args.env_a or args.env_b):
+        raise BenchError("give two git refs (bench ab origin/main HEAD), or environments with --a/--b "
+                         "(bench ab --a 'unsloth==2026.10.9' --b 'unsloth==2026.11.1')")
+    return ".", "."
+
+
+def _environments(args: argparse.Namespace, echo) -> dict:
+    """Each side's environment, built (once, with uv) where it is pins or a requirements file."""
+    from bench.commands.environments import parse_side, prepare
+    from bench.models.store import cache_root
+
+    return {label: prepare(parse_side(text), cache_root(), args.find_links, echo)
+            for label, text in (("A", args.env_a), ("B", args.env_b))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,8 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ab", help="run two git refs' suites in alternating rounds here and compare them paired; "
                                   "exit 1 on a regression (the recommended CI gate)")
-    p.add_argument("ref_a", help="the reference version: a branch, tag or commit (. is the working tree)")
-    p.add_argument("ref_b", help="the version to judge")
+    p.add_argument("ref_a", nargs="?", help="the reference version: a branch, tag or commit (. is the working tree; "
+                                            "default with --a/--b: the working tree for both)")
+    p.add_argument("ref_b", nargs="?", help="the version to judge")
+    p.add_argument("--a", dest="env_a", metavar="ENV",
+                   help="side A's environment: pins ('unsloth==2026.10.9', comma-separated), a requirements .txt "
+                        "or a venv's bin/python (default: this environment); built once with uv over a copy of "
+                        "this one and kept")
+    p.add_argument("--b", dest="env_b", metavar="ENV", help="side B's environment, as --a")
+    p.add_argument("--find-links", action="append", metavar="DIR",
+                   help="a wheelhouse uv may install from (repeatable; pip's PIP_FIND_LINKS is passed on too)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                    help=f"rounds of A and B before the first look, and between looks (default {DEFAULT_ROUNDS})")
     p.add_argument("--max-rounds", type=int, default=None,
@@ -270,6 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="name of the directory holding the rounds (default: time-ab)")
     p.add_argument("--keep-worktrees", action="store_true", help="leave the refs' worktrees in the run directory")
     p.set_defaults(func=cmd_ab, takes_pytest_args=True)
+
+    p = sub.add_parser("bisect", help="the first version of a package (or commit, PACKAGE .) where a figure regressed, "
+                                      "by bench ab at each step")
+    p.add_argument("package", help="a package name (its versions as the index lists them), or . for this checkout's commits")
+    p.add_argument("good", help="a version (or commit) without the regression")
+    p.add_argument("bad", help="a later version (or commit) with it")
+    p.add_argument("--metric", help="the metric to follow (default: the worst gating regression from GOOD to BAD)")
+    p.add_argument("--case", help="the case to follow, as the reports name it (e.g. 'batch_size=1, effort=low')")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds of each comparison (default %(default)s)")
+    p.add_argument("--max-rounds", type=int, default=None, help="rounds at most per comparison, as bench ab's")
+    p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change that counts (default %(default)s)")
+    p.add_argument("--baseline", help="a baseline whose [thresholds] and [gates] apply")
+    p.add_argument("--find-links", action="append", metavar="DIR", help="a wheelhouse of the package's versions")
+    p.add_argument("--report-dir", default="reports", help="where the comparisons go (default reports/)")
+    p.add_argument("--run-id", help="name of the bisection's directory (default: time-bisect)")
+    p.set_defaults(func=cmd_bisect, takes_pytest_args=True)
 
     from bench.commands.errorrate import add_arguments
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from markupsafe import Markup
 
@@ -113,17 +114,43 @@ def method_text(cmp: Comparison) -> str:
             "single readings are judged by their stated tolerance")
 
 
-def to_json(cmp: Comparison, base: str, new: str) -> str:
-    return json.dumps({"schema": 2, "base": base, "new": new, "failed": cmp.failed, "method": method_text(cmp),
-                       "counts": cmp.counts(), "diagnostic_counts": cmp.counts(gating=False),
-                       "changes": [change_row(c) for c in cmp.changes],
-                       "only_in_base": _missing(cmp.only_base), "only_in_new": _missing(cmp.only_new)}, indent=2)
+@dataclass(frozen=True)
+class Version:
+    """What one side of a paired comparison ran: its git ref and commit, and its environment."""
+
+    label: str  # "A" or "B"
+    ref: str
+    commit: str | None  # None: the working tree as it was
+    environment: str  # "this environment", the pins, a requirements file or an interpreter
 
 
-def to_markdown(cmp: Comparison, base: str, new: str) -> str:
+@dataclass(frozen=True)
+class Versions:
+    """The two sides, and the packages they resolved to different versions."""
+
+    a: Version
+    b: Version
+    packages: tuple[tuple[str, str | None, str | None], ...] = ()  # (package, version in A, in B), where they differ
+
+    def as_dict(self) -> dict:
+        return {"a": self.a.__dict__, "b": self.b.__dict__,
+                "packages": [{"package": p, "a": va, "b": vb} for p, va, vb in self.packages]}
+
+
+def to_json(cmp: Comparison, base: str, new: str, sides: Versions | None = None) -> str:
+    data = {"schema": 2, "base": base, "new": new, "failed": cmp.failed, "method": method_text(cmp),
+            "counts": cmp.counts(), "diagnostic_counts": cmp.counts(gating=False),
+            "changes": [change_row(c) for c in cmp.changes],
+            "only_in_base": _missing(cmp.only_base), "only_in_new": _missing(cmp.only_new)}
+    if sides is not None:
+        data["sides"] = sides.as_dict()
+    return json.dumps(data, indent=2)
+
+
+def to_markdown(cmp: Comparison, base: str, new: str, sides: Versions | None = None) -> str:
     rows = [change_row(c) for c in cmp.changes]
     return environment().get_template("compare.md.j2").render(
-        cmp=cmp, base=base, new=new, headline=headline(cmp), method=method_text(cmp), counts=cmp.counts(),
+        cmp=cmp, base=base, new=new, sides=sides, headline=headline(cmp), method=method_text(cmp), counts=cmp.counts(),
         gating=[r for r in rows if r["gates"] and r["verdict"] != "unchanged"],
         diagnostics=[r for r in rows if not r["gates"] and r["verdict"] in ("regression", "improvement")],
         mark=MARK, only_base=_missing_grouped(cmp.only_base), only_new=_missing_grouped(cmp.only_new))

@@ -1,0 +1,54 @@
+"""The CI recipes in ci-examples/ run as written: the CPU recipe's commands, in a fresh clone, on a
+pull request that changes a pin of the stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def recipe_commands(path: Path, base_ref: str, tmp: Path) -> list[str]:
+    """Every `run:` of the recipe but its install step (this test's environment stands for it), with
+    GitHub's expressions filled in and the runner's /tmp/ as this test's own."""
+    steps = yaml.safe_load(path.read_text())["jobs"]["bench"]["steps"]
+    return [step["run"].replace("${{ github.base_ref }}", base_ref).replace("/tmp/", f"{tmp}/")
+            for step in steps if "run" in step and not step.get("name", "").startswith("Install")]
+
+
+def test_the_cpu_recipe_gates_a_pull_request_that_changes_a_pin(tmp_path):
+    # the target branch pins peft 0.20.0; the pull request moves it to the version installed here
+    upstream = tmp_path / "upstream"
+    git("clone", "-q", str(REPO), str(upstream), cwd=tmp_path)
+    (upstream / "requirements-bench.txt").write_text("peft==0.20.0\n")
+    git("add", "requirements-bench.txt", cwd=upstream)
+    git("commit", "-q", "-m", "pin the stack", cwd=upstream)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(upstream), str(clone), cwd=tmp_path)
+    git("checkout", "-q", "-b", "pull-request", cwd=clone)
+    from importlib.metadata import version
+
+    (clone / "requirements-bench.txt").write_text(f"peft=={version('peft')}\n")
+    git("commit", "-q", "-am", "upgrade peft", cwd=clone)
+    # the recipe's rounds and options as written; the rounds measure one case each
+    env = {**os.environ, "PYTEST_ADDOPTS": "-k 'test_load and warm' --benchmark-disable"}
+    for command in recipe_commands(REPO / "ci-examples" / "cpu-runner.yml", "main", tmp_path):
+        proc = subprocess.run(["bash", "-e", "-c", command], cwd=clone, env=env, capture_output=True, text=True,
+                              timeout=1200)
+        assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: the gate's own verdict
+    verdict = (tmp_path / "runs" / "ab" / "ab.md").read_text()
+    assert f"| peft | 0.20.0 | {version('peft')} |" in verdict
+    assert "A: git `origin/main`" in verdict and "environment `" in verdict
+    assert sorted(p.name for p in (tmp_path / "runs" / "ab" / "runs").iterdir())[:2] == ["A-0", "A-1"]
