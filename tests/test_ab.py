@@ -160,26 +160,6 @@ def test_errorrate_never_writes_a_chain_over_an_older_one(tmp_path, capsys):
     assert not (tmp_path / "aa").exists()  # refused before anything ran
 
 
-@pytest.mark.slow
-def test_bench_ab_in_a_fresh_clone_with_the_default_directories(tmp_path):
-    """As a new user runs it: a fresh clone, `bench ab HEAD HEAD`, no --report-dir. The rounds run in
-    a worktree of HEAD; their runs land under the clone's reports/, where the comparison reads them."""
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, capture_output=True)
-    proc = subprocess.run([sys.executable, "-m", "bench", "ab", "HEAD", "HEAD", "--rounds", "2", "--run-id", "aa",
-                           "--format", "json", "--", "suites/test_load.py", "-k", "warm", "--gpu", "cpu",
-                           "--benchmark-disable"], capture_output=True, text=True, cwd=clone, timeout=900)
-    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 2 was the round's results looked for in the wrong place
-    data = json.loads(proc.stdout)
-    assert "2 alternating rounds a side, paired" in data["method"]
-    assert {c["metric"] for c in data["changes"]} >= {"load_s"}
-    out = clone / "reports" / "aa"
-    assert json.loads((out / "ab.json").read_text())["counts"] == data["counts"]
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["A-0", "A-1", "B-0", "B-1"]
-    assert not list(out.glob("worktree-*"))  # the refs' checkouts are cleaned up
-    assert proc.returncode == (1 if data["failed"] else 0)
-
-
 def test_looks_come_every_rounds_rounds_and_at_the_most():
     from bench.analysis.compare import look_points
     from bench.commands.ab import max_rounds_of

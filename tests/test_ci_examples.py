@@ -1,5 +1,5 @@
-"""The CI recipes in ci-examples/ run as written: the CPU recipe's commands, in a fresh clone, on a
-pull request that changes a pin of the stack."""
+"""The CI recipes in ci-examples/ run as written: the CPU recipe's commands, in a fresh clone with its
+default directories, on a pull request that changes a pin of the stack."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_the_cpu_recipe_gates_a_pull_request_that_changes_a_pin(tmp_path):
         proc = subprocess.run(["bash", "-e", "-c", command], cwd=clone, env=env, capture_output=True, text=True,
                               timeout=1200)
         assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: the gate's own verdict
-    verdict = (tmp_path / "runs" / "ab" / "ab.md").read_text()
+    # the rounds ran in a worktree of origin/main and in the clone: their runs are under the clone's reports/
+    verdict = (clone / "reports" / "ab" / "ab.md").read_text()
     assert f"| peft | 0.20.0 | {version('peft')} |" in verdict
     assert "A: git `origin/main`" in verdict and "environment `" in verdict
-    assert sorted(p.name for p in (tmp_path / "runs" / "ab" / "runs").iterdir())[:2] == ["A-0", "A-1"]
+    assert sorted(p.name for p in (clone / "reports" / "ab" / "runs").iterdir())[:2] == ["A-0", "A-1"]
+    assert not list((clone / "reports" / "ab").glob("worktree-*"))  # the target branch's checkout is cleaned up

@@ -67,6 +67,11 @@ def test_the_tiny_gpu_baselines_thresholds_absorb_the_measured_drift_of_its_trai
     assert compare(base, doubled, rules).changes[0].verdict == REGRESSION
 
 
+def test_a_check_that_fell_from_pass_to_fail_is_a_regression_not_a_division_by_zero():
+    result = compare([make_record("adapter_roundtrip_equal", 1.0)], [make_record("adapter_roundtrip_equal", 0.0)])
+    assert result.changes[0].verdict == REGRESSION and result.failed
+
+
 def test_missing_cases_are_listed_on_each_side():
     base = [timed("decode_tok_s", 100, batch_size=1), timed("decode_tok_s", 100, batch_size=8)]
     new = [timed("decode_tok_s", 100, batch_size=1), timed("ttft_s", 0.1, batch_size=1)]

@@ -120,11 +120,3 @@ def test_holm_keeps_a_whole_runs_false_alarms_under_alpha():
         any_holm += any(stats.verdict(*e.interval(tl), "lower", 0.0) == stats.REGRESSION for e, tl in zip(ests, tails))
         any_plain += any(stats.verdict(*e.interval(0.025), "lower", 0.0) == stats.REGRESSION for e in ests)
     assert any_holm / families <= 0.06 and any_plain / families > 0.3
-
-
-def test_change_points_find_a_step_and_ignore_noise():
-    rng = np.random.default_rng(3)
-    flat = list(rng.normal(10, 0.05, 20))
-    assert stats.change_points(flat) == []
-    stepped = flat[:10] + [v * 1.3 for v in flat[10:]]
-    assert stats.change_points(stepped) == [10]

@@ -1,6 +1,6 @@
 """Pure statistics over plain lists: summaries, the one ratio estimator a comparison uses, the
-regression verdict, Holm's control of a whole run's false alarms, and step detection for history
-views. No I/O, no torch, no pytest.
+regression verdict and Holm's control of a whole run's false alarms (change points over a history
+are `bench.analysis.changepoints`). No I/O, no torch, no pytest.
 
 Every comparison is a ratio new/base on the log scale, where timings are closer to normal and a
 slowdown is a shift. The point, the interval and the base/new figures shown beside them come from
@@ -61,6 +61,19 @@ def summarize(values: list[float]) -> Summary:
 
 def geometric_mean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(np.asarray(values, dtype=float)))))
+
+
+def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """A run's figure with its interval: the geometric mean of its samples and the t interval of the
+    mean on the log scale; no interval for a single reading or samples that do not vary."""
+    from scipy import stats as st
+
+    logs = np.log(np.asarray(values, dtype=float))
+    centre = float(np.exp(logs.mean()))
+    if len(logs) < 2 or not logs.std():
+        return centre, None, None
+    half = float(st.t.ppf(0.5 + confidence / 2, len(logs) - 1)) * float(logs.std(ddof=1)) / math.sqrt(len(logs))
+    return centre, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
 
 
 @dataclass(frozen=True)
@@ -230,7 +243,9 @@ def times_worse(ratio: float, better: str) -> float:
     """A ratio new/base as "how many times worse" (above 1 is worse)."""
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', not {better!r}")
-    return ratio if better == "lower" else 1 / ratio
+    if better == "lower":
+        return ratio
+    return 1 / ratio if ratio > 0 else math.inf  # a rate or a pass (1) that fell to zero: infinitely worse
 
 
 def worse_bounds(low: float, high: float, better: str) -> tuple[float, float]:
@@ -293,40 +308,3 @@ def holm_tails(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
         else:
             tails[i] = level
     return tails
-
-
-def change_points(values: list[float], min_size: int = 2, min_change: float = 0.05) -> list[int]:
-    """Indices where a series steps to a new level (binary segmentation on medians, L1 cost).
-
-    A split is kept when it lowers the summed absolute deviation by more than the series' own
-    noise would explain and the two sides' medians differ by at least `min_change` (relative).
-    Slow drifts show up as several steps, as in asv's step detection.
-    """
-    x = np.asarray(values, dtype=float)
-    found: list[int] = []
-
-    def cost(seg: np.ndarray) -> float:
-        return float(np.abs(seg - np.median(seg)).sum())
-
-    def split(lo: int, hi: int) -> None:
-        seg = x[lo:hi]
-        if len(seg) < 2 * min_size:
-            return
-        whole = cost(seg)
-        best, best_at = whole, None
-        for k in range(min_size, len(seg) - min_size + 1):
-            c = cost(seg[:k]) + cost(seg[k:])
-            if c < best:
-                best, best_at = c, k
-        if best_at is None:
-            return
-        left, right = np.median(seg[:best_at]), np.median(seg[best_at:])
-        scale = max(abs(left), abs(right), 1e-12)
-        noise = float(np.median(np.abs(np.diff(seg)))) * 2
-        if abs(right - left) / scale >= min_change and abs(right - left) > noise:
-            found.append(lo + best_at)
-            split(lo, lo + best_at)
-            split(lo + best_at, hi)
-
-    split(0, len(x))
-    return sorted(found)

@@ -1,6 +1,7 @@
-"""`bench compare | ab | bisect | errorrate | report | baseline | export | merge | doctor | cluster | crosscheck`:
-judging and publishing runs outside a test session, measuring two versions in alternating rounds,
-running the suites sharded over a cluster, and holding a run's figures against a plain script's."""
+"""The `bench` command: judging and publishing runs outside a test session (compare, report, site,
+baseline, export, merge, doctor), measuring two versions in alternating rounds (ab, bisect,
+errorrate), running the suites sharded over a cluster (cluster), and holding a run's figures against
+a plain script's (crosscheck)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = render_comparison([Path(r) for r in args.runs], Path(args.output or "comparison.html"),
                                 parse_threshold(args.threshold))
     print(out)
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from bench.report.site import build_site
+
+    done = build_site([Path(r) for r in args.runs], Path(args.output), parse_threshold(args.threshold))
+    print(f"{done['runs']} runs in {done['groups']} groups ({len(done['rendered'])} rendered, "
+          f"{len(done['kept'])} unchanged), {done['changes']} change points")
+    print(Path(args.output) / "index.html")
     return 0
 
 
@@ -240,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", action="store_true", help="RUNS is one directory of many runs: metrics over time")
     p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change that counts on a comparison page")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("site", help="a static site of every run: trends per metric and case, change points over "
+                                    "each whole series, comparisons of their two sides, changes.json")
+    p.add_argument("runs", nargs="+", help="run directories, or directories holding runs")
+    p.add_argument("-o", "--output", required=True, help="the site's directory (an existing site is brought up to date)")
+    p.add_argument("--threshold", default=THRESHOLD_DEFAULT, help="smallest change a comparison calls (default %(default)s)")
+    p.set_defaults(func=cmd_site)
 
     p = sub.add_parser("baseline", help="baseline files")
     bsub = p.add_subparsers(dest="baseline_command", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import statistics
 
 import matplotlib
 
@@ -145,6 +146,33 @@ def history_chart(xlabels: list[str], series: dict[str, list[float | None]], ste
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes[-1, 0].set_xticks(xs, xlabels, rotation=45, ha="right", fontsize=7)
     axes[0, 0].set_title(ylabel, fontsize=9, loc="left")
+    return _svg(fig)
+
+
+def trend_chart(xlabels: list[str], points: list[tuple[int, float, float | None, float | None]],
+                changes: list[int], ylabel: str, target: float | None = None) -> str:
+    """One series over the runs of its group: each run's value with its interval, the documented
+    target, and the change points (indices into `points`) as dashed lines between the two runs."""
+    fig, ax = plt.subplots(figsize=(6.4, 2.3))
+    xs = [p[0] for p in points]
+    values = [p[1] for p in points]
+    low = [v - (p[2] if p[2] is not None else v) for v, p in zip(values, points)]
+    high = [(p[3] if p[3] is not None else v) - v for v, p in zip(values, points)]
+    ax.errorbar(xs, values, yerr=[low, high], fmt="o-", markersize=3, linewidth=1, capsize=2, color="tab:blue",
+                label="run (95% interval)")
+    for k in changes:
+        ax.axvline((xs[k - 1] + xs[k]) / 2, color="tab:red", linestyle="--", linewidth=1)
+    edges = [0, *changes, len(points)]
+    for a, b in zip(edges, edges[1:]):  # each segment's median level between its change points
+        ax.hlines(statistics.median(values[a:b]), xs[a] - 0.3, xs[b - 1] + 0.3, color="tab:red", linewidth=0.8,
+                  alpha=0.6)
+    if target is not None:
+        ax.axhline(target, color="0.4", linestyle=":", linewidth=1, label=f"documented {target:g}")
+    ax.set_xticks(range(len(xlabels)), xlabels, rotation=45, ha="right", fontsize=6)
+    ax.set_xlim(-0.5, len(xlabels) - 0.5)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="best")
     return _svg(fig)
 
 

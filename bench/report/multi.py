@@ -1,6 +1,6 @@
 """Pages over several runs: side by side (environment differences, checks, ratio charts with
 confidence intervals against the first run) and a history (each metric over time, change points
-marked, so a slow drift shows as steps and not only a single jump)."""
+over the whole series marked, so a slow drift shows as steps and not only a single jump)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from markupsafe import Markup
 
 from bench.analysis.compare import Rules, baseline_of_run, compare
 from bench.analysis.runs import RunData, checks_table, describe_params, load_run
-from bench.analysis.stats import DEFAULT_THRESHOLD, change_points
+from bench.analysis.history import against_previous, groups, series_of
+from bench.analysis.stats import DEFAULT_THRESHOLD
 from bench.errors import BenchError
 from bench.records.metrics import METRICS, named
 from bench.report import charts
@@ -51,35 +52,36 @@ def comparison_context(run_dirs: list[Path], threshold: float) -> dict:
 
 
 def history_context(root: Path, metrics: tuple[str, ...] = named("charted"), threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """The runs under `root` of their most common group (GPU, model, engine, profile): a history
+    mixes no configurations (`bench site` draws every group)."""
     run_dirs = sorted(p.parent for p in Path(root).glob("*/manifest.json"))
-    runs = sorted((run for run in (load_run(d) for d in run_dirs) if run.ok), key=lambda r: r.manifest.started)
+    by_group = groups([load_run(d) for d in run_dirs])
+    group, runs = max(by_group.items(), key=lambda item: len(item[1]), default=(None, []))
     if len(runs) < 2:
-        raise BenchError(f"{root}: a history needs two or more runs with results (directories with manifest.json)")
-    steps_between = [(run, compare(prev.records, run.records, Rules.of(threshold, baseline_of_run(prev.run_dir))))
-                     for prev, run in zip(runs, runs[1:])]
+        raise BenchError(f"{root}: a history needs two or more runs with results of one model, engine, GPU "
+                         "and profile (directories with manifest.json)")
+    series = series_of(group, runs, metrics)
     xlabels = [_run_label(r) for r in runs]
     figures, drifts = [], []
     for metric in metrics:
+        drawn = [s for s in series if s.metric == metric]
         # a metric measured by several suites (peak memory) is drawn suite by suite, never mixed in a panel
-        keys = sorted({(r.suite, describe_params(r.params)) for run in runs for r in run.ok if r.metric == metric})
-        several = len({suite for suite, _ in keys}) > 1
-        series, steps, groups = {}, {}, {}
-        for suite, params in keys:
-            case = f"{suite}: {params}" if several else params
-            values = [next((r.value for r in run.ok if r.metric == metric and r.suite == suite
-                            and describe_params(r.params) == params), None) for run in runs]
-            series[case], groups[case] = values, suite
-            present = [v for v in values if v is not None]
-            found = change_points(present) if len(present) >= 4 else []
-            steps[case] = found
-            for k in found:
-                drifts.append({"metric": metric, "case": case, "at": k, "before": present[k - 1], "after": present[k]})
+        several = len({s.suite for s in drawn}) > 1
+        values, steps, panels = {}, {}, {}
+        for s in drawn:
+            case = f"{s.suite}: {s.case}" if several else s.case
+            by_run = {p.run: p.value for p in s.points}
+            values[case], panels[case] = [by_run.get(i) for i in range(len(runs))], s.suite
+            steps[case] = [cp.index for cp in s.changes]
+            drifts += [{"metric": metric, "case": case, "at": cp.index, "before": cp.before, "after": cp.after,
+                        "run": runs[s.points[cp.index].run].manifest.run_id} for cp in s.changes]
         unit = METRICS[metric].unit
-        svg = charts.history_chart(xlabels, series, steps, f"{metric} ({unit})" if unit else metric, groups)
+        svg = charts.history_chart(xlabels, values, steps, f"{metric} ({unit})" if unit else metric, panels)
         if svg:
             figures.append((metric, Markup(svg)))
-    return {"csp": CSP, "runs": runs, "xlabels": xlabels, "figures": figures, "drifts": drifts,
-            "verdicts": [(run, cmp.counts(), cmp.failed) for run, cmp in steps_between]}
+    return {"csp": CSP, "runs": runs, "group": group, "xlabels": xlabels, "figures": figures, "drifts": drifts,
+            "verdicts": list(zip(runs, against_previous(runs, threshold))),
+            "left_out": sum(len(r) for g, r in by_group.items() if g != group)}
 
 
 def _run_label(run: RunData) -> str:
