@@ -46,9 +46,9 @@ def write_run(root: Path, run_id: str, records: list[Measurement], baseline: str
               model: str = "tiny-gpt-oss", **manifest_fields) -> Path:
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
-    manifest = RunManifest(run_id=run_id, started=1_760_000_000.0, command=["pytest", "suites/"], profile="quick",
-                           model=model, backend="hf", device="cpu", status="complete", baseline=baseline,
-                           versions={"python": "3.11", "torch": "2.13.0"}, **manifest_fields)
+    defaults = {"started": 1_760_000_000.0, "command": ["pytest", "suites/"], "profile": "quick", "backend": "hf",
+                "device": "cpu", "status": "complete", "versions": {"python": "3.11", "torch": "2.13.0"}}
+    manifest = RunManifest(run_id=run_id, model=model, baseline=baseline, **(defaults | manifest_fields))
     manifest.write(run_dir)
     writer = ResultsWriter(run_dir / "results.jsonl")
     for r in records:
