@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,30 @@ import pytest
 from bench.records.results import Measurement, ResultsWriter, RunManifest
 
 REPO = Path(__file__).resolve().parent.parent
+# What starts a process: a test that does (itself or through a fixture) is slow by construction and
+# is marked so, which keeps `pytest tests/ -m "not slow"` a fast loop.
+STARTS_A_PROCESS = re.compile(r"\b(subprocess\.(run|Popen|check_output|check_call)|run_pytest\(|start_python\()")
+
+
+def _starts_a_process(item: pytest.Item) -> bool:
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for name in (info.names_closure if info else ()):
+        defs = info.name2fixturedefs.get(name) or ()
+        functions += [d.func for d in defs if getattr(d, "baseid", "").startswith("tests")]
+    for function in functions:
+        try:
+            if function is not None and STARTS_A_PROCESS.search(inspect.getsource(function)):
+                return True
+        except (OSError, TypeError):
+            continue
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") is None and _starts_a_process(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -80,7 +80,8 @@ def three_pages(rendered, run_factory, tmp_path):
     _, _, report = rendered
     slower = [dataclasses.replace(r, run_id="run-2", value=r.value * 1.3 if r.value else r.value,
                                   samples=[s * 1.3 for s in r.samples]) for r in _records()]
-    second = run_factory("run-2", slower, baseline=str(REPO / "bench" / "documented" / "tiny-gpt-oss-cpu.toml"))
+    second = run_factory("run-2", slower, baseline=str(REPO / "bench" / "documented" / "tiny-gpt-oss-cpu.toml"),
+                         model=f"evil/{HOSTILE}", started=1_760_000_100.0)  # the same group, later
     comparison = render_comparison([report.parent, second], tmp_path / "comparison.html")
     history = render_history(report.parent.parent, tmp_path / "history.html")
     return {"report": report, "comparison": comparison, "history": history}
