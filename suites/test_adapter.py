@@ -25,10 +25,10 @@ def test_adapter_roundtrip(bench, backend, prepared, case, train_data, tmp_path)
     lora = LoraSettings(rank)
     with case.phase("load and LoRA"):
         trained = backend.add_lora(backend.load(bench.source), lora)
-    settings = bench.adapter_settings(batch_size, grad_accum, tmp_path / "run")
+    settings = bench.workload.adapter_settings(batch_size, grad_accum, tmp_path / "run")
     clock = StepClock(bench.device)
     with case.phase("trainer set-up"):
-        trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.fixed_length), settings, [clock])
+        trainer = backend.trainer(trained, train_data(trained.tokenizer, bench.workload.fixed_length), settings, [clock])
     with case.training("training", clock.seconds):
         trainer.train()
     del trainer  # it holds the model and its optimizer state: unloading must free them before the next load

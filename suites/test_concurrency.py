@@ -46,9 +46,9 @@ def test_concurrency(bench, backend, prepared, case, tmp_path, placement):
     solo_steps, solo_rounds = profile.timing_steps, profile.infer_rounds + 1
     threads = max(1, (os.cpu_count() or 2) // 2) if train_gpu is None else None
     train = Side(role="train", gpu=train_gpu, model=bench.source.spec, backend=bench.backend_name,
-                 backend_options=bench.backend_options, dataset=bench.options.dataset, fixed_length=bench.fixed_length,
+                 backend_options=bench.workload.backend_options, dataset=bench.options.dataset, fixed_length=bench.workload.fixed_length,
                  lora_r=lora_r,
-                 train=bench.train_settings(batch_size, grad_accum, 1 + solo_steps + MAX_TOGETHER_STEPS + 2,
+                 train=bench.workload.train_settings(batch_size, grad_accum, 1 + solo_steps + MAX_TOGETHER_STEPS + 2,
                                             tmp_path / "out"),
                  batch_size=serve_batch, effort=SERVE_EFFORT, new_tokens=profile.effort_tokens[SERVE_EFFORT],
                  threads=threads)

@@ -58,12 +58,12 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     benchmark.group = f"infer-{effort}"
     with EnergyCounter(bench.device) as energy:
         run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1,
-                   until=bench.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]]))
+                   until=bench.workload.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]]))
     timed = rounds[1:]  # round 0 is the warm-up round
     case.add_phase("warm-up round", rounds[0][0].total_s)
     profiled_tokens = min(budget, PROFILED_NEW_TOKENS)
     with case.phase("profiled round"):
-        why = bench.profiled(lambda: backend.generate(loaded, prompts, profiled_tokens))
+        why = bench.workload.profiled(lambda: backend.generate(loaded, prompts, profiled_tokens))
     timings = [t for t, _ in timed]
     case.add_timed_work(sum(t.total_s for t in timings))
     itl = [ms for t in timings for ms in t.itl_ms]

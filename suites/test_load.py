@@ -44,7 +44,7 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
 
     benchmark.group = "load"
     run_rounds(benchmark, load, setup=release, rounds=rounds,
-               until=bench.precision(lambda: timer.samples) if cache == "warm" else None)
+               until=bench.workload.precision(lambda: timer.samples) if cache == "warm" else None)
     case.add_timed_work(sum(timer.samples))
     info = holder[0].info if holder else {}
     release()

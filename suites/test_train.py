@@ -18,12 +18,12 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     batch_size, grad_accum = train_batch
     with case.phase("load and LoRA"):
         loaded = backend.add_lora(backend.load(bench.source), LoraSettings(lora_r))
-    steps = bench.train_steps
+    steps = bench.workload.train_steps
     gate = StepGate(bench.device)
     # one step more than timed: the last one runs under the profiler, outside the timed ones
     with case.phase("trainer set-up"):
-        trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.fixed_length),
-                                  bench.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out"), [gate])
+        trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.workload.fixed_length),
+                                  bench.workload.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out"), [gate])
     run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
     step_joules: list[float] = []
 
@@ -38,7 +38,7 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     with EnergyCounter(bench.device) as energy:
         run_rounds(benchmark, one_step, rounds=steps - 1, warmup_rounds=1)
     with case.phase("profiled step"):
-        why = bench.profiled(run.step)
+        why = bench.workload.profiled(run.step)
     with case.phase("trainer end"):
         run.finish()
 
@@ -80,16 +80,16 @@ def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     with the same losses as the run that was never interrupted."""
     from bench.telemetry.steps import StepClock, loss_curve
 
-    steps = max(4, bench.resume_steps)
+    steps = max(4, bench.workload.resume_steps)
     rank, (batch_size, grad_accum) = bench.profile.trainings[0]
     lora = LoraSettings(rank)
-    settings = bench.train_settings(batch_size, grad_accum, steps, tmp_path / "run", save_steps=steps // 2)
+    settings = bench.workload.train_settings(batch_size, grad_accum, steps, tmp_path / "run", save_steps=steps // 2)
 
     with case.phase("load and LoRA"):
         first = backend.add_lora(backend.load(bench.source), lora)
     clock = StepClock(bench.device)
     with case.phase("trainer set-up"):
-        trainer = backend.trainer(first, train_data(first.tokenizer, bench.fixed_length), settings, [clock])
+        trainer = backend.trainer(first, train_data(first.tokenizer, bench.workload.fixed_length), settings, [clock])
     with case.training("uninterrupted training", clock.seconds):
         trainer.train()
     uninterrupted = dict(loss_curve(trainer))
@@ -100,7 +100,7 @@ def test_resume(bench, backend, prepared, case, train_data, tmp_path):
     with case.phase("load and LoRA"):
         second = backend.add_lora(backend.load(bench.source), lora)
     with case.phase("trainer set-up"):
-        resumed_trainer = backend.trainer(second, train_data(second.tokenizer, bench.fixed_length), settings, [])
+        resumed_trainer = backend.trainer(second, train_data(second.tokenizer, bench.workload.fixed_length), settings, [])
     with case.phase("resumed training"):
         resumed_trainer.train(resume_from_checkpoint=str(tmp_path / "run" / f"checkpoint-{steps // 2}"))
     resumed = dict(loss_curve(resumed_trainer))

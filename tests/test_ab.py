@@ -2,8 +2,6 @@
 two checkouts of this repository in alternating rounds."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

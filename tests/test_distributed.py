@@ -57,7 +57,7 @@ def test_a_crashed_workers_replacement_takes_its_slot(tmp_path):
     GPU, not an index error that ends the whole session (seen in CI)."""
     from types import SimpleNamespace
 
-    from bench.harness.plugin import Controller
+    from bench.harness.workers import Controller
 
     session = SimpleNamespace(plan=Plan([Slot(0, "hf"), Slot(1, "hf")], "loadgroup"), planned_dir=tmp_path,
                               gpu_indices=[0, 1])
@@ -73,10 +73,10 @@ def test_a_crashed_workers_replacement_takes_its_slot(tmp_path):
 def test_workers_checking_one_report_dir_at_once_do_not_trip_each_other(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.harness.session import _writable_dir
+    from bench.harness.inputs import writable_dir
 
     with ThreadPoolExecutor(8) as pool:
-        assert len(set(pool.map(lambda _: _writable_dir(tmp_path / "reports"), range(64)))) == 1
+        assert len(set(pool.map(lambda _: writable_dir(tmp_path / "reports"), range(64)))) == 1
     assert list((tmp_path / "reports").iterdir()) == []
 
 

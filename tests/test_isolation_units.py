@@ -207,7 +207,7 @@ def test_a_child_gets_what_its_cases_need_from_the_parent():
     """A worker's child is pinned to the worker's GPU yet must know every GPU of the run (the
     split placement trains on one and serves on the other); the serving options pass on too."""
     from bench.harness.isolate import pytest_command
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     worker = BenchOptions(gpu="1", run_gpus=(0, 1), endpoint="http://h:8000", slo="ttft=1s")
     cmd = pytest_command(["suites/test_concurrency.py::test_concurrency[split]"], worker)
@@ -286,7 +286,7 @@ def test_load_and_inference_children_start_fresh_while_the_server_imports_and_tr
     import multiprocessing
 
     import bench.harness.isolate as isolate
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     serving = {"now": False}
     monkeypatch.setattr(isolate, "server_ready", lambda: serving["now"])
@@ -308,7 +308,7 @@ def test_a_group_timing_a_cold_load_starts_fresh_even_when_the_fork_server_serve
 
     import bench.harness.isolate as isolate
     from bench.backends import cold_load_starts_fresh
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     monkeypatch.setattr(isolate, "server_ready", lambda: True)
     started: list[str] = []
@@ -382,7 +382,7 @@ def test_a_childs_wait_for_the_fork_servers_import_is_the_engines_not_isolations
     import time
 
     import bench.harness.isolate as isolate
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     monkeypatch.setattr(isolate, "server_ready", lambda: False)
     # the fork server finishing its import before it forks
@@ -401,7 +401,7 @@ def test_the_gpus_ceilings_measured_meanwhile_are_settled_before_the_first_child
     import time
 
     import bench.harness.isolate as isolate
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     events: list[str] = []
     done = threading.Event()
@@ -481,7 +481,7 @@ def test_correctness_checks_run_two_at_a_time_where_the_gpu_has_room_and_say_so(
     import multiprocessing
 
     import bench.harness.isolate as isolate
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     seen: list = []
     _timed_children(monkeypatch, {"train": 0.05, "resume": 0.3, "adapter": 0.4}, seen)
@@ -585,7 +585,7 @@ def test_an_interrupt_stops_the_children_still_running(tmp_path, monkeypatch):
     import multiprocessing
 
     import bench.harness.isolate as isolate
-    from bench.harness.session import BenchOptions
+    from bench.harness.option_table import BenchOptions
 
     killed: list[str] = []
     _timed_children(monkeypatch, {"train": 0.05, "resume": 60.0, "adapter": 60.0}, [])

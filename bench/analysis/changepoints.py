@@ -18,7 +18,6 @@ chains, against the binary segmentation it replaces: tests/test_changepoints.py 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -170,6 +170,15 @@ def crosscheck(run_dir: Path, setup: Setup, repeats: int = DEFAULT_REPEATS,
     return records
 
 
+def after_run(run_dir: Path, repeats: int, say: Callable[[str], None]) -> tuple[list[Measurement], str | None, float]:
+    """The cross-check at the end of a run: (its records, why it did not finish or None, seconds)."""
+    started = time.perf_counter()
+    try:
+        return crosscheck(run_dir, setup_for_run(run_dir), repeats, say), None, round(time.perf_counter() - started, 4)
+    except BenchError as exc:
+        return [], f"the cross-check against a plain script did not finish: {exc}", round(time.perf_counter() - started, 4)
+
+
 def plain_spec(setup: Setup, folder: Path) -> dict:
     """What the plain script is told: the same weights, settings, prompts and training rows as the
     harness's cases (the rows as conversations: it renders them itself, as a user would)."""

@@ -6,7 +6,6 @@ checkout), so `pytest suites/` has every option below next to pytest's own.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -17,15 +16,16 @@ from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml
 
 from bench.backends import cold_load_starts_fresh, needs_only_load_and_generate, times_a_cold_load
 from bench.harness.case import Case, case_params
-from bench.analysis.options import THRESHOLD_DEFAULT, parse_threshold
 from bench.errors import BenchError
-from bench.records.metrics import SUITES
 from bench.models.store import keep_compile_caches
 from bench.records.profiles import axes
-from bench.harness.session import BenchOptions, BenchSession
+from bench.harness.option_table import add_options, bench_options
+from bench.harness.child_reports import ChildReports
+from bench.harness.session import BenchSession
+from bench.harness.workload import one_thread
 from bench.harness.shard import assign, parse_shard
-from bench.harness.workers import (Slot, configure_xdist, finish_turn, group_of, strip_group, wait_for_turn,
-                                   worker_index)
+from bench.harness.selection import RUN_ORDER, case_group, isolated, natural_order, suite_of
+from bench.harness.workers import Controller, configure_xdist, finish_turn, strip_group, wait_for_turn
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
 CASE_KEY = pytest.StashKey[Case]()
@@ -33,67 +33,7 @@ SETUP_S_KEY = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("bench", "GPT-OSS fine-tuning and serving benchmarks")
-    group.addoption("--gpu", default=None, help="GPU index as nvidia-smi shows it, or 'cpu' (default: GPU 0 if present)")
-    group.addoption("--model", default="tiny-gpt-oss",
-                    help="tiny-gpt-oss | replica:gpt-oss-20b | a hub name | a local path (default: tiny-gpt-oss)")
-    group.addoption("--backend", default="auto", help="auto | hf | unsloth (auto: unsloth when CUDA and unsloth are there)")
-    group.addoption("--profile", default="quick", help="quick | standard | full (default: quick)")
-    group.addoption("--baseline", default=None, help="baseline name in baselines/ or a TOML file (default: by model and GPU)")
-    group.addoption("--compare", default=None, help="a run directory or results.jsonl to compare this run with")
-    group.addoption("--fail-on-regression", action="store_true",
-                    help="exit 1 when --compare finds a regression in a gating metric (after --confirm, if given)")
-    group.addoption("--confirm", action="store_true",
-                    help="re-measure the cases --compare suspects, in a fresh process; only a regression found again fails")
-    group.addoption("--threshold", default=THRESHOLD_DEFAULT, help="smallest change --compare calls a regression (default %(default)s)")
-    group.addoption("--require-checks", action="store_true",
-                    help="fail when no baseline check applies to this run (a silent green is not a pass)")
-    group.addoption("--baseline-dir", default=None,
-                    help="your baselines: searched before the shipped ones (default: $BENCH_BASELINE_DIR, else ./baselines)")
-    group.addoption("--report-dir", default="reports", help="where run directories are written (default: reports/)")
-    group.addoption("--dataset", default="builtin", help="training data: builtin | a local .json/.jsonl/.csv/.parquet | a hub name")
-    group.addoption("--precision", default="auto",
-                    help="auto | 4bit | bf16: weights on a GPU (auto: 4-bit, the seed's setting; the tiny model bf16)")
-    group.addoption("--resume", default=None, help="a run directory to continue: runs only its unfinished cases")
-    group.addoption("--gpu-price-per-hour", default=None,
-                    help="USD per GPU-hour, or a TOML file with a [prices] table by GPU name, for the report's costs")
-    group.addoption("--isolate", nargs="?", const="case", default="auto", metavar="MODE",
-                    help="auto | group | case | off: run each load group (group) or each case (case, also a bare "
-                         "--isolate) in a fresh process, so that its memory figures are its own and a crash costs "
-                         "it only (auto: group on a GPU, off on the CPU)")
-    group.addoption("--max-time", type=float, default=None, metavar="S",
-                    help="adaptive rounds: repeat a timed case until its 95%% interval is within "
-                         "+-2%% of its median or S seconds of rounds are spent (default: the profile's)")
-    group.addoption("--workers-per-gpu", type=int, default=1,
-                    help="workers (pytest-xdist) per GPU of --gpu, running at the same time (default 1)")
-    group.addoption("--each-gpu", action="store_true",
-                    help="with several GPUs: run every case on each of them (to compare GPUs) instead of spreading them")
-    group.addoption("--shard", default=None, help="i/n: run only shard i (0-based) of n of the cases; join shards with `bench merge`")
-    group.addoption("--endpoint", default=None, metavar="URL",
-                    help="the serving suite's OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, Ollama, "
-                         "transformers serve): URL, or NAME=URL,NAME=URL to compare several (default: start "
-                         "transformers serve for --model: see --servers)")
-    group.addoption("--servers", default=None, metavar="NAMES",
-                    help="without --endpoint, the servers the serving suite starts: transformers, transformers-cb "
-                         "(continuous batching), or both comma-separated (default: the profile's; quick "
-                         "transformers-cb, standard and full both)")
-    group.addoption("--endpoint-model", default=None, help="the model name to request (default: the first of GET /v1/models)")
-    group.addoption("--endpoint-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                    help="environment variable holding the endpoint's API key (default: OPENAI_API_KEY); "
-                         "the key is never written to a record, log or report")
-    group.addoption("--slo", default=None,
-                    help="the serving suite's objectives, e.g. ttft=2s,tpot=100ms (default: the baseline's [slo], "
-                         "else ttft=2s,tpot=100ms): goodput and the saturation point are judged by them")
-    group.addoption("--crosscheck", nargs="?", const="on", default="auto", metavar="MODE",
-                    help="auto | on | off: end the run with the cross-check, the run's headline figures against a "
-                         "plain script's on this host, interleaved (auto: the profile's; standard and full)")
-    group.addoption("--crosscheck-repeats", type=int, default=3, metavar="N",
-                    help="repeats of (plain script, harness) in the cross-check (default 3)")
-    group.addoption("--bench-worker-run", default=None, help=argparse.SUPPRESS)
-    group.addoption("--bench-reports", default=None, help=argparse.SUPPRESS)  # an isolated child's reports file
-    group.addoption("--bench-standby", default=None, help=argparse.SUPPRESS)  # an isolated child's go file
-    group.addoption("--bench-run-gpus", default=None, help=argparse.SUPPRESS)  # a worker's child: every GPU of the run
-    group.addoption("--run-id", default=None, help="name of the run directory (default: time, model and device)")
+    add_options(parser.getgroup("bench", "GPT-OSS fine-tuning and serving benchmarks"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -104,28 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # With pytest-benchmark switched off (--benchmark-disable, xdist) the suites time rounds themselves.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used at all")
     try:
-        threshold = parse_threshold(config.getoption("--threshold"))
+        opts = bench_options(config.getoption, workers=config.getoption("numprocesses", None) or None,
+                             dist=config.getoption("dist", None))
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    opts = BenchOptions(
-        gpu=config.getoption("--gpu"), model=config.getoption("--model"), backend=config.getoption("--backend"),
-        profile=config.getoption("--profile"), baseline=config.getoption("--baseline"),
-        compare=config.getoption("--compare"), fail_on_regression=config.getoption("--fail-on-regression"),
-        confirm=config.getoption("--confirm"), baseline_dir=config.getoption("--baseline-dir"),
-        require_checks=config.getoption("--require-checks"),
-        report_dir=config.getoption("--report-dir"), dataset=config.getoption("--dataset"),
-        run_id=config.getoption("--run-id"), precision=config.getoption("--precision"), threshold=threshold,
-        resume=config.getoption("--resume"), gpu_price_per_hour=config.getoption("--gpu-price-per-hour"),
-        isolate=config.getoption("--isolate"), worker_run=config.getoption("--bench-worker-run"),
-        workers_per_gpu=config.getoption("--workers-per-gpu"), each_gpu=config.getoption("--each-gpu"),
-        workers=config.getoption("numprocesses", None) or None, dist=config.getoption("dist", None),
-        max_time=config.getoption("--max-time"),
-        endpoint=config.getoption("--endpoint"), endpoint_model=config.getoption("--endpoint-model"),
-        endpoint_key_env=config.getoption("--endpoint-api-key-env"), slo=config.getoption("--slo"),
-        servers=config.getoption("--servers"), crosscheck=config.getoption("--crosscheck"),
-        crosscheck_repeats=config.getoption("--crosscheck-repeats"),
-        run_gpus=tuple(int(g) for g in config.getoption("--bench-run-gpus").split(","))
-        if config.getoption("--bench-run-gpus") else None)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         from bench.telemetry.processes import terminate_as_interrupt
@@ -154,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     keep_compile_caches()
     if session.device == "cpu" and session.source.kind == "tiny" and workerinput is None \
             and "OMP_NUM_THREADS" not in os.environ:
-        _one_thread()
+        one_thread()
     if session.plan is not None:
         if not config.pluginmanager.hasplugin("xdist"):
             raise pytest.UsageError("several GPUs or engines run as pytest-xdist workers: pip install pytest-xdist "
@@ -168,20 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session.say = lambda line: _say(config, line)
     config.stash[SESSION_KEY] = session
     if config.getoption("--bench-reports"):
-        config.pluginmanager.register(ChildReports(config.getoption("--bench-reports"), session), "bench-child")
-
-
-def _one_thread() -> None:
-    """The tiny model on a CPU runs on one intra-op thread (this process, and through the
-    environment every process it starts: a server, a child). Its matrices are too small for a
-    second thread to help, and the second thread made whole runs noisy: five runs each on 2 cores,
-    decode at batch 1 varied between runs by 29% with two threads and 12% with one (training step
-    time 22% and 7%), at the same or better speed. Set OMP_NUM_THREADS to choose otherwise."""
-    import sys
-
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+        config.pluginmanager.register(ChildReports(config.getoption("--bench-reports"), session.timings), "bench-child")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -197,90 +106,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, values, ids=ids, scope="module" if name == "server" else None)
 
 
-def _suite_of(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("suite")
-    return marker.args[0] if marker else None
-
-
-def _isolated(item: pytest.Item) -> bool:
-    """Whether a case runs in a child when isolating (a suite case the parent does not run itself)."""
-    from bench.harness.isolate import PARENT_SUITES
-
-    suite = _suite_of(item)
-    return suite is not None and suite not in PARENT_SUITES
-
-
-class Controller:
-    """Hooks of the process that runs no case itself but hands each xdist worker its slot."""
-
-    def __init__(self, session: BenchSession) -> None:
-        self.session = session
-        self.slot_of: dict[str, Slot] = {}
-        self.orphaned: list[Slot] = []  # slots of crashed workers, for their replacements
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node) -> None:
-        """A worker's slot by its number; xdist numbers a crashed worker's replacement on (gw2 of
-        two slots): it takes the slot its predecessor left."""
-        workerid = node.workerinput["workerid"]
-        index = worker_index(workerid)
-        slots = self.session.plan.slots
-        slot = slots[index] if index < len(slots) else self.orphaned.pop(0)
-        self.slot_of[workerid] = slot
-        node.workerinput["bench_run_dir"] = str(self.session.planned_dir)
-        node.workerinput["bench_slot"] = dataclasses.asdict(slot)
-        node.workerinput["bench_dist"] = self.session.plan.dist
-        node.workerinput["bench_gpus"] = self.session.gpu_indices
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node, error) -> None:
-        if error is not None and node.workerinput["workerid"] in self.slot_of:
-            self.orphaned.append(self.slot_of[node.workerinput["workerid"]])
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
-        """A worker that collected suite cases has made the run directory: write the manifest."""
-        if self.session.planned_dir.is_dir():
-            self.session.start()
-
-
-# Load first, so that a cold load is really the process's first; inference before training, whose
-# isolated children need the fork server's whole import (peft, trl), which inference children do
-# without: the server imports while the load and inference groups run (bench.harness.isolate).
-RUN_ORDER = ("load", "infer", "train", "adapter", "concurrency", "serve")
-assert set(RUN_ORDER) == set(SUITES)
-
-
-def _group_of(item: pytest.Item) -> str | None:
-    return group_of(_suite_of(item), item.nodeid.split("::")[0])
-
-
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Suites run in `RUN_ORDER`, those the profile leaves out only when their file is named; cases
     that share a loaded model form one group (per-GPU workers, shards); a resumed run leaves out the
     cases it already finished; `--shard` keeps its part."""
     order = {name: i for i, name in enumerate(RUN_ORDER)}
-    items.sort(key=lambda item: order.get(_suite_of(item) or "", -1))
+    items.sort(key=lambda item: order.get(suite_of(item) or "", -1))
     bench = config.stash.get(SESSION_KEY, None)
     if bench is not None:
         from bench.harness.selection import left_out_note, outside_profile
 
-        left_out = outside_profile(items, bench.profile.suites, _suite_of, config.args, config.invocation_params.dir)
+        left_out = outside_profile(items, bench.profile.suites, suite_of, config.args, config.invocation_params.dir)
         if left_out:
             config.hook.pytest_deselected(items=left_out)
             gone = set(left_out)
             items[:] = [item for item in items if item not in gone]
-            bench.left_out = left_out_note(bench.profile.name, left_out, _suite_of)
+            bench.left_out = left_out_note(bench.profile.name, left_out, suite_of)
     for item in items:
-        group = _group_of(item)
+        group = case_group(item)
         if group and getattr(config, "workerinput", None):
             item.add_marker(pytest.mark.xdist_group(group))
     if bench is not None:
-        bench.collected_suites = {suite for item in items if (suite := _suite_of(item))}
+        bench.collected_suites = {suite for item in items if (suite := suite_of(item))}
     if config.getoption("--shard"):
         index, count = parse_shard(config.getoption("--shard"))
-        groups = [_group_of(item) or item.nodeid for item in items]
+        groups = [case_group(item) or item.nodeid for item in items]
         shard_of = assign(groups, count)
         other = [item for item, group in zip(items, groups) if shard_of[group] != index]
         if other:
@@ -291,7 +142,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
         cannot_split = split_unavailable(bench.run_gpus)
         for item in items:  # the time limit is the child's to enforce; no second timer in the parent
-            if _isolated(item):
+            if isolated(item):
                 item.add_marker(pytest.mark.timeout(0))
             params = getattr(item, "callspec", None)
             if cannot_split and params is not None and params.params.get("placement") == "split":
@@ -302,6 +153,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if done:
             config.hook.pytest_deselected(items=done)
             items[:] = [item for item in items if item.nodeid not in bench.finished]
+
+
+# after any plugin that reorders tests (pytest-randomly)
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_in_suite_order(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The cases run in the suites' order however another plugin shuffled them: the cold load first
+    in its process, then the file's own order and the profile's parameter order."""
+    if any(suite_of(item) for item in items):
+        items.sort(key=natural_order)
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
@@ -317,12 +177,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     from bench.harness.isolate import standby_possible
 
-    suite_items = [item for item in session.items if _suite_of(item)]
-    measured = [item for item in suite_items if _isolated(item) and not item.get_closest_marker("skip")]
+    suite_items = [item for item in session.items if suite_of(item)]
+    measured = [item for item in suite_items if isolated(item) and not item.get_closest_marker("skip")]
     standby = standby_possible(bench.device)
     if suite_items:
         if measured and bench.isolation != "off" and bench.plan is None:
-            first = {_suite_of(measured[0])}
+            first = {suite_of(measured[0])}
             bench.first_child_fresh = _starts_fresh(bench.backend_name, first) or (
                 standby and needs_only_load_and_generate(bench.backend_name, first))
         bench.start()
@@ -354,14 +214,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     elif suite_items and bench.isolation != "off":
         from bench.harness.isolate import Isolator, plan_groups
 
-        nodeids = [strip_group(item.nodeid, _group_of(item)) for item in measured]
-        groups = plan_groups(nodeids, [_group_of(item) for item in measured], bench.isolation)
-        suite_of = {strip_group(item.nodeid, _group_of(item)): _suite_of(item) for item in measured}
-        checks = {strip_group(item.nodeid, _group_of(item)) for item in measured if item.get_closest_marker("correctness")}
+        nodeids = [strip_group(item.nodeid, case_group(item)) for item in measured]
+        groups = plan_groups(nodeids, [case_group(item) for item in measured], bench.isolation)
+        suite_by_case = {strip_group(item.nodeid, case_group(item)): suite_of(item) for item in measured}
+        checks = {strip_group(item.nodeid, case_group(item)) for item in measured if item.get_closest_marker("correctness")}
         light = frozenset(i for i, group in enumerate(groups) if standby and
-                          needs_only_load_and_generate(bench.backend_name, {suite_of[n] for n in group}))
+                          needs_only_load_and_generate(bench.backend_name, {suite_by_case[n] for n in group}))
         fresh = frozenset(i for i, group in enumerate(groups)
-                          if _starts_fresh(bench.backend_name, {suite_of[n] for n in group}))
+                          if _starts_fresh(bench.backend_name, {suite_by_case[n] for n in group}))
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
                                   standby, in_order=bench.options.worker_id is None,
@@ -377,24 +237,6 @@ def _starts_fresh(engine: str, suites: set[str]) -> bool:
     """A child timing a cold load starts as a fresh interpreter where the fork server imports more
     than a user's script would before its first load."""
     return times_a_cold_load(suites) and cold_load_starts_fresh(engine)
-
-
-class ChildReports:
-    """Hooks of an isolated child: its pytest reports and one-off costs go to a file the parent
-    replays them from."""
-
-    def __init__(self, path: str, session: BenchSession) -> None:
-        self.path, self.session = path, session
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from bench.harness.isolate import write_report
-
-        write_report(self.path, report)
-
-    def pytest_sessionfinish(self) -> None:
-        from bench.harness.isolate import write_timings
-
-        write_timings(self.path, self.session.timings)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -417,13 +259,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """An isolated case ran in a child process (with its load group); its outcome is reported here."""
     bench = item.config.stash.get(SESSION_KEY, None)
     isolator = getattr(bench, "isolator", None)
-    if isolator is None or not _isolated(item) or item.get_closest_marker("skip"):
+    if isolator is None or not isolated(item) or item.get_closest_marker("skip"):
         if bench is not None:
             bench.settle_calibration()  # a case of this process: the GPU's ceilings measured first
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    following = strip_group(nextitem.nodeid, _group_of(nextitem)) if nextitem is not None else None
-    result = isolator.result(strip_group(item.nodeid, _group_of(item)), following)
+    following = strip_group(nextitem.nodeid, case_group(nextitem)) if nextitem is not None else None
+    result = isolator.result(strip_group(item.nodeid, case_group(item)), following)
     bench.adopt(result.records)
     if result.died and not any(r.metric == "case" for r in result.records):
         # the process died without a word: one `case` record saying how
@@ -450,7 +292,7 @@ def bench(request: pytest.FixtureRequest) -> BenchSession:
 def backend(bench: BenchSession):
     from bench.backends import get_backend
 
-    return get_backend(bench.backend_name, bench.device, **bench.backend_options)
+    return get_backend(bench.backend_name, bench.device, **bench.workload.backend_options)
 
 
 @pytest.fixture(scope="session")
@@ -489,12 +331,12 @@ def train_data(bench: BenchSession):
 def _case_of(item: pytest.Item) -> Case | None:
     """The record keeper of a suite case, made on first use (also when its setup failed)."""
     bench = item.config.stash.get(SESSION_KEY, None)
-    suite = _suite_of(item)
+    suite = suite_of(item)
     if bench is None or suite is None:
         return None
     if CASE_KEY not in item.stash:
         callspec = getattr(item, "callspec", None)
-        test_id, params = strip_group(item.nodeid, _group_of(item)), case_params(callspec.params if callspec else {})
+        test_id, params = strip_group(item.nodeid, case_group(item)), case_params(callspec.params if callspec else {})
         item.stash[CASE_KEY] = Case(test_id, suite, params, bench.device, bench.recorder(test_id, suite, params),
                                     beside=bench.beside)
     return item.stash[CASE_KEY]

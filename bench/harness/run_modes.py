@@ -166,7 +166,7 @@ def new_manifest(s: "BenchSession") -> RunManifest:
         gpus=environment.gpus(s.gpu_indices), versions=environment.versions(),
         environment={**environment.allowed_environment(), "host": environment.host()},
         baseline=str(s.baseline.path.resolve()) if s.baseline else None, timings=s.timings,
-        gpu_price_per_hour=s.price_per_hour, test_hooks=failpoints.active(), options=s.case_options)
+        gpu_price_per_hour=s.price_per_hour, test_hooks=failpoints.active(), options=s.workload.case_options)
     if m.test_hooks:
         m.notes.append("made with test-only hooks set (" + ", ".join(f"{k}={v}" for k, v in m.test_hooks.items())
                        + "): its figures are not a real measurement")

@@ -1,5 +1,5 @@
-"""Which collected cases a run of the suites keeps: those of the profile's suites, and those of any
-suite whose file the command line names.
+"""Which collected cases a run of the suites keeps, and in what order: those of the profile's suites,
+and those of any suite whose file the command line names, suite by suite in `RUN_ORDER`.
 
 A profile's suites are what a run of the whole directory measures (`pytest suites/`); a suite left
 out of it is still one argument away (`pytest suites/test_serve.py`), as pytest users expect of a
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness.isolate import PARENT_SUITES
+from bench.harness.workers import group_of
+from bench.records.metrics import SUITES
 from bench.records.profiles import PROFILES
 
 
@@ -54,3 +57,34 @@ def left_out_note(profile: str, left_out: list[pytest.Item], suite_of: Callable[
     how = f"{' and '.join(runs)} run{'s' if len(runs) == 1 else ''} them, as does naming the file" if runs \
         else "naming the file runs them"
     return f"profile {profile} leaves out {listed}: {how} (pytest {' '.join(files)})"
+
+
+def suite_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("suite")
+    return marker.args[0] if marker else None
+
+
+def isolated(item: pytest.Item) -> bool:
+    """Whether a case runs in a child when isolating (a suite case the parent does not run itself)."""
+    suite = suite_of(item)
+    return suite is not None and suite not in PARENT_SUITES
+
+
+# Load first, so that a cold load is really the process's first; inference before training, whose
+# isolated children need the fork server's whole import (peft, trl), which inference children do
+# without: the server imports while the load and inference groups run (bench.harness.isolate).
+RUN_ORDER = ("load", "infer", "train", "adapter", "concurrency", "serve")
+assert set(RUN_ORDER) == set(SUITES)
+
+
+def case_group(item: pytest.Item) -> str | None:
+    return group_of(suite_of(item), item.nodeid.split("::")[0])
+
+
+def natural_order(item: pytest.Item) -> tuple:
+    suite = suite_of(item)
+    if suite is None:
+        return (-1,)
+    callspec = getattr(item, "callspec", None)
+    line = item.function.__code__.co_firstlineno if hasattr(item, "function") else 0
+    return (RUN_ORDER.index(suite), str(item.path), line, tuple(callspec.indices.values()) if callspec else ())

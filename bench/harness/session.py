@@ -7,81 +7,39 @@ suite cases are actually collected (`start`), so `pytest tests/` leaves nothing 
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing.context
 import os
-import re
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from bench.harness import run_modes, workers
 from bench.harness.run_modes import add_wall_time
 from bench.analysis.time_budget import ENGINE_IMPORT_TIMING, WALL_TIMING
 from bench.telemetry import environment
-from bench.telemetry.kernels import RoundProfile, profile_round
-from bench.telemetry.rounds import Precision
-from bench.backends import PRECISIONS, PRELOADABLE, TrainSettings, engine_options, resolve_backend_name
-from bench.analysis.baselines import (Baseline, CheckOutcome, evaluate, find_default, load_baseline, search_path,
-                                      unmatched_checks)
+from bench.backends import PRELOADABLE, resolve_backend_name
+from bench.analysis.baselines import CheckOutcome, evaluate
 from bench.telemetry.devices import free_memory_gb, nvml_gpus, parse_gpu_option, pin, torch_has_cuda
 from bench.telemetry.processes import (last_line, preloading_context, start_python, wait_for_server,
                                        without_waiting)
 from bench.errors import BenchError
-from bench.records.profiles import get_profile, grid, self_served
+from bench.records.profiles import get_profile, self_served
 from bench.records.metrics import METRICS
 from bench.models import ModelSource, resolve_model
 from bench.analysis.prices import price_per_hour
 from bench.harness.isolate import resolve_mode as resolve_isolation
+from bench.harness.option_table import BenchOptions
+from bench.harness.inputs import (backend_names, check_values, new_run_id, pick_baseline, read_compare, refuse_a_finished_run,
+                                  writable_dir)
+from bench.harness.workload import Workload
 from bench.harness.resume import check_resume
-from bench.records.results import MANIFEST_FILE, RESULTS_FILE, Measurement, ResultsWriter, RunManifest, read_results
+from bench.records.results import Measurement, ResultsWriter, RunManifest
 from bench.analysis.serving import DEFAULT_SLO, parse_slo
-from bench.serving.endpoint import DEFAULT_KEY_ENV, Endpoint, api_key, parse_endpoints, probe
+from bench.serving.endpoint import Endpoint, api_key, parse_endpoints, probe
 
 
-@dataclass(frozen=True)
-class BenchOptions:
-    gpu: str | None = None
-    model: str = "tiny-gpt-oss"
-    backend: str = "auto"
-    profile: str = "quick"
-    baseline: str | None = None
-    compare: str | None = None
-    fail_on_regression: bool = False
-    report_dir: str = "reports"
-    dataset: str = "builtin"
-    run_id: str | None = None
-    precision: str = "auto"
-    threshold: float = 0.05
-    resume: str | None = None
-    confirm: bool = False  # re-measure suspected regressions before they fail the run
-    baseline_dir: str | None = None
-    require_checks: bool = False  # no baseline check applying is a failure, not a silent green
-    gpu_price_per_hour: str | None = None  # a number, or a TOML price table by GPU name
-    isolate: str = "auto"  # auto | off | group | case (bench.harness.isolate)
-    max_time: float | None = None  # adaptive rounds' time cap per case; None: the profile's
-    worker_run: str | None = None  # set in a worker's process: the controller's run directory
-    workers_per_gpu: int = 1
-    each_gpu: bool = False
-    workers: int | None = None  # a worker count given to pytest-xdist (-n N)
-    dist: str | None = None  # the --dist given to pytest-xdist
-    worker_id: str | None = None  # this process is xdist worker gwN of a multi-device session
-    turn: int | None = None  # its place in the queue of workers taking turns on one device
-    run_gpus: tuple[int, ...] | None = None  # a worker's: every GPU of the run (the concurrency suite's)
-    endpoint: str | None = None  # the serving suite's OpenAI-compatible server(s): URL or NAME=URL,...
-    endpoint_model: str | None = None
-    endpoint_key_env: str = DEFAULT_KEY_ENV  # the variable holding the endpoint's API key
-    slo: str | None = None  # the serving suite's objectives, e.g. "ttft=2s,tpot=100ms"
-    servers: str | None = None  # the self-started servers, comma-separated (None: the profile's)
-    crosscheck: str = "auto"  # auto (the profile's) | on | off: the cross-check against a plain script at the end
-    crosscheck_repeats: int = 3
-
-
-CROSSCHECK_MODES = ("auto", "on", "off")
 # What a correctness check may take on the GPU, from the run's training cases: NVML's count for the
 # case's process where NVML can tell processes apart, else the device-wide peak (larger, so safer).
 # The 20B replica's checks took 16.1-17.0 GB against the 15.9 GB of the training case before them.
@@ -97,7 +55,7 @@ class BenchSession:
         self.source = resolve_model(options.model)
         available = nvml_gpus()
         self.gpu_indices = parse_gpu_option(options.gpu, available)
-        engines = _backend_names(options.backend)
+        engines = backend_names(options.backend)
         tiny = self.source.kind == "tiny"
         self.plan = None if options.worker_run else workers.plan(
             self.gpu_indices, engines, options.workers_per_gpu, options.each_gpu, options.workers, options.dist)
@@ -120,29 +78,23 @@ class BenchSession:
             raise BenchError("--servers chooses the servers the harness starts, and with --endpoint it starts none: "
                              "drop one of them")
         self.servers = tuple(self.endpoints) or self_served(options.servers, self.profile)
-        self.baseline, self.baseline_hardware_matches = self._pick_baseline()
+        self.baseline, self.baseline_hardware_matches = pick_baseline(options, self.source, self.hardware, self.profile,
+                                                                       self.backend_names, self.servers)
         self.slo = parse_slo(options.slo) if options.slo else dict(
             self.baseline.slo if self.baseline and self.baseline.slo else DEFAULT_SLO)
         if options.require_checks and self.baseline is None and not options.worker_run:
             raise BenchError(f"--require-checks: {self.no_checks_reason}; pass --baseline NAME_OR_FILE, or freeze "
                              "a run with `bench baseline save RUN --name NAME`")
-        if options.max_time is not None and options.max_time < 0:
-            raise BenchError(f"--max-time {options.max_time:g}: give seconds >= 0 (0: fixed rounds)")
-        if options.crosscheck not in CROSSCHECK_MODES:
-            raise BenchError(f"--crosscheck {options.crosscheck}: choose one of {', '.join(CROSSCHECK_MODES)}")
-        if options.crosscheck_repeats < 1:
-            raise BenchError(f"--crosscheck-repeats {options.crosscheck_repeats}: give 1 or more "
-                             "(3 or more for a 95% interval)")
-        if options.precision not in PRECISIONS:
-            raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+        check_values(options)
         self.price_per_hour = price_per_hour(options.gpu_price_per_hour, self.hardware)
-        self.report_root = _writable_dir(Path(options.report_dir))
+        self.report_root = writable_dir(Path(options.report_dir))
         if options.run_id and not (options.worker_run or options.resume):
-            _refuse_a_finished_run(self.report_root / options.run_id, options.run_id)
-        self.compare_records = _read_compare(options.compare) if options.compare else None
+            refuse_a_finished_run(self.report_root / options.run_id, options.run_id)
+        self.compare_records = read_compare(options.compare) if options.compare else None
         self.resume_dir = check_resume(options.resume, {"--model": self.source.spec, "--profile": self.profile.name,
                                                         "--backend": self.backend_name}) if options.resume else None
         self.finished: set[str] = set()  # cases of a resumed run that need not run again
+        self.workload = Workload(self.profile, self.source, self.backend_name, self.device, options)
         self.mode = run_modes.mode_for(options, self.plan, self.resume_dir)
         self.isolation = "off" if self.plan is not None else resolve_isolation(
             options.isolate, self.device, child=bool(options.worker_run and not options.worker_id))
@@ -166,7 +118,7 @@ class BenchSession:
         # an isolated child told it runs beside another correctness check: why its device-wide figures are left out
         self.beside: str | None = None
         self.building_ahead = None  # the process `build_ahead` started
-        self._calibrating: tuple[threading.Thread, list, list[str]] | None = None  # `calibrate_meanwhile`'s
+        self._calibrating = None  # `calibrate_meanwhile`'s measurement under way
         self.comparison = None  # the Comparison with the --compare run, made when the session ends
 
     # ---- validation -------------------------------------------------------------------------
@@ -200,27 +152,6 @@ class BenchSession:
         return {name: probe(name, url, key, self.options.endpoint_model)
                 for name, url in parse_endpoints(self.options.endpoint)}
 
-    def _pick_baseline(self) -> tuple[Baseline | None, bool]:
-        search = search_path(self.options.baseline_dir)
-        if self.options.baseline:
-            baseline, matches = load_baseline(self.options.baseline, search), True
-            if baseline.profile and baseline.profile != self.profile.name:
-                raise BenchError(f"baseline {baseline.path} was frozen from a --profile {baseline.profile} run; "
-                                 f"run that profile or pass another --baseline")
-        else:
-            baseline, matches = find_default(self.source.spec, self.hardware, search, self.profile.name)
-        if baseline is not None:
-            cases = [c for name in self.backend_names
-                     for c in grid(self.profile, self.source.spec, name, self.servers)]
-            # a serving check of a server this run does not start (a baseline frozen against another
-            # --endpoint) is not loose: it does not apply to this run
-            loose = [c for c in unmatched_checks(baseline, cases)
-                     if str(c.where.get("server", self.servers[0])) in self.servers]
-            if loose:
-                raise BenchError(f"baseline {baseline.path}: check '{loose[0].describe()}' matches no case of "
-                                 f"profile {self.profile.name}; fix its 'where' or choose another --profile")
-        return baseline, matches
-
     @property
     def no_checks_reason(self) -> str:
         """Why nothing was checked, in the words the terminal, summary and report use."""
@@ -231,57 +162,9 @@ class BenchSession:
 
     # ---- what the suites run -------------------------------------------------------------------
     @property
-    def backend_options(self) -> dict:
-        return engine_options(self.backend_name, self.options.precision, self.profile.max_seq_length)
-
-    @property
-    def case_options(self) -> dict[str, str]:
-        """The options that decide what a case measures, as a command line gives them: what a later
-        re-run of some cases (the cross-check) passes again."""
-        options = {"--model": self.source.spec, "--backend": self.backend_name, "--profile": self.profile.name,
-                   "--precision": self.options.precision, "--dataset": self.options.dataset,
-                   "--isolate": self.options.isolate}
-        if self.options.max_time is not None:
-            options["--max-time"] = f"{self.options.max_time:g}"
-        return options
-
-    @property
     def run_gpus(self) -> list[int]:
         """Every GPU of the run, also in a worker pinned to one of them."""
         return list(self.options.run_gpus) if self.options.run_gpus else list(self.gpu_indices or [])
-
-    @property
-    def fixed_length(self) -> int | None:
-        return self.profile.fixed_length_for(self.source.loss_meaningful)
-
-    @property
-    def train_steps(self) -> int:
-        return self.profile.steps_for(self.source.loss_meaningful)
-
-    def adapter_settings(self, batch_size: int, grad_accum: int, output_dir: Path) -> TrainSettings:
-        """The adapter check's training: enough that the adapter visibly changes greedy outputs, and
-        no more, since only the save/load round trip is under test. Four steps at five times the
-        training rate, without warm-up, changed all three greedy outputs of the tiny model as the 16
-        at the training rate did (8 of those did not), in 0.8 s instead of 2.2 s on the CPU."""
-        settings = self.train_settings(batch_size, grad_accum, 4, output_dir)
-        return dataclasses.replace(settings, learning_rate=5 * settings.learning_rate, warmup_steps=0)
-
-    @property
-    def resume_steps(self) -> int:
-        """Steps of the checkpoint-recovery run, saved at half way: a check, not a timing, so the
-        fewest that leave steps on both sides of the checkpoint."""
-        return 6 if self.source.loss_meaningful else 4
-
-    def precision(self, samples: Callable[[], list[float]]) -> Precision | None:
-        """Adaptive rounds for a case whose timed samples `samples()` returns; None: fixed rounds."""
-        cap = self.options.max_time if self.options.max_time is not None else self.profile.max_time_s
-        return Precision(samples, cap) if cap else None
-
-    def profiled(self, round_: Callable[[], object]) -> RoundProfile | None:
-        """One round under torch.profiler, on a GPU: why a case runs as fast as it does. Not on the
-        CPU, where the profiler's event buffers (0.5 GB for one tiny generate) would be the case's
-        peak memory and there are no kernels to count."""
-        return profile_round(round_, self.device) if self.device.startswith("cuda") else None
 
     def require_inputs(self, weights: bool = True) -> None:
         """What the cases would load, checked before the run starts so that a bad one is one line,
@@ -299,12 +182,6 @@ class BenchSession:
             except BenchError as exc:
                 raise BenchError(f"--model {self.options.model}: {exc}") from None
 
-    def train_settings(self, batch_size: int, grad_accum: int, steps: int, output_dir: Path,
-                       save_steps: int | None = None) -> TrainSettings:
-        lr = self.profile.learning_rate_for(self.source.kind)
-        return TrainSettings(batch_size, grad_accum, steps, lr, self.profile.max_seq_length, output_dir,
-                             save_steps=save_steps)
-
     # ---- the run ------------------------------------------------------------------------------
     def start(self) -> Path:
         """Open the run directory as this process's mode says; called once suite cases are collected."""
@@ -316,7 +193,7 @@ class BenchSession:
     def planned_dir(self) -> Path:
         """Where this run's directory is (or will be): made by `start` once cases are collected."""
         if self._planned_dir is None:
-            self._planned_dir = self.report_root / (self.options.run_id or _new_run_id(self.source.slug, self.hardware))
+            self._planned_dir = self.report_root / (self.options.run_id or new_run_id(self.source.slug, self.hardware))
         return self._planned_dir
 
     def wait_for_engine(self) -> None:
@@ -349,34 +226,23 @@ class BenchSession:
         """`calibrate` in a thread (the measuring itself runs in a child process of its own): on a
         fresh machine its few seconds then pass while the run's first isolated child imports, not
         before that child starts. `settle_calibration` waits for it before anything uses the GPU."""
-        box: list = []
-        said: list[str] = []  # the terminal is the main thread's: said when settled
+        from bench.telemetry.calibration import Meanwhile
 
-        def measure() -> None:
-            try:
-                box.append(self.calibrate(said.append))
-            except Exception as exc:  # said where the run waits for it
-                box.append(exc)
-
-        thread = threading.Thread(target=measure, daemon=True, name="calibration")
-        thread.start()
-        self._calibrating = (thread, box, said)
+        self._calibrating = Meanwhile(self.calibrate)
 
     def settle_calibration(self) -> None:
         """Wait for `calibrate_meanwhile`'s measurement (at once when none is under way) and put it
         in the manifest. A failed measurement costs the efficiency figures, not the run."""
         if self._calibrating is None:
             return
-        (thread, box, said), self._calibrating = self._calibrating, None
-        thread.join()
+        (result, said), self._calibrating = self._calibrating.result(), None
         for line in said:
             self.say(line)
-        if box and isinstance(box[0], Exception):
-            note = f"the GPU's ceilings could not be measured, so no efficiency figures: {box[0]}"
-            self.manifest.notes.append(note)
-            self.say(note)
-        elif box and box[0]:
-            self.manifest.calibration = box[0]
+        if isinstance(result, Exception):
+            self.manifest.notes.append(f"the GPU's ceilings could not be measured, so no efficiency figures: {result}")
+            self.say(self.manifest.notes[-1])
+        elif result:
+            self.manifest.calibration = result
         self.manifest.write(self.run_dir)
 
     def end_turn(self) -> None:
@@ -433,7 +299,7 @@ class BenchSession:
             return
         from bench.backends import get_backend
 
-        ahead = get_backend(self.backend_name, self.device, **self.backend_options).build_ahead(self.source)
+        ahead = get_backend(self.backend_name, self.device, **self.workload.backend_options).build_ahead(self.source)
         if ahead is None:
             return
         self.settle_calibration()  # the GPU's ceilings are never measured beside a build
@@ -541,21 +407,17 @@ class BenchSession:
         return wanted and self.plan is None and len(self.backend_names) == 1 and self.options.worker_run is None
 
     def crosscheck(self) -> None:
-        """The run's figures against a plain script's, interleaved (`bench.fidelity`). A cross-check
-        that fails costs its own figures, said in the notes, never the run's."""
-        from bench.fidelity.crosscheck import crosscheck, setup_for_run
+        """The run's figures against a plain script's, interleaved (`bench.fidelity`): one that fails
+        costs its own figures, said in the notes, never the run's."""
+        from bench.fidelity.crosscheck import after_run
 
         self.manifest.write(self.run_dir)
-        started = time.perf_counter()
-        try:
-            records = crosscheck(self.run_dir, setup_for_run(self.run_dir), self.options.crosscheck_repeats, self.say)
-        except BenchError as exc:
-            self.manifest.notes.append(f"the cross-check against a plain script did not finish: {exc}")
-            self.say(self.manifest.notes[-1])
-            return
-        finally:
-            self.timings["crosscheck_s"] = round(time.perf_counter() - started, 4)
+        records, failure, self.timings["crosscheck_s"] = after_run(self.run_dir, self.options.crosscheck_repeats,
+                                                                   self.say)
         self.records.extend(records)
+        if failure:
+            self.manifest.notes.append(failure)
+            self.say(failure)
 
     def finish_run(self, interrupted: bool) -> None:
         """The end of a run this process owns: its manifest closed, cross-checked and compared, its
@@ -583,45 +445,3 @@ class BenchSession:
                 to_markdown(self.comparison, self.options.compare, str(self.run_dir)), encoding="utf-8")
             (self.run_dir / "comparison.json").write_text(
                 to_json(self.comparison, self.options.compare, str(self.run_dir)), encoding="utf-8")
-
-
-def _backend_names(spec: str) -> list[str]:
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    if not names or len(set(names)) != len(names):
-        raise BenchError(f"--backend {spec}: name each engine once, e.g. --backend unsloth or --backend hf,unsloth")
-    return names
-
-
-def _read_compare(spec: str) -> list[Measurement]:
-    path = Path(spec)
-    if not path.exists():
-        raise BenchError(f"--compare {spec}: no such run directory or results file")
-    try:
-        return read_results(path)
-    except BenchError as exc:
-        raise BenchError(f"--compare {spec}: {exc}") from None
-
-
-def _new_run_id(model_slug: str, hardware: str) -> str:
-    hw = re.sub(r"[^A-Za-z0-9]+", "-", hardware.replace("NVIDIA ", "")).strip("-").lower()
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{model_slug}-{hw}"
-
-
-def _refuse_a_finished_run(path: Path, run_id: str) -> None:
-    """A new run writing into another's directory would append its records to the other's: two runs
-    read back as one (seen when a bench errorrate chain was written over an older one)."""
-    if (path / RESULTS_FILE).is_file() or (path / MANIFEST_FILE).is_file():
-        raise BenchError(f"--run-id {run_id}: {path} already holds a run; choose another --run-id, remove that "
-                         f"directory, or continue that run with --resume {path}")
-
-
-def _writable_dir(path: Path) -> Path:
-    """Checked by writing a file of this process's own: several workers check one directory at once."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise BenchError(f"--report-dir {path}: cannot write there ({exc.strerror}); "
-                         "pass a writable directory with --report-dir") from None
-    return path.resolve()

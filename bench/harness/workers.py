@@ -16,8 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import pytest
 
 from bench.errors import BenchError
 
@@ -198,3 +202,47 @@ def _alive(run_dir: Path, turn: int) -> bool:
             except (OSError, KeyError, ValueError):
                 return False
     return False  # it never started
+
+
+class RunOwner(Protocol):
+    """What the controller needs of its session: the plan, the run directory, the GPUs."""
+
+    plan: "Plan"
+    planned_dir: Path
+    gpu_indices: list[int] | None
+
+    def start(self) -> Path: ...
+
+
+class Controller:
+    """Hooks of the process that runs no case itself but hands each xdist worker its slot."""
+
+    def __init__(self, session: "RunOwner") -> None:
+        self.session = session
+        self.slot_of: dict[str, Slot] = {}
+        self.orphaned: list[Slot] = []  # slots of crashed workers, for their replacements
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """A worker's slot by its number; xdist numbers a crashed worker's replacement on (gw2 of
+        two slots): it takes the slot its predecessor left."""
+        workerid = node.workerinput["workerid"]
+        index = worker_index(workerid)
+        slots = self.session.plan.slots
+        slot = slots[index] if index < len(slots) else self.orphaned.pop(0)
+        self.slot_of[workerid] = slot
+        node.workerinput["bench_run_dir"] = str(self.session.planned_dir)
+        node.workerinput["bench_slot"] = dataclasses.asdict(slot)
+        node.workerinput["bench_dist"] = self.session.plan.dist
+        node.workerinput["bench_gpus"] = self.session.gpu_indices
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        if error is not None and node.workerinput["workerid"] in self.slot_of:
+            self.orphaned.append(self.slot_of[node.workerinput["workerid"]])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """A worker that collected suite cases has made the run directory: write the manifest."""
+        if self.session.planned_dir.is_dir():
+            self.session.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from bench.analysis.compare import Rules, baseline_of_run, compare
-from bench.analysis.runs import RunData, checks_table, describe_params, load_run
+from bench.analysis.runs import RunData, checks_table, load_run
 from bench.analysis.history import against_previous, groups, series_of
 from bench.analysis.stats import DEFAULT_THRESHOLD
 from bench.errors import BenchError

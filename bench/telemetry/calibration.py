@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing.context
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 MATMUL_N = 8192
@@ -88,3 +90,26 @@ def _measure_in_child(device: str, context: multiprocessing.context.BaseContext,
 
 def _measure_into(device: str, out: str) -> None:
     Path(out).write_text(json.dumps(measure(device)))
+
+
+class Meanwhile:
+    """A measurement made in a thread of its own while other work goes on (the GPU's ceilings while
+    the first isolated child imports). What it says is kept for the thread that waits for it: the
+    terminal is the main thread's."""
+
+    def __init__(self, measure: Callable[[Callable[[str], None]], dict]) -> None:
+        self.said: list[str] = []
+        self.outcome: list[dict | Exception] = []
+        self.thread = threading.Thread(target=self._run, args=(measure,), daemon=True, name="calibration")
+        self.thread.start()
+
+    def _run(self, measure: Callable[[Callable[[str], None]], dict]) -> None:
+        try:
+            self.outcome.append(measure(self.said.append))
+        except Exception as exc:  # said where the run waits for it
+            self.outcome.append(exc)
+
+    def result(self) -> tuple[dict | Exception | None, list[str]]:
+        """(what was measured, or the exception that stopped it; the lines it said), once done."""
+        self.thread.join()
+        return (self.outcome[0] if self.outcome else None), self.said
