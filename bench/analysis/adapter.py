@@ -3,7 +3,7 @@
 Greedy outputs compared token for token were the first check, and a wrong one both ways. For a
 model whose next-token distributions are nearly flat it fails a right reload: on an H100 the 20B
 replica (random weights, four training steps) flipped a near tie
-(reports/examples/h100-quick-core-suites). And it passes a wrong one: an adapter with its B
+(docs/measurements/h100-runs.md). And it passes a wrong one: an adapter with its B
 matrices halved reproduced the tiny model's greedy output token for token. What is compared
 instead is the distributions on the same prefixes (`NextTokenScores`): how far the reloaded
 adapter's are from the in-memory adapter's, as a share of how far training moved the base model's.
@@ -18,7 +18,7 @@ import numpy as np
 # The reloaded adapter may differ from the in-memory one by this share of the adapter's own effect.
 # The same weights through another code path (PeftModel over a fresh base against the trained model)
 # differ by rounding: 0.000013-0.0018 for the 20B replica with Unsloth on an H100, 0 for the tiny
-# model (reports/examples/h100-adapter-roundtrip-distributions). B matrices halved read 0.68, no
+# model (docs/running.md). B matrices halved read 0.68, no
 # adapter 1.
 RELOAD_GAP_MAX = 0.05
 

@@ -1,6 +1,6 @@
 """Where a run's wall time went: timed rounds, one-off costs, and the harness's overhead.
 
-Overhead is issue 15's definition: wall time minus timed work minus one-off costs. Timed work is
+Overhead is wall time minus timed work minus one-off costs. Timed work is
 the time inside the rounds whose samples became figures. One-off costs are what any run of the
 workload pays once, however long it runs: importing the engine's libraries (torch, transformers,
 peft, trl; on an H100 host 20 s, as long as a training script of one's own would take), the cases'

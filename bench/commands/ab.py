@@ -31,12 +31,12 @@ from bench.errors import BenchError
 from bench.records.results import RESULTS_FILE, Measurement, read_results
 from bench.telemetry.environment import redact
 
-# Five, from measurement (2-core CPU, reports/examples/cpu-gate-errorrate-45-rounds): a 25% slowdown
+# Five, from measurement (2-core CPU, docs/measurements/gate-error-rates.md): a 25% slowdown
 # failed every window of five rounds and about three in four of three; no unchanged window of either
 # size raised an alarm. Ten runs a comparison instead of six.
 DEFAULT_ROUNDS = 5
 # Up to four times as many, in blocks of --rounds, while the rounds so far point at a regression they
-# cannot call (`compare.worth_more_rounds`). On the 2-core CPU (reports/examples/cpu-gate-sequential-ab)
+# cannot call (`compare.worth_more_rounds`). On the 2-core CPU (docs/measurements/gate-error-rates.md)
 # unchanged code stopped after 6 rounds on average; a true 10% slowdown was caught in 22 of 22 windows
 # of up to 20 rounds of two chains (8-14 rounds used on average), in 27 of 32 windows of up to 15.
 MAX_ROUNDS_FACTOR = 4

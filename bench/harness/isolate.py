@@ -30,7 +30,7 @@ Correctness checks (cases marked `correctness`: the resume and adapter round-tri
 nothing) planned one after the other run two at a time, each in its own process, where the GPU has
 room for both (`room`): their verdicts and their own processes' memory figures are what they would
 be alone, and on the 20B replica the two took 46 s side by side against 80-91 s one after the
-other (reports/examples/h100-gpt-oss-20b-quick-6-minutes). The figures of the whole
+other (docs/measurements/h100-runs.md). The figures of the whole
 GPU and host (NVML's device-wide peak and utilization, the others' CPU) would include the other
 check: a child told it runs beside another leaves them out, saying why.
 """

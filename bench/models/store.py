@@ -33,7 +33,7 @@ COMPILE_CACHES = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "tr
 def keep_compile_caches() -> None:
     """Points the compilers' caches into the cache root, for this process and every one it starts,
     where a variable is not set already. A 20B training case's first step took 56 s on empty caches
-    and 12-16 s on warm ones (`reports/examples/h100-gpt-oss-20b-train-order`), so a CI job that keeps
+    and 12-16 s on warm ones (`docs/several-gpus.md`), so a CI job that keeps
     one directory between jobs keeps the compilation with the prepared model; and a run leaves no
     `unsloth_compiled_cache/` in the directory it was started from. What is timed never includes
     compilation (it is the untimed warm-up), so no figure depends on whether these caches were warm."""

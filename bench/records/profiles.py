@@ -26,7 +26,7 @@ SEED_GENERATIONS = ((1, "low"), (1, "medium"), (1, "high"), (2, "medium"), (3, "
 # decode rate at one batch size moved with effort by less than its round-to-round spread (batch 3:
 # 29.6 / 29.0 / 30.0 tok/s, batch 8: 67 / 70 / 71), and rank added the same memory at both shapes
 # (r32 - r8: 2.83 GB at 2x8 and at 4x4). The ten crossed cases took 320 s of the 20B's standard run,
-# which did not fit 15 minutes with them (reports/examples/h100-gpt-oss-20b-quick-and-standard-today).
+# which did not fit 15 minutes with them (docs/gpus.md).
 # Full still crosses every axis.
 STANDARD_GENERATIONS = SEED_GENERATIONS + ((4, "medium"), (8, "medium"))
 STANDARD_TRAININGS = ((8, (2, 8)), (8, (4, 4)), (16, (2, 8)), (32, (2, 8)))
@@ -89,7 +89,7 @@ class Profile:
     # Eight, not four: on an H100 about one step in twelve of the 4-layer replica spiked 10-30% above its
     # run's median (19 of 229), which moves a run of three timed steps by 3-10%; paired A/A rounds' step
     # ratio spread (sd of its log) 0.040 with three timed steps, 0.031 with seven
-    # (reports/examples/h100-gate-ab-more-windows)
+    # (docs/measurements/gate-error-rates.md)
     timing_steps: int
     load_rounds: int
     infer_rounds: int
@@ -115,13 +115,12 @@ class Profile:
     # (`pytest suites/test_serve.py`). Quick and standard leave out the two scenarios beyond the
     # seed's workload that start more processes and models of their own (a server; training and
     # serving side by side): on an H100 they were 28 s of the README command's 107 s and 198 s of the
-    # 20B replica's quick run of 685 s (reports/examples/h100-gpt-oss-20b-quick-and-standard-today),
+    # 20B replica's quick run of 685 s (docs/gpus.md),
     # and standard's sweeps start both servers at up to ten load points each. Full runs them.
     suites: tuple[str, ...] = SUITES
     # (batch size, effort) points of the generation suite; empty: every batch size at every effort.
     # Quick runs the seed's five: the other four of its grid (batch 2 and 3 at low and high) were
-    # 102 s of the 20B replica's 408 s on an H100 (reports/examples/h100-quick-core-suites; 308 s
-    # without them, reports/examples/h100-quick-seed-points).
+    # 102 s of the 20B replica's 408 s on an H100 (308 s without them; docs/measurements/h100-runs.md).
     generation_points: tuple[tuple[int, str], ...] = ()
     # (LoRA rank, (batch, accumulation)) points of the training suite; empty: every rank at every shape.
     training_points: tuple[tuple[int, tuple[int, int]], ...] = ()

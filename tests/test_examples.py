@@ -1,0 +1,34 @@
+"""The curated example runs: few and small, each folder saying what to look at, and every run's
+report rendered again with today's code, so that none of them can rot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.report import render_run
+
+from conftest import REPO
+
+EXAMPLES = REPO / "reports" / "examples"
+RUNS = sorted(p.parent for p in EXAMPLES.rglob("manifest.json") if (p.parent / "results.jsonl").is_file())
+
+
+def test_the_examples_are_a_curated_set_each_saying_what_to_look_at():
+    folders = [p for p in EXAMPLES.iterdir() if p.is_dir()]
+    assert len(folders) <= 12
+    assert sum(f.stat().st_size for f in EXAMPLES.rglob("*") if f.is_file()) <= 8 * 1024 * 1024
+    assert [f.name for f in folders if not (f / "README.md").is_file()] == []
+    assert len(RUNS) >= 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", RUNS, ids=[str(r.relative_to(EXAMPLES)) for r in RUNS])
+def test_every_example_run_renders_with_todays_code(run: Path, tmp_path):
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report.html", "summary.md"))
+    html, md = render_run(copy)
+    page = html.read_text()
+    assert '<table id="checks">' in page and "</html>" in page and md.read_text().startswith("### gpt-oss bench")
