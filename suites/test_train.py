@@ -12,7 +12,7 @@ from bench.analysis.loss import TARGET_LOSS, adapter_size_mb, final_loss, steps_
 pytestmark = pytest.mark.suite("train")
 
 
-def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, train_batch, tmp_path):
+def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, train_batch, seq_len, tmp_path):
     from bench.telemetry.steps import SteppedTraining, StepGate, loss_curve  # transformers: not at collection
 
     batch_size, grad_accum = train_batch
@@ -22,8 +22,9 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     gate = StepGate(bench.device)
     # one step more than timed: the last one runs under the profiler, outside the timed ones
     with case.phase("trainer set-up"):
-        trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.workload.fixed_length),
-                                  bench.workload.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out"), [gate])
+        trainer = backend.trainer(loaded, train_data(loaded.tokenizer, bench.workload.fixed_length_of(seq_len)),
+                                  bench.workload.train_settings(batch_size, grad_accum, steps + 1, tmp_path / "out",
+                                                                seq_len=seq_len), [gate])
     run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
     step_joules: list[float] = []
 

@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.records.results import Measurement, RunManifest, read_results
 from bench.analysis.stats import summarize
 
-PARAM_ORDER = ("cache", "lora_r", "batch_size", "grad_accum", "effort")
+PARAM_ORDER = ("cache", "lora_r", "batch_size", "grad_accum", "seq_len", "effort")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The `bench` command: judging and publishing runs outside a test session (compare, report, site,
-baseline, export, merge, doctor), measuring two versions in alternating rounds (ab, bisect,
+baseline, export, merge, doctor, fit), measuring two versions in alternating rounds (ab, bisect,
 errorrate), running the suites sharded over a cluster (cluster), and holding a run's figures against
 a plain script's (crosscheck)."""
 
@@ -90,6 +90,38 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from bench.commands.merge import merge
 
     print(merge([Path(r) for r in args.runs], Path(args.output)))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from bench.analysis.memory_model import (TABLE_SIZES_GB, fit, gpu_memory, held_out, parse_memory,
+                                             points_of)
+    from bench.records.results import read_results
+
+    points = points_of([r for run in args.runs for r in read_results(Path(run))])
+    fitted_on, out = held_out(points, args.hold_out)
+    model = fit(fitted_on)
+    memory = parse_memory(args.gpu_memory) if args.gpu_memory else gpu_memory(args.gpu) if args.gpu else None
+    if args.rank is not None or args.batch is not None or args.seq is not None:
+        if None in (args.rank, args.batch, args.seq):
+            raise BenchError("give all three of --rank, --batch and --seq to predict one configuration")
+        p = model.predict(args.rank, args.batch, args.seq)
+        line = f"r={args.rank}, batch {args.batch}, {args.seq} tokens: {p.peak_gb:.2f} GB ({p.low:.2f}-{p.high:.2f})"
+        print(f"{line}; {p.verdict(memory)}" if memory else line)
+        return 0 if memory is None or p.high <= memory else 1
+    for line in model.describe():
+        print(line)
+    for point in out:
+        p = model.predict(point.lora_r, point.batch_size, point.tokens / point.batch_size)
+        print(f"held out {point.label}: measured {point.peak_gb:.2f} GB, predicted {p.peak_gb:.2f} "
+              f"({p.low:.2f}-{p.high:.2f}), error {(p.peak_gb / point.peak_gb - 1) * 100:+.1f}%")
+    if args.table:
+        sizes = (memory,) if memory else TABLE_SIZES_GB
+        print("largest batch (prediction interval's upper end within the memory), by rank and sequence length")
+        print("rank  seq   " + "  ".join(f"{s:>5g} GB" for s in sizes))
+        for rank in (8, 16, 32, 64):
+            for seq in (512, 1024, 2048, 4096):
+                print(f"{rank:<5} {seq:<5} " + "  ".join(f"{model.largest_batch(rank, seq, s):>8}" for s in sizes))
     return 0
 
 
@@ -279,6 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a hub name or local path to check")
     p.add_argument("--cache-dir", help="the HF hub cache (default: HF_HUB_CACHE)")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("fit", help="will it fit: the memory model fitted to runs' training peaks; a configuration's "
+                                   "predicted peak with its interval, or the largest batch per rank and length")
+    p.add_argument("runs", nargs="+", help="run directories with training cases (the fit profile has 16)")
+    p.add_argument("--rank", type=int, help="LoRA rank to predict for")
+    p.add_argument("--batch", type=int, help="per-device batch size to predict for")
+    p.add_argument("--seq", type=int, help="sequence length (tokens) to predict for")
+    p.add_argument("--gpu-memory", help="the GPU's memory, e.g. 24GB")
+    p.add_argument("--gpu", help="a GPU by name (RTX 4090, A100 80GB, H100, ...) for its memory")
+    p.add_argument("--table", action="store_true", help="the largest batch per rank and length on 16-80 GB GPUs")
+    p.add_argument("--hold-out", type=int, default=0, metavar="N",
+                   help="fit on all but N points spread over the set and say how far each held-out one is predicted")
+    p.set_defaults(func=cmd_fit)
 
     from bench.fidelity.crosscheck import DEFAULT_REPEATS
 

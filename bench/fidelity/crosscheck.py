@@ -236,7 +236,8 @@ def harness_command(setup: Setup, run_dir: Path) -> list[str]:
     nodeids = [f"{suites / 'test_load.py'}::test_load[{cache}]" for cache in ("cold", "warm")]
     nodeids += [f"{suites / 'test_infer.py'}::test_generate[{generation_id(b, e)}]" for b, e in setup.profile.generations]
     if setup.training:
-        nodeids.append(f"{suites / 'test_train.py'}::test_train[{training_id(*setup.training)}]")
+        first = setup.profile.fit_points[0] if setup.profile.fit_points else setup.training
+        nodeids.append(f"{suites / 'test_train.py'}::test_train[{training_id(*first)}]")
     options = [arg for name, value in setup.options.items() for arg in (name, value)]
     return [sys.executable, "-m", "pytest", *nodeids, "-q", "-p", "no:cacheprovider", *options, "--gpu", setup.gpu,
             "--crosscheck", "off", "--report-dir", str(run_dir.parent), "--run-id", run_dir.name]

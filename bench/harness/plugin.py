@@ -320,6 +320,13 @@ def _say(config: pytest.Config, line: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def seq_len(bench: BenchSession) -> int:
+    """A training case's sequence length: the profile's, where the case does not set its own (the fit
+    profile's points do)."""
+    return bench.profile.max_seq_length
+
+
+@pytest.fixture(scope="session")
 def train_data(bench: BenchSession):
     """`train_data(tokenizer)`: the training set as prompt/completion text; `.rows` the raw rows."""
     from bench.data import TrainingData, load_training_dataset

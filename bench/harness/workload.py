@@ -46,14 +46,18 @@ class Workload:
     def fixed_length(self) -> int | None:
         return self.profile.fixed_length_for(self.source.loss_meaningful)
 
+    def fixed_length_of(self, seq_len: int) -> int | None:
+        """A training case's rows: of its own length where loss means nothing (replicas)."""
+        return None if self.source.loss_meaningful else seq_len
+
     @property
     def train_steps(self) -> int:
         return self.profile.steps_for(self.source.loss_meaningful)
 
     def train_settings(self, batch_size: int, grad_accum: int, steps: int, output_dir: Path,
-                       save_steps: int | None = None) -> TrainSettings:
+                       save_steps: int | None = None, seq_len: int | None = None) -> TrainSettings:
         lr = self.profile.learning_rate_for(self.source.kind)
-        return TrainSettings(batch_size, grad_accum, steps, lr, self.profile.max_seq_length, output_dir,
+        return TrainSettings(batch_size, grad_accum, steps, lr, seq_len or self.profile.max_seq_length, output_dir,
                              save_steps=save_steps)
 
     def adapter_settings(self, batch_size: int, grad_accum: int, output_dir: Path) -> TrainSettings:

@@ -184,7 +184,7 @@ METRICS: dict[str, Metric] = {
 }
 del M
 
-PARAM_KEYS = ("suite", "model", "backend", "lora_r", "batch_size", "grad_accum", "effort", "cache", "figure",
+PARAM_KEYS = ("suite", "model", "backend", "lora_r", "batch_size", "grad_accum", "seq_len", "effort", "cache", "figure",
               "dtype", "gpu_index", "placement", "serve_batch", "server", "concurrency", "request_rate")
 
 

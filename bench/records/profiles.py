@@ -39,6 +39,14 @@ SELF_SERVED = ("transformers", "transformers-cb")
 MIN_OPEN_LOOP_REQUESTS = 8
 
 
+# The memory model's points (`bench fit`): every rank, batch and sequence length twice or more, the
+# seed's r=8 2x8 at 1024 tokens and its r=32 among them; the accumulation is 1 (memory does not
+# depend on it). Crossing all three axes (36 points) would add time, not terms to tell apart.
+FIT_POINTS = ((8, (1, 1), 512), (8, (2, 1), 1024), (8, (4, 1), 2048), (16, (1, 1), 1024), (16, (2, 1), 2048),
+              (16, (4, 1), 512), (32, (1, 1), 2048), (32, (2, 1), 1024), (32, (4, 1), 512), (64, (1, 1), 512),
+              (64, (2, 1), 1024), (64, (4, 1), 2048), (8, (2, 8), 1024), (16, (2, 1), 1024), (32, (2, 1), 2048),
+              (64, (2, 1), 512))
+
 # Learning rate of the LoRA runs, by model kind: the tiny model is small enough to need a larger
 # step than the seed's 2e-4 to move within a CPU-sized number of steps.
 TINY_LEARNING_RATE = 2e-3
@@ -49,9 +57,9 @@ def generation_id(batch_size: int, effort: str) -> str:
     return f"bs{batch_size}-{effort}"
 
 
-def training_id(lora_r: int, shape: tuple[int, int]) -> str:
-    """A training case's test id: test_train[r8-b2x8]."""
-    return f"r{lora_r}-b{shape[0]}x{shape[1]}"
+def training_id(lora_r: int, shape: tuple[int, int], seq_len: int | None = None) -> str:
+    """A training case's test id: test_train[r8-b2x8], with its length where it has its own: r8-b2x8-s1024."""
+    return f"r{lora_r}-b{shape[0]}x{shape[1]}" + (f"-s{seq_len}" if seq_len else "")
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ class Profile:
     generation_points: tuple[tuple[int, str], ...] = ()
     # (LoRA rank, (batch, accumulation)) points of the training suite; empty: every rank at every shape.
     training_points: tuple[tuple[int, tuple[int, int]], ...] = ()
+    # (LoRA rank, (batch, accumulation), sequence length) points of the training suite for fitting the
+    # memory model (`bench fit`): each trains at its own length. Empty: every case at max_seq_length.
+    fit_points: tuple[tuple[int, tuple[int, int], int], ...] = ()
     # Whether a run ends with the cross-check against a plain script (`bench.fidelity`): each repeat
     # starts the engine twice more, so the nightly profiles run it and quick only when asked.
     crosscheck: bool = False
@@ -158,6 +169,8 @@ class Profile:
     def trainings(self) -> tuple[tuple[int, tuple[int, int]], ...]:
         """The (LoRA rank, (batch, accumulation)) cases of the training suite, in the order they run;
         the resume, adapter and concurrency checks train at the first."""
+        if self.fit_points:
+            return tuple(dict.fromkeys((r, shape) for r, shape, _ in self.fit_points))
         return self.training_points or tuple((r, b) for r in self.lora_ranks for b in self.train_batches)
 
 
@@ -175,6 +188,10 @@ PROFILES: dict[str, Profile] = {
                         training_points=STANDARD_TRAININGS, serve_concurrency=(1, 2, 4, 8, 16, 32),
                         serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16,
                         crosscheck=True),
+    "fit": Profile("fit", lora_ranks=(8, 16, 32, 64), train_batches=((1, 1), (2, 1), (4, 1), (2, 8)),
+                   infer_batches=(1,), efforts=("medium",), train_steps=30, timing_steps=3, load_rounds=1,
+                   infer_rounds=1, effort_tokens={"medium": 32}, suites=("train",), max_seq_length=2048,
+                   fit_points=FIT_POINTS),
     "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
                     infer_batches=(1, 2, 3, 4, 8, 16), efforts=EFFORTS, train_steps=200, timing_steps=8,
                     load_rounds=5, infer_rounds=5, effort_tokens={"low": 64, "medium": 128, "high": 256}, max_time_s=60.0,
@@ -212,8 +229,10 @@ def grid(profile: Profile, model: str, backend: str, servers: tuple[str, ...] = 
     """Every case the suites would run under this profile, as record-like dicts (for validation)."""
     base = {"model": model, "backend": backend}
     cases = [{**base, "suite": "load", "params": {"cache": c}} for c in ("cold", "warm")]
-    cases += [{**base, "suite": "train", "params": {"lora_r": r, "batch_size": b, "grad_accum": a}}
-              for r, (b, a) in profile.trainings]
+    cases += ([{**base, "suite": "train", "params": {"lora_r": r, "batch_size": b, "grad_accum": a, "seq_len": n}}
+               for r, (b, a), n in profile.fit_points] if profile.fit_points else
+              [{**base, "suite": "train", "params": {"lora_r": r, "batch_size": b, "grad_accum": a}}
+               for r, (b, a) in profile.trainings])
     cases += [{**base, "suite": "infer", "params": {"batch_size": b, "effort": e}} for b, e in profile.generations]
     cases += [{**base, "suite": "adapter", "params": {"lora_r": profile.trainings[0][0]}}]
     cases += [{**base, "suite": "concurrency", "params": {"placement": p}} for p in PLACEMENTS]
@@ -227,7 +246,9 @@ def axes(profile: Profile, servers: tuple[str, ...] = ()) -> dict[str, tuple[lis
     name of several arguments ("batch_size,effort") gives a test that takes all of them their
     points together; a test that takes one of them alone gets its own axis."""
     loads = load_shapes(profile)
+    fitted = {"lora_r,train_batch,seq_len": (list(profile.fit_points), [training_id(*p) for p in profile.fit_points])}
     return {
+        **(fitted if profile.fit_points else {}),
         "batch_size,effort": (list(profile.generations), [generation_id(b, e) for b, e in profile.generations]),
         "lora_r,train_batch": (list(profile.trainings), [training_id(r, shape) for r, shape in profile.trainings]),
         "cache": (["cold", "warm"], ["cold", "warm"]),

@@ -176,6 +176,24 @@ def trend_chart(xlabels: list[str], points: list[tuple[int, float, float | None,
     return _svg(fig)
 
 
+def memory_fit(points: list[tuple[int, float, float]], predicted, ranks: tuple[int, ...]) -> str:
+    """Training peak against tokens per micro-batch: the fitted model's line for each rank and the
+    measured points (rank, tokens, GB) in the same colours."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    top = max(t for _, t, _ in points) * 1.1
+    xs = [top * i / 40 for i in range(41)]
+    for i, rank in enumerate(ranks):
+        colour = f"C{i}"
+        ax.plot(xs, [predicted(rank, x) for x in xs], color=colour, linewidth=1, label=f"r={rank}, fitted")
+        measured = [(t, gb) for r, t, gb in points if r == rank]
+        if measured:
+            ax.scatter(*zip(*measured), color=colour, s=14, zorder=3)
+    ax.set_xlabel("tokens per micro-batch (batch x sequence length)")
+    ax.set_ylabel("peak memory (GB)")
+    ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
 def roofline(points: list[tuple[str, float, float]], matmul_tflops: float, copy_gbps: float) -> str | None:
     """Achieved TFLOP/s against arithmetic intensity, under the measured compute and bandwidth roofs."""
     if not points:
