@@ -26,33 +26,38 @@ def test_a_checkout_knows_where_its_plugin_lives(tmp_path):
     assert plugin_module(tmp_path) == "bench.plugin"  # a version from before the layered packages
 
 
+def fake_checkout(root: Path, then: str = "") -> Path:
+    """A checkout whose plugin takes the harness's options and whose one test writes an empty
+    results file into its run directory, then does `then`."""
+    (root / "bench" / "harness").mkdir(parents=True)
+    for init in ("bench/__init__.py", "bench/harness/__init__.py"):
+        (root / init).write_text("")
+    (root / "bench" / "harness" / "plugin.py").write_text(
+        "def pytest_addoption(parser):\n    parser.addoption('--report-dir')\n    parser.addoption('--run-id')\n")
+    (root / "test_round.py").write_text(
+        "import os, pathlib\n"
+        "def test_round(request):\n"
+        "    run = pathlib.Path(request.config.getoption('--report-dir')) / request.config.getoption('--run-id')\n"
+        "    run.mkdir(parents=True)\n"
+        "    (run / 'results.jsonl').write_text('')\n" + (f"    {then}\n" if then else ""))
+    return root
+
+
 def test_a_round_that_crashes_keeps_its_whole_output_and_names_the_fatal_error(tmp_path):
     import os
 
     from bench.commands.ab import OUTPUT_FILE, Checkout, run_side
     from bench.errors import BenchError
 
-    # a checkout whose plugin takes the harness's options and whose one test writes a record, then aborts
-    (tmp_path / "bench" / "harness").mkdir(parents=True)
-    for init in ("bench/__init__.py", "bench/harness/__init__.py"):
-        (tmp_path / init).write_text("")
-    (tmp_path / "bench" / "harness" / "plugin.py").write_text(
-        "def pytest_addoption(parser):\n    parser.addoption('--report-dir')\n    parser.addoption('--run-id')\n")
-    (tmp_path / "test_crash.py").write_text(
-        "import os, pathlib\n"
-        "def test_crash(request):\n"
-        "    run = pathlib.Path(request.config.getoption('--report-dir')) / request.config.getoption('--run-id')\n"
-        "    run.mkdir(parents=True)\n"
-        "    (run / 'results.jsonl').write_text('')\n"
-        "    os.abort()\n")
+    tree = fake_checkout(tmp_path, then="os.abort()")
     runs = tmp_path / "runs"
     with pytest.raises(BenchError) as err:
-        run_side(Checkout("B", ".", None, tmp_path), ["test_crash.py"], runs, "B-1", dict(os.environ))
+        run_side(Checkout("B", ".", None, tree), ["test_round.py"], runs, "B-1", dict(os.environ))
     message = str(err.value)
     assert "round B-1 (.) exited -6 before it finished" in message and str(runs / "B-1" / OUTPUT_FILE) in message
     # the top of faulthandler's dump, which the last lines of a long dump leave out
     assert "Fatal Python error: Aborted" in message
-    assert "test_crash.py" in (runs / "B-1" / OUTPUT_FILE).read_text()
+    assert "test_round.py" in (runs / "B-1" / OUTPUT_FILE).read_text()
 
 
 def test_a_relative_report_directory_is_this_directorys_not_the_worktrees(tmp_path, monkeypatch):
@@ -62,22 +67,11 @@ def test_a_relative_report_directory_is_this_directorys_not_the_worktrees(tmp_pa
 
     from bench.commands.ab import Checkout, run_side
 
-    tree = tmp_path / "worktree"
-    (tree / "bench" / "harness").mkdir(parents=True)
-    for init in ("bench/__init__.py", "bench/harness/__init__.py"):
-        (tree / init).write_text("")
-    (tree / "bench" / "harness" / "plugin.py").write_text(
-        "def pytest_addoption(parser):\n    parser.addoption('--report-dir')\n    parser.addoption('--run-id')\n")
-    (tree / "test_writes.py").write_text(
-        "import pathlib\n"
-        "def test_writes(request):\n"
-        "    run = pathlib.Path(request.config.getoption('--report-dir')) / request.config.getoption('--run-id')\n"
-        "    run.mkdir(parents=True)\n"
-        "    (run / 'results.jsonl').write_text('')\n")
+    tree = fake_checkout(tmp_path / "worktree")
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
-    run_dir = run_side(Checkout("A", ".", None, tree), ["test_writes.py"], Path("reports/x/runs"), "A-0", dict(os.environ))
+    run_dir = run_side(Checkout("A", ".", None, tree), ["test_round.py"], Path("reports/x/runs"), "A-0", dict(os.environ))
     assert run_dir == here / "reports" / "x" / "runs" / "A-0" and (run_dir / "results.jsonl").is_file()
     assert not (tree / "reports").exists()
 

@@ -13,7 +13,9 @@ from bench.report import render_run
 from conftest import REPO
 
 EXAMPLES = REPO / "reports" / "examples"
-RUNS = sorted(p.parent for p in EXAMPLES.rglob("manifest.json") if (p.parent / "results.jsonl").is_file())
+# the example runs, not the rounds of a `bench ab` or `bench bisect` (their records are the evidence; ab.md says it)
+RUNS = sorted(p.parent for p in EXAMPLES.rglob("manifest.json")
+              if (p.parent / "results.jsonl").is_file() and "runs" not in p.relative_to(EXAMPLES).parts)
 
 
 def test_the_examples_are_a_curated_set_each_saying_what_to_look_at():

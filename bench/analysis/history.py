@@ -79,6 +79,8 @@ class Change:
     case: dict
     run_id: str  # the first run after the change
     previous_run_id: str  # the last run before it
+    index: int  # the first run after the change, as its place among the group's runs
+    previous_index: int  # the last run before it, likewise
     before: float
     after: float
     direction: str  # "regression" | "improvement"
@@ -131,16 +133,13 @@ def changes_of(series: list[Series], runs: list[RunData]) -> list[Change]:
     out = []
     for s in series:
         for cp in s.changes:
-            before, after = runs[s.points[cp.index - 1].run], runs[s.points[cp.index].run]
+            first, last = s.points[cp.index].run, s.points[cp.index - 1].run
+            before, after = runs[last], runs[first]
             out.append(Change(s.group.slug, s.suite, s.metric, s.params, after.manifest.run_id,
-                              before.manifest.run_id, cp.before, cp.after, cp.direction(METRICS[s.metric].better),
+                              before.manifest.run_id, first, last, cp.before, cp.after, cp.direction(METRICS[s.metric].better),
                               s.gates, cp.p_value, (before.manifest.git_commit, after.manifest.git_commit),
                               tuple(version_changes(before, after))))
-    return sorted(out, key=lambda c: (c.direction != "regression", -runs_index(runs, c.run_id)))
-
-
-def runs_index(runs: list[RunData], run_id: str) -> int:
-    return next(i for i, r in enumerate(runs) if r.manifest.run_id == run_id)
+    return sorted(out, key=lambda c: (c.direction != "regression", -c.index))
 
 
 def version_changes(before: RunData, after: RunData) -> list[tuple[str, str | None, str | None]]:

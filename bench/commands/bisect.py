@@ -84,8 +84,12 @@ class Bisection:
         if self.figure is None:
             return (f"no gating figure regressed from {self.target} {self.good} to {self.bad}: "
                     "nothing to bisect")
-        return (f"{self.figure} first regressed at {self.target} {self.first_bad} "
+        text = (f"{self.figure} first regressed at {self.target} {self.first_bad} "
                 f"(last good: {self.last_good}; {len(self.versions)} versions, {len(self.steps)} comparisons)")
+        if not any(s.verdict == "regression" for s in self.steps):
+            text += ("; no comparison's interval called a regression, even GOOD against BAD: every step was "
+                     "decided by its point estimate, so read this as a lead, not a finding")
+        return text
 
 
 def versions_between(package: str, good: str, bad: str, links: list[str] | None = None) -> list[str]:
@@ -228,7 +232,10 @@ def _safe(version: str) -> str:
 
 def write(found: Bisection, out: Path) -> None:
     """bisect.json and bisect.md: the answer first, then every step with its comparison."""
-    (out / "bisect.json").write_text(json.dumps(asdict(found) | {"summary": found.summary}, indent=2), encoding="utf-8")
+    data = asdict(found) | {"summary": found.summary}
+    for step in data["steps"]:  # relative to the bisection's directory, which may move
+        step["comparison"] = str(Path(step["comparison"]).relative_to(out))
+    (out / "bisect.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     lines = [f"### gpt-oss bench: bisect {found.target} {found.good} .. {found.bad}", "", found.summary + ".", ""]
     if found.steps:
         lines += ["| version | against GOOD (interval its verdict used) | verdict | regressed | decided by | comparison |",

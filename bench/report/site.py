@@ -21,21 +21,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from markupsafe import Markup
 
-from bench.analysis.history import NOT_COMPARABLE, Change, Group, against_previous, changes_of, groups, series_of
+from bench.analysis.history import NOT_COMPARABLE, Group, against_previous, changes_of, groups, series_of
 from bench.analysis.runs import RunData, checks_table, load_run
 from bench.analysis.stats import DEFAULT_THRESHOLD
 from bench.errors import BenchError
 from bench.records.metrics import METRICS
-from bench.records.results import MANIFEST_FILE, RESULTS_FILE
+from bench.records.results import MANIFEST_FILE, RESULTS_FILE, RunManifest
 from bench.report import charts
 from bench.report.page import environment
 
 STATE_FILE = "site-state.json"
+STATE_SCHEMA = 2
 CHANGES_FILE = "changes.json"
 # Pages may run one script of their own (the landing page's filters), named by its hash: nothing
 # else, inline or fetched, runs.
@@ -112,8 +115,11 @@ def build_site(sources: list[Path], out: Path, threshold: float = DEFAULT_THRESH
     """Render (or bring up to date) the site for the runs in `sources`; returns what was done."""
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"groups": {}}
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    if state.get("schema") != STATE_SCHEMA:  # made by another version: every group is rendered again
+        state = {"schema": STATE_SCHEMA, "groups": {}}
     run_dirs = find_runs(sources)
+    pages_of = page_names(run_dirs)
     by_group = groups([load_run(d) for d in run_dirs])
     rendered, kept, pages = [], [], []
     for group, runs in by_group.items():
@@ -123,7 +129,7 @@ def build_site(sources: list[Path], out: Path, threshold: float = DEFAULT_THRESH
             pages.append(GroupPage(**known["page"]))
             kept.append(group.slug)
             continue
-        page = _render_group(group, runs, out, threshold)
+        page = _render_group(group, runs, out, threshold, pages_of)
         state["groups"][group.slug] = {"fingerprint": fingerprint, "page": page.__dict__}
         pages.append(page)
         rendered.append(group.slug)
@@ -139,17 +145,29 @@ def build_site(sources: list[Path], out: Path, threshold: float = DEFAULT_THRESH
     return {"groups": len(pages), "rendered": rendered, "kept": kept, "changes": len(changes), "runs": len(run_dirs)}
 
 
-def _render_group(group: Group, runs: list[RunData], out: Path, threshold: float) -> GroupPage:
+def page_names(run_dirs: list[Path]) -> dict[Path, str]:
+    """Each run's page name: its run id, or where several runs share one (the rounds of different
+    `bench ab` runs are all A-0, B-0, ...), its path below the runs' common folder."""
+    ids = [RunManifest.read(d).run_id for d in run_dirs]
+    common = Path(os.path.commonpath([str(d) for d in run_dirs])) if len(run_dirs) > 1 else run_dirs[0].parent
+    return {d: (i if ids.count(i) == 1 else re.sub(r"[^A-Za-z0-9._-]+", "-", str(d.relative_to(common))))
+            for d, i in zip(run_dirs, ids)}
+
+
+def _render_group(group: Group, runs: list[RunData], out: Path, threshold: float,
+                  pages_of: dict[Path, str]) -> GroupPage:
     folder = out / "groups" / group.slug
     folder.mkdir(parents=True, exist_ok=True)
     series = series_of(group, runs)
     changes = changes_of(series, runs)
     verdicts = against_previous(runs, threshold)
     labels = [_label(r) for r in runs]
-    for run in runs:
-        _render_run(run, out)
+    page = [pages_of[r.run_dir] for r in runs]
+    for run, name in zip(runs, page):
+        _render_run(run, out / "runs" / f"{name}.html")
+    links = {id(c): _change_page(page[c.previous_index], page[c.index]) for c in changes}
     for change in changes:
-        _render_change(change, runs, out, threshold)
+        _render_change(runs[change.previous_index], runs[change.index], out / links[id(change)], threshold)
     trends = []
     for s in series:
         refs = runs[-1].baseline.references_for({"metric": s.metric, "suite": s.suite, "params": s.params}) \
@@ -160,17 +178,19 @@ def _render_group(group: Group, runs: list[RunData], out: Path, threshold: float
         trends.append({"series": s, "svg": Markup(svg),  # matplotlib's SVG of numbers
                        "changes": [c for c in changes if c.metric == s.metric and c.case == s.params
                                    and c.suite == s.suite]})
-    rows = [{"run": run, "label": label, "verdict": verdict, "counts": counts,
-             "checks": _check_counts(run)} for run, label, (verdict, counts) in zip(runs, labels, verdicts)]
+    rows = [{"run": run, "page": name, "label": label, "verdict": verdict, "counts": counts,
+             "checks": _check_counts(run)} for run, name, label, (verdict, counts) in zip(runs, page, labels, verdicts)]
     (folder / "index.html").write_text(environment().get_template("site_group.html.j2").render(
-        group=group, rows=rows, trends=trends, changes=changes, csp=csp(), not_comparable=NOT_COMPARABLE),
+        group=group, rows=rows, trends=trends, changes=[(c, links[id(c)]) for c in changes], csp=csp(),
+        not_comparable=NOT_COMPARABLE),
         encoding="utf-8")
     latest = rows[-1]
     return GroupPage(
         group.slug, group.title, group.gpu, group.model, group.backend, group.profile, len(runs),
-        {"run_id": latest["run"].manifest.run_id, "label": latest["label"], "verdict": latest["verdict"],
+        {"run_id": latest["run"].manifest.run_id, "page": latest["page"], "label": latest["label"],
+         "verdict": latest["verdict"],
          "counts": latest["counts"], "checks": latest["checks"], "status": latest["run"].manifest.status},
-        [c.as_dict() | {"link": _change_page(c)} for c in changes],
+        [c.as_dict() | {"link": links[id(c)]} for c in changes],
         [{"gpu": group.gpu, "model": group.model, "suite": s.suite, "metric": s.metric, "case": s.case,
           "anchor": s.anchor, "latest": s.points[-1].value, "unit": METRICS[s.metric].unit,
           "changes": len(s.changes), "runs": len(s.points)} for s in series])
@@ -188,24 +208,21 @@ def _check_counts(run: RunData) -> dict:
     return {"passed": sum(1 for c in rows if c["passed"] is True), "failed": sum(1 for c in rows if c["passed"] is False)}
 
 
-def _render_run(run: RunData, out: Path) -> None:
+def _render_run(run: RunData, target: Path) -> None:
     from bench.report.render import context
 
-    target = out / "runs" / f"{run.manifest.run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(environment().get_template("report.html.j2").render(context(run)), encoding="utf-8")
 
 
-def _change_page(change: Change) -> str:
-    return f"compare/{change.previous_run_id}--{change.run_id}.html"
+def _change_page(before: str, after: str) -> str:
+    return f"compare/{before}--{after}.html"
 
 
-def _render_change(change: Change, runs: list[RunData], out: Path, threshold: float) -> None:
+def _render_change(before: RunData, after: RunData, target: Path, threshold: float) -> None:
     from bench.report.multi import render_comparison
 
-    target = out / _change_page(change)
     if target.is_file():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    by_id = {r.manifest.run_id: r for r in runs}
-    render_comparison([by_id[change.previous_run_id].run_dir, by_id[change.run_id].run_dir], target, threshold)
+    render_comparison([before.run_dir, after.run_dir], target, threshold)
