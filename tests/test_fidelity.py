@@ -116,3 +116,29 @@ def test_a_run_of_several_engines_is_refused_with_what_to_run_instead(tmp_path):
                     gpus=[{"index": 0, "name": "A"}, {"index": 1, "name": "A"}])
     with pytest.raises(BenchError, match="one engine on one device"):
         setup_for_run(run)
+
+
+def test_a_run_narrowed_with_k_is_cross_checked_on_the_cases_it_measured(tmp_path):
+    from dataclasses import replace
+
+    setup = replace(_setup("standard", gpu="0"),
+                    measured=frozenset({"test_load[cold]", "test_generate[bs1-high]", "test_train[r8-b2x8]"}))
+    assert [(f.metric, tuple(f.params.values())) for f in figures(setup)] == [
+        ("load_s", ("cold",)), ("ttft_s", (1, "high")), ("decode_tok_s", (1, "high")),
+        ("s_per_step", (8, 2, 8)), ("peak_vram_gb", (8, 2, 8))]
+    command = harness_command(setup, tmp_path / "crosscheck" / "harness-0")
+    assert [a.rsplit("::", 1)[1] for a in command if "::" in a] == [
+        "test_load[cold]", "test_generate[bs1-high]", "test_train[r8-b2x8]"]
+    assert [(p["batch_size"], p["effort"]) for p in plain_spec(setup, tmp_path)["generate"]] == [(1, "high")]
+    assert not figures(replace(setup, measured=frozenset({"test_serve[c1]"})))
+
+
+def test_a_run_with_nothing_the_cross_check_compares_is_refused(tmp_path):
+    from bench.errors import BenchError
+
+    from dataclasses import replace
+
+    served = replace(make_record("load_s", 1.0, cache="cold"), test_id="suites/test_serve.py::test_serve[c1]")
+    run = write_run(tmp_path, "serve", [served])
+    with pytest.raises(BenchError, match="none of the figures the cross-check compares"):
+        setup_for_run(run)

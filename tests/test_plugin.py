@@ -30,7 +30,7 @@ def bad_files(tmp_path_factory):
 
 
 CASES = [
-    (["--profile", "huge"], "--profile huge: unknown profile; choose one of quick, standard, full"),
+    (["--profile", "huge"], "--profile huge: unknown profile; choose one of quick, standard, fit, full"),
     (["--model", "no such model!"], "--model no such model!: unknown model"),
     (["--model", "org/not-in-any-cache"], "--model org/not-in-any-cache: org/not-in-any-cache is not in the HF cache"),
     (["--dataset", "{bad}/rows.jsonl"], "--dataset {bad}/rows.jsonl: no such file"),

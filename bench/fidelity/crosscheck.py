@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.analysis.fidelity import FIDELITY_METRIC, FigureCheck
@@ -64,14 +64,31 @@ class Setup:
     options: dict[str, str]  # --model, --backend, --profile, --precision, --dataset, --isolate, ...
     suites_dir: Path
     environment: dict[str, str]  # the run's recorded environment (threads, compile caches)
+    # The cases the run measured (`test_load[cold]`, ...): a run narrowed with -k is cross-checked
+    # on what it has, not on every point of its profile. None: every point.
+    measured: frozenset[str] | None = None
 
     @property
     def device(self) -> str:
         return "cpu" if self.gpu == "cpu" else "cuda"
 
     @property
+    def generations(self) -> list[tuple[int, str]]:
+        return [(b, e) for b, e in self.profile.generations if self._measured(f"test_generate[{generation_id(b, e)}]")]
+
+    @property
     def training(self) -> tuple[int, tuple[int, int]] | None:
-        return self.profile.trainings[0] if self.profile.trainings else None
+        if not self.profile.trainings:
+            return None
+        first = self.profile.fit_points[0] if self.profile.fit_points else self.profile.trainings[0]
+        return self.profile.trainings[0] if self._measured(f"test_train[{training_id(*first)}]") else None
+
+    @property
+    def loads(self) -> list[str]:
+        return [cache for cache in ("cold", "warm") if self._measured(f"test_load[{cache}]")]
+
+    def _measured(self, case: str) -> bool:
+        return self.measured is None or case in self.measured
 
 
 @dataclass(frozen=True)
@@ -102,9 +119,20 @@ def setup_for_run(run_dir: Path, gpu: str | None = None) -> Setup:
     profile = get_profile(options["--profile"])
     backend = get_backend(manifest.backend, device,
                           **engine_options(manifest.backend, options.get("--precision", "auto"), profile.max_seq_length))
-    return Setup(engine=manifest.backend, target=backend.prepare(source), gpu=gpu, source=source, profile=profile,
-                 four_bit=backend.four_bit(source), options=options, suites_dir=suites_dir(),
-                 environment={k: v for k, v in manifest.environment.items() if isinstance(v, str)})
+    setup = Setup(engine=manifest.backend, target="", gpu=gpu, source=source, profile=profile,
+                  four_bit=backend.four_bit(source), options=options, suites_dir=suites_dir(),
+                  environment={k: v for k, v in manifest.environment.items() if isinstance(v, str)},
+                  measured=measured_cases(run_dir))
+    if not figures(setup):
+        raise BenchError(f"{run_dir}: the run measured none of the figures the cross-check compares (load, "
+                         "generation, training): cross-check a run of suites/test_load.py, test_infer.py or test_train.py")
+    return replace(setup, target=backend.prepare(source))
+
+
+def measured_cases(run_dir: Path) -> frozenset[str] | None:
+    """The cases the run has results of, by their pytest names; None for a run with no results yet."""
+    names = frozenset(r.test_id.rsplit("::", 1)[-1] for r in read_results(run_dir) if r.status == "ok")
+    return names or None
 
 
 def suites_dir() -> Path:
@@ -118,8 +146,8 @@ def suites_dir() -> Path:
 def figures(setup: Setup) -> list[Figure]:
     """The run's headline figures: cold and warm load, time to first token and decode rate at every
     generation point, step time at the first training point and its peak memory on a GPU."""
-    out = [Figure("load_s", "load", {"cache": cache}) for cache in ("cold", "warm")]
-    for batch, effort in setup.profile.generations:
+    out = [Figure("load_s", "load", {"cache": cache}) for cache in setup.loads]
+    for batch, effort in setup.generations:
         point = {"batch_size": batch, "effort": effort}
         out += [Figure("ttft_s", "infer", point), Figure("decode_tok_s", "infer", point)]
     if setup.training:
@@ -192,7 +220,7 @@ def plain_spec(setup: Setup, folder: Path) -> dict:
             "max_seq_length": setup.profile.max_seq_length, "warm_loads": WARM_LOADS,
             "rounds": setup.profile.infer_rounds,
             "generate": [{"batch_size": b, "effort": e, "new_tokens": setup.profile.effort_tokens[e],
-                          "conversations": asked(b)} for b, e in setup.profile.generations]}
+                          "conversations": asked(b)} for b, e in setup.generations]}
     if setup.training:
         rank, (batch, accumulation) = setup.training
         meaningful = setup.source.loss_meaningful
@@ -233,8 +261,8 @@ def _plain(spec: Path, stem: Path, setup: Setup, first: bool = False) -> dict:
 def harness_command(setup: Setup, run_dir: Path) -> list[str]:
     """pytest on the run's suites, selecting the cases the cross-check compares, with the run's options."""
     suites = setup.suites_dir
-    nodeids = [f"{suites / 'test_load.py'}::test_load[{cache}]" for cache in ("cold", "warm")]
-    nodeids += [f"{suites / 'test_infer.py'}::test_generate[{generation_id(b, e)}]" for b, e in setup.profile.generations]
+    nodeids = [f"{suites / 'test_load.py'}::test_load[{cache}]" for cache in setup.loads]
+    nodeids += [f"{suites / 'test_infer.py'}::test_generate[{generation_id(b, e)}]" for b, e in setup.generations]
     if setup.training:
         first = setup.profile.fit_points[0] if setup.profile.fit_points else setup.training
         nodeids.append(f"{suites / 'test_train.py'}::test_train[{training_id(*first)}]")

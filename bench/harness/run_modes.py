@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from bench.harness import workers
 from bench.analysis.time_budget import STARTUP_TIMING, WALL_TIMING
@@ -24,8 +24,42 @@ from bench.records.metrics import SUITES
 from bench.records.results import RESULTS_FILE, ResultsWriter, RunManifest, read_results
 from bench.telemetry import environment, failpoints
 
-if TYPE_CHECKING:
-    from bench.harness.session import BenchSession
+
+class BenchSession(Protocol):
+    """What a run mode reads and sets of the session that owns it (`bench.harness.session`); declared
+    here so that the two modules do not import each other."""
+
+    options: Any
+    argv: list[str]
+    profile: Any
+    source: Any
+    plan: Any
+    device: str
+    gpu: Any
+    gpu_indices: list[int] | None
+    hardware: str
+    backend_name: str
+    baseline: Any
+    baseline_hardware_matches: bool
+    price_per_hour: float | None
+    workload: Any
+    run_dir: Path | None
+    planned_dir: Path
+    resume_dir: Path | None
+    manifest: RunManifest | None
+    writer: ResultsWriter | None
+    timings: dict[str, float]
+    calibration: dict
+    finished: set[str]
+    left_out: str | None
+    left_on_device_gb: float | None
+    first_child_fresh: bool
+
+    def wait_for_engine(self) -> None: ...
+    def calibrate(self, say: Any = None) -> dict: ...
+    def calibrate_meanwhile(self) -> None: ...
+    def adopt(self, records: list) -> None: ...
+    def finish_run(self, interrupted: bool) -> None: ...
 
 
 def add_wall_time(timings: dict, name: str) -> None:

@@ -1,4 +1,4 @@
-"""Profiles (quick, standard, full) and the parameter grid each gives every suite.
+"""Profiles (quick, standard, fit, full) and the parameter grid each gives every suite.
 
 A suite's test function names the parameters it takes (lora_r, train_batch, batch_size, effort);
 the plugin parametrizes it from the active profile, so adding a rank or a batch size is a change

@@ -56,7 +56,6 @@ def efficiency_rows(run: RunData, price_per_hour: float | None = None) -> tuple[
     if shape is None:
         return [], []
     profile = get_profile(run.manifest.profile)
-    seq_len = profile.max_seq_length  # the longest a training row can be
     lanes: dict[str, list] = {}
     for r in run.records:
         lanes.setdefault(run.lane(r), []).append(r)
@@ -91,6 +90,7 @@ def efficiency_rows(run: RunData, price_per_hour: float | None = None) -> tuple[
                                                                      step_s)))
         if "train_tokens_per_s" in case and "s_per_step" in case:
             tps, step_s = case["train_tokens_per_s"].value, case["s_per_step"].value
+            seq_len = int(params.get("seq_len", profile.max_seq_length))  # a fit profile's case has its own
             row = {"suite": "train", "case": label, "mbu": None,
                    "mfu": mfu(shape.train_flops_per_token(seq_len), tps, ceilings["matmul_tflops"]),
                    "energy": _value(case, "energy_j_per_token"), "energy_step": _value(case, "energy_j_per_step")}

@@ -48,7 +48,7 @@ def fidelity_headline(rows: list[dict]) -> str | None:
         return None
     findings = [row for row in judged if row["verdict"] == FINDING]
     agree = sum(1 for row in judged if row["verdict"] == AGREES)
-    text = (f"cross-check against a plain script ({judged[0]['repeats']} interleaved repeats): {agree} of "
+    text = (f"cross-check against a plain script ({judged[0]['repeats']} interleaved repeat{'s' if judged[0]['repeats'] != 1 else ''}): {agree} of "
             f"{len(judged)} figures agree within tolerance, {len(findings)} finding{'s' if len(findings) != 1 else ''}, "
             f"{len(judged) - agree - len(findings)} unresolved")
     if findings:
