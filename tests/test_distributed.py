@@ -223,18 +223,3 @@ def test_bench_merge_of_two_shards_equals_one_run(one_process, tmp_path):
                             capture_output=True, text=True, cwd=REPO)
     assert merged.returncode == 0, merged.stderr
     assert _cases(tmp_path / "merged") == one_process
-
-
-@pytest.mark.slow
-def test_ray_runs_the_suites_on_two_fake_gpus_into_one_run(one_process, tmp_path):
-    pytest.importorskip("ray", reason="pip install -e '.[test]' installs Ray for this test")
-    env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "RAY_AUTH_MODE": "disabled"}
-    result = subprocess.run([sys.executable, "-m", "bench.commands.cli", "cluster", "run", "--local-gpus", "2",
-                             "--report-dir", str(tmp_path), "--run-id", "ray", "--", *SELECTION, "--baseline", str(STRUCTURE_ONLY),
-                             "--benchmark-disable"],
-                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "2 shards on a Ray cluster with 2 GPUs" in result.stdout
-    assert _cases(tmp_path / "ray") == one_process
-    manifest = RunManifest.read(tmp_path / "ray")
-    assert any("bench cluster run" in note for note in manifest.notes) and (tmp_path / "ray" / "report.html").is_file()

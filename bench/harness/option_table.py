@@ -76,7 +76,7 @@ OPTIONS: tuple[Option, ...] = (
     O("--model", "model", "tiny-gpt-oss | replica:gpt-oss-20b | a hub name | a local path", "tiny-gpt-oss"),
     O("--backend", "backend", "auto | hf | unsloth, or hf,unsloth to compare engines (auto: unsloth when CUDA and "
       "unsloth are there, hf for the tiny model)", "auto"),
-    O("--profile", "profile", "quick | standard | full: the parameter grid", "quick"),
+    O("--profile", "profile", "quick | standard | fit | full: the parameter grid (fit: training points for bench fit)", "quick"),
     O("--baseline", "baseline", "a baseline name (./baselines first, then the shipped ones) or a TOML file "
       "(default: by model and GPU)"),
     O("--baseline-dir", "baseline_dir", "your baselines, searched before the shipped ones (default: "

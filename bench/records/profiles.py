@@ -41,7 +41,9 @@ MIN_OPEN_LOOP_REQUESTS = 8
 
 # The memory model's points (`bench fit`): every rank, batch and sequence length twice or more, the
 # seed's r=8 2x8 at 1024 tokens and its r=32 among them; the accumulation is 1 (memory does not
-# depend on it). Crossing all three axes (36 points) would add time, not terms to tell apart.
+# depend on it). Crossing all three axes (36 points) would add time, not terms to tell apart. A
+# point trains six steps (three on a replica): the peak comes with the first optimizer step, and
+# the loss target is the other profiles' business.
 FIT_POINTS = ((8, (1, 1), 512), (8, (2, 1), 1024), (8, (4, 1), 2048), (16, (1, 1), 1024), (16, (2, 1), 2048),
               (16, (4, 1), 512), (32, (1, 1), 2048), (32, (2, 1), 1024), (32, (4, 1), 512), (64, (1, 1), 512),
               (64, (2, 1), 1024), (64, (4, 1), 2048), (8, (2, 8), 1024), (16, (2, 1), 1024), (32, (2, 1), 2048),
@@ -189,7 +191,7 @@ PROFILES: dict[str, Profile] = {
                         serve_rate_fractions=(0.25, 0.5, 0.75, 0.9), serve_rounds=3, serve_requests=16,
                         crosscheck=True),
     "fit": Profile("fit", lora_ranks=(8, 16, 32, 64), train_batches=((1, 1), (2, 1), (4, 1), (2, 8)),
-                   infer_batches=(1,), efforts=("medium",), train_steps=30, timing_steps=3, load_rounds=1,
+                   infer_batches=(1,), efforts=("medium",), train_steps=6, timing_steps=3, load_rounds=1,
                    infer_rounds=1, effort_tokens={"medium": 32}, suites=("train",), max_seq_length=2048,
                    fit_points=FIT_POINTS),
     "full": Profile("full", lora_ranks=(8, 16, 32, 64), train_batches=((1, 16), (2, 8), (4, 4)),
