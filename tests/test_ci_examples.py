@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def git(*args: str, cwd: Path) -> None:

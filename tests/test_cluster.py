@@ -13,7 +13,7 @@ from bench.records.results import RunManifest, read_results
 from conftest import REPO
 from test_distributed import STRUCTURE_ONLY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def test_ray_runs_the_suites_on_two_fake_gpus_into_one_run(tmp_path):

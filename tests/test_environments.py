@@ -117,6 +117,7 @@ def test_a_step_is_decided_by_its_verdict_or_else_by_which_end_its_estimate_is_n
         choose(clear, "s_per_step", None)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_bench_bisect_finds_the_version_that_planted_a_slowdown(wheelhouse, tmp_path):
     proc = subprocess.run(
