@@ -97,3 +97,17 @@ def check_values(options) -> None:
                          "(3 or more for a 95% interval)")
     if options.precision not in PRECISIONS:
         raise BenchError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+
+
+def probe_endpoints(options) -> dict:
+    """--endpoint's servers, asked what they serve before anything runs (the controller of
+    several workers asks too: a dead endpoint is one line, not a failed case per worker)."""
+    if not options.endpoint:
+        return {}
+    from bench.serving.endpoint import api_key, parse_endpoints, probe
+    from bench.telemetry import environment
+
+    key = api_key(options.endpoint_key_env)
+    if key:
+        environment.add_secret(key)  # whatever its variable is called, it is redacted everywhere
+    return {name: probe(name, url, key, options.endpoint_model) for name, url in parse_endpoints(options.endpoint)}

@@ -23,8 +23,9 @@ from bench.harness.option_table import add_options, bench_options
 from bench.harness.child_reports import ChildReports
 from bench.harness.session import BenchSession
 from bench.harness.workload import one_thread
-from bench.harness.shard import assign, parse_shard
-from bench.harness.selection import RUN_ORDER, case_group, isolated, natural_order, suite_of
+from bench.harness import collection
+from bench.harness.shard import parse_shard
+from bench.harness.selection import case_group, isolated, natural_order, suite_of
 from bench.harness.workers import Controller, configure_xdist, finish_turn, strip_group, wait_for_turn
 
 SESSION_KEY = pytest.StashKey[BenchSession]()
@@ -89,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         warm_up(session.processes())  # its imports (21 s on an H100 host) overlap this process's collection
     session.say = lambda line: _say(config, line)
     config.stash[SESSION_KEY] = session
+    collection.register(config, session)
     if config.getoption("--bench-reports"):
         config.pluginmanager.register(ChildReports(config.getoption("--bench-reports"), session.timings), "bench-child")
 
@@ -104,55 +106,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             taken.update(names)
             # one server per module-scoped fixture: all load points of a server run before the next starts
             metafunc.parametrize(name, values, ids=ids, scope="module" if name == "server" else None)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Suites run in `RUN_ORDER`, those the profile leaves out only when their file is named; cases
-    that share a loaded model form one group (per-GPU workers, shards); a resumed run leaves out the
-    cases it already finished; `--shard` keeps its part."""
-    order = {name: i for i, name in enumerate(RUN_ORDER)}
-    items.sort(key=lambda item: order.get(suite_of(item) or "", -1))
-    bench = config.stash.get(SESSION_KEY, None)
-    if bench is not None:
-        from bench.harness.selection import left_out_note, outside_profile
-
-        left_out = outside_profile(items, bench.profile.suites, suite_of, config.args, config.invocation_params.dir)
-        if left_out:
-            config.hook.pytest_deselected(items=left_out)
-            gone = set(left_out)
-            items[:] = [item for item in items if item not in gone]
-            bench.left_out = left_out_note(bench.profile.name, left_out, suite_of)
-    for item in items:
-        group = case_group(item)
-        if group and getattr(config, "workerinput", None):
-            item.add_marker(pytest.mark.xdist_group(group))
-    if bench is not None:
-        bench.collected_suites = {suite for item in items if (suite := suite_of(item))}
-    if config.getoption("--shard"):
-        index, count = parse_shard(config.getoption("--shard"))
-        groups = [case_group(item) or item.nodeid for item in items]
-        shard_of = assign(groups, count)
-        other = [item for item, group in zip(items, groups) if shard_of[group] != index]
-        if other:
-            config.hook.pytest_deselected(items=other)
-            items[:] = [item for item, group in zip(items, groups) if shard_of[group] == index]
-    if bench is not None and bench.isolation != "off":
-        from bench.harness.concurrency import split_unavailable
-
-        cannot_split = split_unavailable(bench.run_gpus)
-        for item in items:  # the time limit is the child's to enforce; no second timer in the parent
-            if isolated(item):
-                item.add_marker(pytest.mark.timeout(0))
-            params = getattr(item, "callspec", None)
-            if cannot_split and params is not None and params.params.get("placement") == "split":
-                item.add_marker(pytest.mark.skip(reason=cannot_split))  # known now: no process started for it
-    if bench is not None and bench.resume_dir is not None:
-        bench.start()
-        done = [item for item in items if item.nodeid in bench.finished]
-        if done:
-            config.hook.pytest_deselected(items=done)
-            items[:] = [item for item in items if item.nodeid not in bench.finished]
 
 
 # after any plugin that reorders tests (pytest-randomly)

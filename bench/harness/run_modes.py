@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bench.harness import workers
@@ -26,8 +27,8 @@ from bench.telemetry import environment, failpoints
 
 
 class BenchSession(Protocol):
-    """What a run mode reads and sets of the session that owns it (`bench.harness.session`); declared
-    here so that the two modules do not import each other."""
+    """What a run mode reads of the session that owns it (`bench.harness.session`), and the
+    session's methods it calls; declared here so that the two modules do not import each other."""
 
     options: Any
     argv: list[str]
@@ -47,10 +48,8 @@ class BenchSession(Protocol):
     planned_dir: Path
     resume_dir: Path | None
     manifest: RunManifest | None
-    writer: ResultsWriter | None
     timings: dict[str, float]
     calibration: dict
-    finished: set[str]
     left_out: str | None
     left_on_device_gb: float | None
     first_child_fresh: bool
@@ -58,7 +57,7 @@ class BenchSession(Protocol):
     def wait_for_engine(self) -> None: ...
     def calibrate(self, say: Any = None) -> dict: ...
     def calibrate_meanwhile(self) -> None: ...
-    def adopt(self, records: list) -> None: ...
+    def adopt_workers(self, records: list, left_out: str | None, timings: dict[str, float]) -> None: ...
     def finish_run(self, interrupted: bool) -> None: ...
 
 
@@ -67,95 +66,102 @@ def add_wall_time(timings: dict, name: str) -> None:
     timings[name] = round(timings.get(name, 0.0) + time.time() - environment.process_started(), 3)
 
 
+@dataclass
+class Opened:
+    """What a mode set up for the run; the session takes it as its own (`BenchSession.start`) and
+    then calls the mode's `note`, which writes what this process owns of it."""
+
+    run_dir: Path
+    writer: ResultsWriter
+    manifest: RunManifest | None = None
+    timings: dict[str, float] | None = None  # the run's timings, where they replace this process's
+    finished: set[str] = field(default_factory=set)  # cases of a resumed run that need not run again
+    calibration: dict | None = None  # a worker's GPU ceilings, for its part file
+
+
 class NewRun:
     owns_run = True
 
-    def open(self, s: "BenchSession") -> Path:
-        s.run_dir = s.planned_dir
-        s.run_dir.mkdir(parents=True, exist_ok=True)
-        add_wall_time(s.timings, STARTUP_TIMING)
+    def open(self, s: BenchSession) -> Opened:
+        run_dir = s.planned_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        timings = dict(s.timings)
+        add_wall_time(timings, STARTUP_TIMING)
         s.wait_for_engine()
-        s.manifest = new_manifest(s)
+        manifest = new_manifest(s, run_dir, timings)
         if s.left_out:
-            s.manifest.notes.append(s.left_out)
+            manifest.notes.append(s.left_out)
         if s.first_child_fresh:  # measured while the first isolated child imports
             s.calibrate_meanwhile()
         else:
-            s.manifest.calibration = s.calibrate()
-        s.manifest.write(s.run_dir)
-        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
-        return s.run_dir
+            manifest.calibration = s.calibrate()
+        return Opened(run_dir, ResultsWriter(run_dir / RESULTS_FILE), manifest, timings)
 
-    def note(self, s: "BenchSession") -> None:
+    def note(self, s: BenchSession) -> None:
         if s.manifest is not None:
             s.manifest.write(s.run_dir)
 
-    def close(self, s: "BenchSession", interrupted: bool) -> None:
+    def close(self, s: BenchSession, interrupted: bool) -> None:
         s.finish_run(interrupted)
 
 
 class ResumedRun(NewRun):
-    def open(self, s: "BenchSession") -> Path:
+    def open(self, s: BenchSession) -> Opened:
         """The killed run's own directory: same manifest, its finished cases kept."""
-        s.run_dir = s.resume_dir
-        s.manifest = RunManifest.read(s.run_dir)
-        s.finished = keep_finished(s.run_dir)
-        timings = s.manifest.timings
-        if s.manifest.finished is None and WALL_TIMING not in timings:
+        run_dir = s.resume_dir
+        manifest = RunManifest.read(run_dir)
+        finished = keep_finished(run_dir)
+        timings = manifest.timings
+        if manifest.finished is None and WALL_TIMING not in timings:
             # its first part was killed before it could close: it lasted at least to its last record
-            last = max((r.time for r in read_results(s.run_dir)), default=None) \
-                if (s.run_dir / RESULTS_FILE).is_file() else None
+            last = max((r.time for r in read_results(run_dir)), default=None) \
+                if (run_dir / RESULTS_FILE).is_file() else None
             if last is not None:
-                timings[WALL_TIMING] = round(timings.get(STARTUP_TIMING, 0.0) + last - s.manifest.started, 3)
-        s.manifest.status = "incomplete"
-        s.manifest.notes.append(f"resumed at {time.strftime('%Y-%m-%d %H:%M:%S')} with "
-                                f"{len(s.finished)} cases already finished")
-        s.manifest.timings.update(s.timings)
-        s.timings = s.manifest.timings
-        add_wall_time(s.timings, STARTUP_TIMING)
+                timings[WALL_TIMING] = round(timings.get(STARTUP_TIMING, 0.0) + last - manifest.started, 3)
+        manifest.status = "incomplete"
+        manifest.notes.append(f"resumed at {time.strftime('%Y-%m-%d %H:%M:%S')} with "
+                              f"{len(finished)} cases already finished")
+        timings.update(s.timings)
+        add_wall_time(timings, STARTUP_TIMING)
         s.wait_for_engine()
-        s.manifest.write(s.run_dir)
-        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
-        return s.run_dir
+        return Opened(run_dir, ResultsWriter(run_dir / RESULTS_FILE), manifest, timings, finished)
 
 
 class ControllerRun(NewRun):
-    def close(self, s: "BenchSession", interrupted: bool) -> None:
+    def close(self, s: BenchSession, interrupted: bool) -> None:
         """What the workers wrote: their records (for the summary and --compare), their GPUs'
         calibration, their run-level timings and what the profile left out, folded into the
         manifest; then the run's end."""
         parts = workers.read_parts(s.run_dir)
         workers.fold_parts(s.manifest, parts)
         # every worker collected the same cases, and this process none
-        s.left_out = next((p["left_out"] for p in parts if p.get("left_out")), None)
-        if s.left_out and s.left_out not in s.manifest.notes:
-            s.manifest.notes.append(s.left_out)
-        s.timings = s.manifest.timings
+        left_out = next((p["left_out"] for p in parts if p.get("left_out")), None)
+        if left_out and left_out not in s.manifest.notes:
+            s.manifest.notes.append(left_out)
         records = read_results(s.run_dir) if (s.run_dir / RESULTS_FILE).is_file() else []
-        s.adopt(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)))
+        s.adopt_workers(sorted(records, key=lambda r: (SUITES.index(r.suite) if r.suite in SUITES else 99, r.time)),
+                        left_out, s.manifest.timings)
         s.finish_run(interrupted)
 
 
 class WorkerRun:
     owns_run = False
 
-    def open(self, s: "BenchSession") -> Path:
-        s.run_dir = Path(s.options.worker_run)
-        s.run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
-        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
+    def open(self, s: BenchSession) -> Opened:
+        run_dir = Path(s.options.worker_run)
+        run_dir.mkdir(parents=True, exist_ok=True)  # the controller writes the manifest when it sees it
+        writer = ResultsWriter(run_dir / RESULTS_FILE)
         s.wait_for_engine()
-        s.calibration = s.calibrate()
-        self.write_part(s, ready=True)
-        return s.run_dir
+        return Opened(run_dir, writer, calibration=s.calibrate())
 
-    def note(self, s: "BenchSession") -> None:
+    def note(self, s: BenchSession) -> None:
         self.write_part(s, ready=s.run_dir is not None)
 
-    def close(self, s: "BenchSession", interrupted: bool) -> None:
+    def close(self, s: BenchSession, interrupted: bool) -> None:
         self.write_part(s, ready=True)
 
     @staticmethod
-    def write_part(s: "BenchSession", ready: bool) -> None:
+    def write_part(s: BenchSession, ready: bool) -> None:
         workers.write_part(s.run_dir or Path(s.options.worker_run), s.options.worker_id, {
             "turn": s.options.turn, "backend": s.backend_name, "ready": ready,
             "gpu": environment.gpus(s.gpu_indices)[0] if s.gpu else None,
@@ -166,16 +172,14 @@ class WorkerRun:
 class IsolatedCaseRun:
     owns_run = False
 
-    def open(self, s: "BenchSession") -> Path:
-        s.run_dir = Path(s.options.worker_run)
-        s.manifest = RunManifest.read(s.run_dir)
-        s.writer = ResultsWriter(s.run_dir / RESULTS_FILE)
-        return s.run_dir
+    def open(self, s: BenchSession) -> Opened:
+        run_dir = Path(s.options.worker_run)
+        return Opened(run_dir, ResultsWriter(run_dir / RESULTS_FILE), RunManifest.read(run_dir))
 
-    def note(self, s: "BenchSession") -> None:
+    def note(self, s: BenchSession) -> None:
         pass  # the parent owns the manifest
 
-    def close(self, s: "BenchSession", interrupted: bool) -> None:
+    def close(self, s: BenchSession, interrupted: bool) -> None:
         pass
 
 
@@ -191,15 +195,15 @@ def mode_for(options, plan, resume_dir: Path | None):
     return NewRun()
 
 
-def new_manifest(s: "BenchSession") -> RunManifest:
+def new_manifest(s: BenchSession, run_dir: Path, timings: dict[str, float]) -> RunManifest:
     """The manifest of a run this process owns: what ran, where, and what to know when reading it."""
     m = RunManifest(
-        run_id=s.run_dir.name, started=time.time(), command=s.argv, profile=s.profile.name,
+        run_id=run_dir.name, started=time.time(), command=s.argv, profile=s.profile.name,
         model=s.source.spec, backend=s.backend_name, device=s.device,
         git_commit=environment.git_commit(), hostname_sha256=environment.hostname_sha256(),
         gpus=environment.gpus(s.gpu_indices), versions=environment.versions(),
         environment={**environment.allowed_environment(), "host": environment.host()},
-        baseline=str(s.baseline.path.resolve()) if s.baseline else None, timings=s.timings,
+        baseline=str(s.baseline.path.resolve()) if s.baseline else None, timings=timings,
         gpu_price_per_hour=s.price_per_hour, test_hooks=failpoints.active(), options=s.workload.case_options)
     if m.test_hooks:
         m.notes.append("made with test-only hooks set (" + ", ".join(f"{k}={v}" for k, v in m.test_hooks.items())

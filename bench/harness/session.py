@@ -31,13 +31,13 @@ from bench.models import ModelSource, resolve_model
 from bench.analysis.prices import price_per_hour
 from bench.harness.isolate import resolve_mode as resolve_isolation
 from bench.harness.option_table import BenchOptions
-from bench.harness.inputs import (backend_names, check_values, new_run_id, pick_baseline, read_compare, refuse_a_finished_run,
-                                  writable_dir)
+from bench.harness.inputs import (backend_names, check_values, new_run_id, pick_baseline, probe_endpoints, read_compare,
+                                  refuse_a_finished_run, writable_dir)
 from bench.harness.workload import Workload
 from bench.harness.resume import check_resume
 from bench.records.results import Measurement, ResultsWriter, RunManifest
 from bench.analysis.serving import DEFAULT_SLO, parse_slo
-from bench.serving.endpoint import Endpoint, api_key, parse_endpoints, probe
+from bench.serving.endpoint import Endpoint
 
 
 # What a correctness check may take on the GPU, from the run's training cases: NVML's count for the
@@ -73,7 +73,7 @@ class BenchSession:
         self.backend_name = ",".join(self.backend_names)
         self.gpu = next((g for g in available if self.device != "cpu" and g.index == self.gpu_indices[0]), None)
         self.hardware = self.gpu.name if self.gpu else ("cuda" if self.device != "cpu" else "cpu")
-        self.endpoints: dict[str, Endpoint] = self._probe_endpoints()
+        self.endpoints: dict[str, Endpoint] = probe_endpoints(options)
         if options.servers is not None and self.endpoints:
             raise BenchError("--servers chooses the servers the harness starts, and with --endpoint it starts none: "
                              "drop one of them")
@@ -141,17 +141,6 @@ class BenchSession:
             return "cpu"
         return device
 
-    def _probe_endpoints(self) -> dict[str, Endpoint]:
-        """--endpoint's servers, asked what they serve before anything runs (the controller of
-        several workers asks too: a dead endpoint is one line, not a failed case per worker)."""
-        if not self.options.endpoint:
-            return {}
-        key = api_key(self.options.endpoint_key_env)
-        if key:
-            environment.add_secret(key)  # whatever its variable is called, it is redacted everywhere
-        return {name: probe(name, url, key, self.options.endpoint_model)
-                for name, url in parse_endpoints(self.options.endpoint)}
-
     @property
     def no_checks_reason(self) -> str:
         """Why nothing was checked, in the words the terminal, summary and report use."""
@@ -186,7 +175,12 @@ class BenchSession:
     def start(self) -> Path:
         """Open the run directory as this process's mode says; called once suite cases are collected."""
         if self.run_dir is None:
-            self.mode.open(self)
+            opened = self.mode.open(self)
+            self.run_dir, self.writer, self.manifest, self.finished = (opened.run_dir, opened.writer, opened.manifest,
+                                                                       opened.finished)
+            self.timings = self.timings if opened.timings is None else opened.timings
+            self.calibration = self.calibration if opened.calibration is None else opened.calibration
+            self.mode.note(self)
         return self.run_dir
 
     @property
@@ -376,6 +370,12 @@ class BenchSession:
         """Records an isolated case's process wrote: counted here as if written here."""
         for record in records:
             self._count(record)
+
+    def adopt_workers(self, records: list[Measurement], left_out: str | None, timings: dict[str, float]) -> None:
+        """What the xdist workers wrote, for the run's end: their records, what their profile left
+        out, and the run's timings with theirs folded in."""
+        self.left_out, self.timings = left_out, timings
+        self.adopt(records)
 
     def finish(self, interrupted: bool) -> None:
         if self.run_dir is None:
