@@ -161,6 +161,7 @@ def test_the_suite_against_an_endpoint_keeps_its_api_key_out_of_the_run(fake_ser
     assert key not in result.stdout + result.stderr
 
 
+@pytest.mark.heavy  # a `transformers serve` of its own; the quick run's self-started server is in test_suites_e2e
 def test_servers_chooses_the_self_started_servers(tmp_path):
     """Quick starts the continuous-batching server only; --servers starts the plain one (or both)."""
     result = run_pytest("suites/test_serve.py", "-q", "--gpu", "cpu", "--servers", "transformers", "-k", "c1",

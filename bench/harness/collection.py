@@ -9,8 +9,9 @@ its feature is on, as pytest registers its own (the cache provider, the terminal
 - `ResumedCases`, with --resume: the killed run's finished cases left out.
 
 All run before other plugins' (xdist reads the groups); among themselves pluggy calls the last
-registered first, so `register` registers them in reverse of the order they must run in (the shards are cut before a resumed run's finished cases leave, or a resumed shard
-would be another part).
+registered first, so `register` registers them in reverse of the order they must run in (the
+shards are cut before a resumed run's finished cases leave, or a resumed shard would be another
+part).
 """
 
 from __future__ import annotations
