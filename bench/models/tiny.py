@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -153,13 +154,27 @@ def tokenizer_dir(root: Path | None = None) -> Path:
 def build(out: Path) -> dict:
     """Train the tokenizer, pre-train the base on plain prose, save both: about a minute on 2 cores."""
     import torch
-    from transformers import GenerationConfig, GptOssForCausalLM
 
     started = time.perf_counter()
     prose, english_chat, tokenizer = _corpus_and_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     config = model_config(len(tokenizer), ids("<|endoftext|>"), ids("<|return|>"), ids("<|startoftext|>"))
 
+    # A one-off that may take every core: the harness runs the tiny model's cases on one thread for
+    # steady timings (workload.one_thread), and the build waited on that thread for a minute or more.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or threads)
+    try:
+        return _pretrain(out, tokenizer, prose, english_chat, config, started)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(out: Path, tokenizer, prose: list[str], english_chat: list[str], config, started: float) -> dict:
+    import torch
+    from transformers import GenerationConfig, GptOssForCausalLM
+
+    ids = tokenizer.convert_tokens_to_ids
     torch.manual_seed(SEED)
     model = GptOssForCausalLM(config)
     stream: list[int] = []
