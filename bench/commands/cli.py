@@ -131,7 +131,10 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from bench.report.fidelity_table import fidelity_headline, fidelity_rows
 
     run = Path(args.run)
-    records = crosscheck(run, setup_for_run(run, args.gpu), args.repeats, lambda line: print(line, file=sys.stderr))
+    records, stopped = crosscheck(run, setup_for_run(run, args.gpu), args.repeats,
+                                  lambda line: print(line, file=sys.stderr))
+    if stopped:
+        print(stopped, file=sys.stderr)
     render_run(run)
     print(fidelity_headline(fidelity_rows(records)))
     print(run / "report.html")

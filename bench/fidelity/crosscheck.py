@@ -160,8 +160,11 @@ def figures(setup: Setup) -> list[Figure]:
 
 
 def crosscheck(run_dir: Path, setup: Setup, repeats: int = DEFAULT_REPEATS,
-               say: Callable[[str], None] = lambda line: None) -> list[Measurement]:
-    """Run the cross-check for the run in `run_dir` and append its records there; returns them."""
+               say: Callable[[str], None] = lambda line: None) -> tuple[list[Measurement], str | None]:
+    """Run the cross-check for the run in `run_dir` and append its records there: (the records, why
+    it stopped before its last repeat or None). A repeat that fails or is interrupted costs only the
+    repeats not yet finished: on a GPU each one takes minutes, and the finished ones still say what
+    they measured (with a wider interval)."""
     if repeats < 1:
         raise BenchError(f"--crosscheck-repeats {repeats}: give 1 or more (3 or more for an interval)")
     folder = Path(run_dir) / FOLDER
@@ -172,14 +175,30 @@ def crosscheck(run_dir: Path, setup: Setup, repeats: int = DEFAULT_REPEATS,
     say(f"cross-check: the first load with empty compile caches, then {repeats} x (plain script, harness)")
     first = _plain(spec, folder / f"plain-first-{stamp}", setup, first=True)
     plain_runs, harness_runs, order = [], [], []
-    for i in range(repeats):
-        say(f"cross-check {i + 1}/{repeats}: plain script")
-        plain_runs.append(_plain(spec, folder / f"plain-{stamp}-{i}", setup))
-        order.append(("plain", plain_runs[-1]["started"]))
-        say(f"cross-check {i + 1}/{repeats}: harness")
-        started = time.time()
-        harness_runs.append(_harness(folder / f"harness-{stamp}-{i}", setup))
-        order.append(("harness", started))
+    stopped = None
+    try:
+        for i in range(repeats):
+            say(f"cross-check {i + 1}/{repeats}: plain script")
+            plain = _plain(spec, folder / f"plain-{stamp}-{i}", setup)
+            order.append(("plain", plain["started"]))
+            say(f"cross-check {i + 1}/{repeats}: harness")
+            started = time.time()
+            harness_runs.append(_harness(folder / f"harness-{stamp}-{i}", setup))
+            plain_runs.append(plain)
+            order.append(("harness", started))
+    except (BenchError, KeyboardInterrupt) as exc:
+        if not harness_runs:
+            raise
+        stopped = (f"the cross-check stopped after {len(harness_runs)} of {repeats} repeats "
+                   f"({exc or 'interrupted'}); its ratios are those repeats'")
+    records = _records(run_dir, setup, first, plain_runs, harness_runs, stamp)
+    (folder / f"order-{stamp}.json").write_text(json.dumps(order), encoding="utf-8")
+    return records, stopped
+
+
+def _records(run_dir: Path, setup: Setup, first: dict, plain_runs: list[dict],
+             harness_runs: list[list[Measurement]], stamp: str) -> list[Measurement]:
+    """The first load and each figure's ratio from the paired repeats, appended to the run's results."""
     manifest = RunManifest.read(run_dir)
     records = [_first_load(manifest, setup, first)]
     for figure in figures(setup):
@@ -194,7 +213,6 @@ def crosscheck(run_dir: Path, setup: Setup, repeats: int = DEFAULT_REPEATS,
             writer.write(record)
     finally:
         writer.close()
-    (folder / f"order-{stamp}.json").write_text(json.dumps(order), encoding="utf-8")
     return records
 
 
@@ -202,7 +220,8 @@ def after_run(run_dir: Path, repeats: int, say: Callable[[str], None]) -> tuple[
     """The cross-check at the end of a run: (its records, why it did not finish or None, seconds)."""
     started = time.perf_counter()
     try:
-        return crosscheck(run_dir, setup_for_run(run_dir), repeats, say), None, round(time.perf_counter() - started, 4)
+        records, stopped = crosscheck(run_dir, setup_for_run(run_dir), repeats, say)
+        return records, stopped, round(time.perf_counter() - started, 4)
     except BenchError as exc:
         return [], f"the cross-check against a plain script did not finish: {exc}", round(time.perf_counter() - started, 4)
 
