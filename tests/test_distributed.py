@@ -5,7 +5,6 @@ run with every case exactly once."""
 import dataclasses
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
 import time

@@ -10,7 +10,8 @@ from typing import Any
 from bench.data.loading import store_dataset, stored_set_name
 from bench.telemetry import failpoints
 from bench.backends import Loaded, TrainSettings
-from bench.models import ModelSource, local_weights
+from bench.models import ModelSource, local_weights, replica, tiny
+from bench.models.store import cache_root
 
 
 class TransformersBackend:
@@ -49,6 +50,12 @@ class TransformersBackend:
             require_loadable(source.spec)
             os.environ["HF_HUB_OFFLINE"] = "1"
         return local_weights(source, self.device)
+
+    def prepared(self, source: ModelSource) -> bool:
+        """Whether `prepare` would only find its result on disk: nothing to build, convert or load."""
+        if source.kind == "replica":
+            return (replica.build_dir(source.spec.split(":", 1)[1], cache_root()) / "build.json").is_file()
+        return source.kind != "tiny" or tiny.is_built(cache_root())
 
     def servable(self, source: ModelSource) -> str:
         """The weights a separate `transformers serve` process runs (the serving suite's own server)."""

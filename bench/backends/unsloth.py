@@ -38,6 +38,12 @@ class UnslothBackend(TransformersBackend):
                 self._prepared[source.spec] = super().prepare(source)
         return self._prepared[source.spec]
 
+    def prepared(self, source: ModelSource) -> bool:
+        if self._quantizes(source):
+            name = source.spec.split(":", 1)[1]
+            return (replica.build_dir(name, cache_root(), self.quantized_variant) / "build.json").is_file()
+        return super().prepared(source)
+
     def build_ahead(self, source: ModelSource) -> tuple[Callable[..., None], tuple] | None:
         """What a process may build for `prepare` before it runs, while the run's first isolated
         child imports Unsloth: the bf16 scratch copy a replica not yet quantized is quantized from

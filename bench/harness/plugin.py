@@ -254,7 +254,7 @@ def prepared(bench: BenchSession, backend, request: pytest.FixtureRequest) -> st
     started = time.perf_counter()
     _say(request.config, f"preparing {bench.source.spec} (built on first use and cached; a build takes a minute or more)")
     try:
-        target = bench.prepare_safely(backend.prepare)
+        target = bench.prepare_safely(backend.prepare, backend.prepared)
     except BenchError as exc:  # e.g. a broken HF cache: say why, once per case, no traceback
         pytest.fail(f"cannot load {bench.source.spec}: {exc}", pytrace=False)
     bench.note_timing("prepare_model_s", time.perf_counter() - started)

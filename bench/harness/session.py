@@ -22,7 +22,7 @@ from bench.telemetry import environment
 from bench.backends import PRELOADABLE, resolve_backend_name
 from bench.analysis.baselines import CheckOutcome, evaluate
 from bench.telemetry.devices import free_memory_gb, nvml_gpus, parse_gpu_option, pin, torch_has_cuda
-from bench.telemetry.processes import (last_line, preloading_context, start_python, wait_for_server,
+from bench.telemetry.processes import (fresh_context, last_line, preloading_context, start_python, wait_for_server,
                                        without_waiting)
 from bench.errors import BenchError
 from bench.records.profiles import get_profile, self_served
@@ -268,14 +268,27 @@ class BenchSession:
         wait_for_server(context)
         return context
 
-    def prepare_safely(self, prepare: Callable[[ModelSource], str]) -> str:
-        """`prepare(source)`: a backend's `prepare` or `servable`. The parent of isolated children
-        must not start CUDA (its context would sit in the device-wide figure of every later case),
-        and building a replica uses the GPU: there a child runs it first, and this process then
-        only finds the result on disk. The tiny model is built on the CPU: no child (1.5 s on an H100)."""
-        if self.isolation != "off" and self.device.startswith("cuda") and self.source.kind != "tiny":
+    def prepare_safely(self, prepare: Callable[[ModelSource], str],
+                       prepared: Callable[[ModelSource], bool] | None = None) -> str:
+        """`prepare(source)`: a backend's `prepare` or `servable`, with any building done in a process
+        of its own, so that this process then only finds the result on disk. A process that times
+        a load must not build in itself: building imports the modules a user's first load imports,
+        starts CUDA, and a replica's quantization loads the model, so the cold load after it was a
+        second load (on an H100, 6.2 s where a process's first took 6.6-7.2 s). The parent of
+        isolated children must not start CUDA (its context would sit in the device-wide figure of
+        every later case). `prepared`: whether `prepare` would find everything on disk; without it,
+        only the parent of isolated children on a GPU prepares in a child (the tiny model is built
+        on the CPU there: no child)."""
+        if prepared is not None:
+            build_elsewhere = not prepared(self.source)
+        else:
+            build_elsewhere = self.isolation != "off" and self.device.startswith("cuda") and self.source.kind != "tiny"
+        if build_elsewhere:
             log = self.start() / "prepare.log"
-            process = start_python(self.processes(), prepare, (self.source,), log)
+            # a measuring process builds in a fresh interpreter: a fork server of its own would import
+            # the engine in a process that is itself a fork server's child
+            context = self.processes() if self.isolation != "off" else fresh_context()
+            process = start_python(context, prepare, (self.source,), log)
             process.join()
             said = last_line(log)
             if process.exitcode:

@@ -63,6 +63,11 @@ def ensure_built(root: Path | None = None) -> Path:
     return _made_once(root, built_dir(root), NAME, _is_complete, build)
 
 
+def is_built(root: Path | None = None) -> bool:
+    """Whether `ensure_built` would only find the model (nothing to build)."""
+    return _is_complete(built_dir(root or cache_root()))
+
+
 def _made_once(root: Path, target: Path, name: str, usable: Callable[[Path], bool],
                make: Callable[[Path], object]) -> Path:
     """`target`, made by `make(scratch)` in a scratch directory beside it and renamed (whole or not
