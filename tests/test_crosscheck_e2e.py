@@ -61,8 +61,15 @@ def test_the_two_sides_ran_alternately_each_in_a_process_of_its_own(slowed):
     folder = run_dir / "crosscheck"
     [order] = [json.loads(p.read_text()) for p in folder.glob("order-*.json")]
     assert [side for side, _ in order] == ["plain", "harness"] and order[0][1] < order[1][1]
-    [plain] = [json.loads(p.read_text()) for p in folder.glob("plain-2*.json") if ".spec" not in p.name]
-    assert plain["cold_load_modules_imported"] > 100  # a fresh interpreter: the model stack came with the load
+    # the plain side as a user's two scripts, each a fresh interpreter: training; loading and inference
+    [training] = [json.loads(p.read_text()) for p in folder.glob("plain-2*-train.json")]
+    [serving] = [json.loads(p.read_text()) for p in folder.glob("plain-2*.json") if not p.stem.endswith("train")]
+    assert "train" in training and "generate" not in training and "warm_load_s" not in training
+    assert "train" not in serving and len(serving["warm_load_s"]) == 2 and serving["generate"]
+    for plain in (training, serving):
+        assert plain["cold_load_modules_imported"] > 100  # the model stack came with the load
+        host = plain["cold_load_host"]  # beside the cold load: the other processes' CPU (in clock ticks)
+        assert host["threads_at_start"] >= 1 and host["others_cpu_cores"] > -1
     [harness] = [p for p in folder.glob("harness-*") if p.is_dir()]
     assert RunManifest.read(harness).options["--profile"] == "quick"
 

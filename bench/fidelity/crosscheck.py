@@ -266,14 +266,30 @@ def _environment(setup: Setup, empty_caches: Path | None = None) -> dict[str, st
 
 
 def _plain(spec: Path, stem: Path, setup: Setup, first: bool = False) -> dict:
-    out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
+    """One repeat of the plain script: a training script and a loading and inference script, each
+    a fresh interpreter (see plain.py), merged; with `first`, one load on empty compile caches."""
+    data = json.loads(spec.read_text(encoding="utf-8"))
     if first:
-        data = json.loads(spec.read_text(encoding="utf-8"))
-        spec = stem.with_suffix(".spec.json")
-        spec.write_text(json.dumps({**data, "first": True}), encoding="utf-8")
+        return _plain_process({**data, "first": True}, stem, setup, empty_caches=True)
+    parts = []
+    if data.get("train"):
+        parts.append(_plain_process({**data, "warm_loads": 0, "generate": []}, stem.with_name(stem.name + "-train"),
+                                    setup))
+    if data["warm_loads"] or data["generate"] or not parts:
+        parts.append(_plain_process({k: v for k, v in data.items() if k != "train"}, stem, setup))
+    merged = {k: v for part in parts for k, v in part.items()}
+    merged.update(started=min(p["started"] for p in parts), cold_load_s=[p["cold_load_s"] for p in parts],
+                  cold_load_host=[p.get("cold_load_host") for p in parts])
+    return merged
+
+
+def _plain_process(spec: dict, stem: Path, setup: Setup, empty_caches: bool = False) -> dict:
+    out, log, spec_file = stem.with_suffix(".json"), stem.with_suffix(".log"), stem.with_suffix(".spec.json")
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="bench-empty-caches-") as empty:
-        env = _environment(setup, Path(empty) if first else None)
-        _run([sys.executable, str(PLAIN_SCRIPT), str(spec), str(out)], env, log, "the plain script")
+        env = _environment(setup, Path(empty) if empty_caches else None)
+        _run([sys.executable, str(PLAIN_SCRIPT), str(spec_file), str(out)], env, log, "the plain script")
+    spec_file.unlink()  # the run's spec file holds it; one copy of the conversations is enough
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -324,7 +340,7 @@ def _harness_samples(records: list[Measurement], figure: Figure) -> list[float]:
 
 def _plain_samples(run: dict, figure: Figure) -> list[float]:
     if figure.metric == "load_s":
-        return [run["cold_load_s"]] if figure.params["cache"] == "cold" else run["warm_load_s"]
+        return run["cold_load_s"] if figure.params["cache"] == "cold" else run["warm_load_s"]
     if figure.suite == "infer":
         point = next(p for p in run["generate"] if p["batch_size"] == figure.params["batch_size"]
                      and p["effort"] == figure.params["effort"])

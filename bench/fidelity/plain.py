@@ -8,9 +8,16 @@ documentation and the seed's notebook call it, with the same settings the harnes
 precision, LoRA, trainer arguments, prompts). Each figure is taken the plainest way a careful user
 would take it: synchronize, read `time.perf_counter()`, do the work, synchronize, read it again.
 
-- load: `from_pretrained` of model and tokenizer; the first in this process is the cold load, the
+A spec with `train` is a user's training script: load (cold), train, end. One without is a
+loading and inference script: load (cold), load again, generate. The cross-check runs both in each
+repeat, as the harness runs its training case and its load and inference groups in processes of
+their own, so that no figure follows work in one process that it does not follow in the other.
+
+- load: `from_pretrained` of model and tokenizer; the first in a process is the cold load, the
   next ones (after freeing the last) warm loads. With `"first": true` the process loads once and
   exits: the compile caches it was pointed at are empty, so this is the first load on a machine.
+  Beside the cold load: the other processes' CPU during it, and this one's threads and children
+  when it began (`HostShare`), to tell a load slowed by work an import left running.
 - training: LoRA on the cold-loaded model, trl's SFTTrainer, a callback stamping the end of every
   optimizer step; the first step is the warm-up. Peak memory: `torch.cuda.max_memory_allocated`
   once trained, the load's included, as the harness's training case (a process of its own) counts it.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 
@@ -39,28 +47,67 @@ def main(spec_path: str, out_path: str) -> None:
     out: dict = {"started": time.time(), "versions": {"torch": torch.__version__,
                                                       "transformers": transformers.__version__}}
     script = Script(spec, torch)
-    modules = len(sys.modules)
+    modules, host = len(sys.modules), HostShare()
     model, tokenizer, out["cold_load_s"] = script.timed_load()
     out["cold_load_modules_imported"] = len(sys.modules) - modules
+    out["cold_load_host"] = host.since()
     if spec.get("first"):
         out["finished"] = time.time()
         _write(out_path, out)
         return
     if spec.get("train"):
         out["train"] = script.train(model, tokenizer)
-    del model
-    script.free()
-    warm = []
-    for _ in range(spec["warm_loads"]):
-        model, tokenizer, seconds = script.timed_load()
-        warm.append(seconds)
-        if len(warm) < spec["warm_loads"]:
+    else:
+        warm = []
+        for _ in range(spec["warm_loads"]):
             del model
             script.free()
-    out["warm_load_s"] = warm
-    out["generate"] = script.generate_points(model, tokenizer)
+            model, tokenizer, seconds = script.timed_load()
+            warm.append(seconds)
+        out["warm_load_s"] = warm
+        out["generate"] = script.generate_points(model, tokenizer)
     out["finished"] = time.time()
     _write(out_path, out)
+
+
+class HostShare:
+    """What else the host did while this process loaded: the CPU time of every other process (and
+    of this one's children) as cores, and this process's threads and children when it began. A
+    load that competes with work an import left running shows it here. Linux only (/proc)."""
+
+    def __init__(self) -> None:
+        self.started, self.busy, self.own = time.perf_counter(), _host_busy_s(), _own_cpu_s()
+        self.threads, self.children = _threads_and_children()
+
+    def since(self) -> dict:
+        wall = time.perf_counter() - self.started
+        busy = _host_busy_s()
+        others = None if busy is None or self.busy is None else (busy - self.busy - (_own_cpu_s() - self.own)) / wall
+        return {"others_cpu_cores": others, "threads_at_start": self.threads, "children_at_start": self.children}
+
+
+def _host_busy_s() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _threads_and_children() -> tuple[int | None, int | None]:
+    try:
+        tasks = os.listdir("/proc/self/task")
+        children = sum(len(open(f"/proc/self/task/{t}/children", encoding="ascii").read().split()) for t in tasks)
+    except OSError:
+        return None, None
+    return len(tasks), children
 
 
 class Script:
