@@ -49,7 +49,8 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
     info = holder[0].info if holder else {}
     release()
     case.timed("load_s", timer.samples, extra={"backend_info": info, "import_s": bench.timings.get(
-        f"import_{bench.backend_name}_s") if cache == "cold" else None, "modules_imported": max(imported)})
+        f"import_{bench.backend_name}_s") if cache == "cold" else None, "modules_imported": max(imported),
+        "torch_threads": sys.modules["torch"].get_num_threads()})  # beside the plain script's, in a cross-check
     if cache == "warm":  # where the time goes: one more load, sampled, not timed
         def profiled_load():
             loaded = backend.load(bench.source)

@@ -13,9 +13,11 @@ from bench.report import render_run
 from conftest import REPO
 
 EXAMPLES = REPO / "reports" / "examples"
-# the example runs, not the rounds of a `bench ab` or `bench bisect` (their records are the evidence; ab.md says it)
+# the example runs, not the rounds of a `bench ab` or `bench bisect` nor a cross-check's harness repeats
+# (their records are the evidence; ab.md and the run's fidelity table say so)
+EVIDENCE = {"runs", "crosscheck"}
 RUNS = sorted(p.parent for p in EXAMPLES.rglob("manifest.json")
-              if (p.parent / "results.jsonl").is_file() and "runs" not in p.relative_to(EXAMPLES).parts)
+              if (p.parent / "results.jsonl").is_file() and not EVIDENCE & set(p.relative_to(EXAMPLES).parts))
 
 
 def test_the_examples_are_a_curated_set_each_saying_what_to_look_at():

@@ -45,7 +45,8 @@ def main(spec_path: str, out_path: str) -> None:
     import transformers
 
     out: dict = {"started": time.time(), "versions": {"torch": torch.__version__,
-                                                      "transformers": transformers.__version__}}
+                                                      "transformers": transformers.__version__},
+                 "torch_threads": torch.get_num_threads()}
     script = Script(spec, torch)
     modules, host = len(sys.modules), HostShare()
     model, tokenizer, out["cold_load_s"] = script.timed_load()
