@@ -15,7 +15,7 @@ import pytest
 from bench.telemetry import Timer
 from bench.telemetry.rounds import run_rounds
 from bench.telemetry.load_phases import profile_load
-from bench.telemetry.memory import resident_gb
+from bench.telemetry.memory import CollectorTime, resident_gb
 from bench.telemetry.timer import synchronize
 
 pytestmark = pytest.mark.suite("load")
@@ -34,12 +34,14 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
                 backend.unload(holder.pop())
 
     imported: list[int] = []
+    collector: list[CollectorTime] = []
 
     def load():
         before, modules = resident_gb(bench.device), len(sys.modules)
-        with timer:
+        with CollectorTime() as collected, timer:
             holder.append(backend.load(bench.source))
         imported.append(len(sys.modules) - modules)
+        collector.append(collected)
         memory_gb.append(resident_gb(bench.device) - before if bench.device == "cpu" else resident_gb(bench.device))
 
     benchmark.group = "load"
@@ -50,7 +52,9 @@ def test_load(bench, backend, prepared, case, benchmark, cache):
     release()
     case.timed("load_s", timer.samples, extra={"backend_info": info, "import_s": bench.timings.get(
         f"import_{bench.backend_name}_s") if cache == "cold" else None, "modules_imported": max(imported),
-        "torch_threads": sys.modules["torch"].get_num_threads()})  # beside the plain script's, in a cross-check
+        # beside the plain script's, in a cross-check
+        "torch_threads": sys.modules["torch"].get_num_threads(), "gc_s": [c.seconds for c in collector],
+        "gc_full_passes": [c.full_passes for c in collector]})
     if cache == "warm":  # where the time goes: one more load, sampled, not timed
         def profiled_load():
             loaded = backend.load(bench.source)

@@ -175,9 +175,11 @@ def times_a_cold_load(suites: set[str] | frozenset[str]) -> bool:
 
 def cold_load_starts_fresh(name: str) -> bool:
     """Whether a process timing this engine's cold load must start as a fresh interpreter rather
-    than be forked from the fork server: the server imports more than a user's script would
-    before its first load (transformers' trainer pulls in the model stack)."""
-    return not set(PRELOADABLE.get(name, ())) <= {"torch", *USER_IMPORTS.get(name, ())}
+    than be forked from the fork server: whatever the server imports, it freezes (out of the
+    garbage collector's reach), and a user's script walks those objects in every full collection
+    its load triggers; transformers' server also imports more than a user's script would before
+    its first load (its trainer pulls in the model stack)."""
+    return bool(PRELOADABLE.get(name))
 
 
 def import_libraries(name: str, suites: set[str] | frozenset[str] = frozenset()) -> None:

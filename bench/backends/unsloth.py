@@ -77,6 +77,8 @@ class UnslothBackend(TransformersBackend):
         disk write in /dev/shm. build.json keeps the seconds of each phase."""
         from filelock import FileLock
 
+        import unsloth  # noqa: F401  (first, as in a user's script: building the bf16 copy imports transformers)
+
         name = source.spec.split(":", 1)[1]
         root = cache_root()
         target = replica.build_dir(name, root, self.quantized_variant)

@@ -17,7 +17,7 @@ their own, so that no figure follows work in one process that it does not follow
   next ones (after freeing the last) warm loads. With `"first": true` the process loads once and
   exits: the compile caches it was pointed at are empty, so this is the first load on a machine.
   Beside the cold load: the other processes' CPU during it, and this one's threads and children
-  when it began (`HostShare`), to tell a load slowed by work an import left running.
+  when it began (`HostShare`); beside every load, the garbage collector's time in it.
 - training: LoRA on the cold-loaded model, trl's SFTTrainer, a callback stamping the end of every
   optimizer step; the first step is the warm-up. Peak memory: `torch.cuda.max_memory_allocated`
   once trained, the load's included, as the harness's training case (a process of its own) counts it.
@@ -59,13 +59,15 @@ def main(spec_path: str, out_path: str) -> None:
     if spec.get("train"):
         out["train"] = script.train(model, tokenizer)
     else:
-        warm = []
+        warm, collected = [], []
         for _ in range(spec["warm_loads"]):
             del model
             script.free()
+            collector = Collector()
             model, tokenizer, seconds = script.timed_load()
+            collected.append(collector.stop())
             warm.append(seconds)
-        out["warm_load_s"] = warm
+        out["warm_load_s"], out["warm_load_gc"] = warm, collected
         out["generate"] = script.generate_points(model, tokenizer)
     out["finished"] = time.time()
     _write(out_path, out)
@@ -73,18 +75,43 @@ def main(spec_path: str, out_path: str) -> None:
 
 class HostShare:
     """What else the host did while this process loaded: the CPU time of every other process (and
-    of this one's children) as cores, and this process's threads and children when it began. A
-    load that competes with work an import left running shows it here. Linux only (/proc)."""
+    of this one's children) as cores, and this process's threads and children when it began (Linux
+    only, /proc); and the garbage collector's seconds and full passes in it, which the harness's
+    load case records too. A load that competes with work an import left running, or walks more
+    objects per collection, shows it here."""
 
     def __init__(self) -> None:
         self.started, self.busy, self.own = time.perf_counter(), _host_busy_s(), _own_cpu_s()
         self.threads, self.children = _threads_and_children()
+        self.collector = Collector()
 
     def since(self) -> dict:
+        collected = self.collector.stop()
         wall = time.perf_counter() - self.started
         busy = _host_busy_s()
         others = None if busy is None or self.busy is None else (busy - self.busy - (_own_cpu_s() - self.own)) / wall
-        return {"others_cpu_cores": others, "threads_at_start": self.threads, "children_at_start": self.children}
+        return {"others_cpu_cores": others, "threads_at_start": self.threads, "children_at_start": self.children,
+                **collected}
+
+
+class Collector:
+    """The garbage collector's seconds and full passes from now until `stop` (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.full_passes, self._started = 0.0, 0, None
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self.full_passes += info["generation"] == 2
+            self._started = None
+
+    def stop(self) -> dict:
+        gc.callbacks.remove(self._callback)
+        return {"gc_s": self.seconds, "gc_full_passes": self.full_passes}
 
 
 def _host_busy_s() -> float | None:

@@ -8,6 +8,7 @@ that one, and the two are kept under different metric names.
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass
 
 from bench.telemetry.devices import GB
@@ -25,6 +26,29 @@ def freeze_imports() -> None:
     children inherit that.)"""
     gc.collect()  # what importing left as garbage is freed, not frozen
     gc.freeze()
+
+
+class CollectorTime:
+    """The garbage collector's seconds and full passes while inside (`gc.callbacks`): a load makes
+    many long-lived objects, so full collections walking every object not frozen land inside it,
+    and what is frozen (the harness's own objects; a fork server's imports) decides their cost.
+    The cross-check's plain script measures the same beside its loads."""
+
+    def __enter__(self) -> "CollectorTime":
+        self.seconds, self.full_passes, self._started = 0.0, 0, None
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self.full_passes += info["generation"] == 2
+            self._started = None
 
 
 def release_garbage(device: str) -> None:
