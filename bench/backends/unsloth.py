@@ -77,14 +77,14 @@ class UnslothBackend(TransformersBackend):
         disk write in /dev/shm. build.json keeps the seconds of each phase."""
         from filelock import FileLock
 
-        import unsloth  # noqa: F401  (first, as in a user's script: building the bf16 copy imports transformers)
-
         name = source.spec.split(":", 1)[1]
         root = cache_root()
         target = replica.build_dir(name, root, self.quantized_variant)
         with FileLock(str(target) + ".lock"):
             if (target / "build.json").is_file():
                 return target
+            import unsloth  # noqa: F401  (first, as in a user's script: building the bf16 copy imports transformers)
+
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             cached = replica.build_dir(name, root)
