@@ -95,7 +95,8 @@ class HostShare:
 
 
 class Collector:
-    """The garbage collector's seconds and full passes from now until `stop` (`gc.callbacks`)."""
+    """The garbage collector's seconds and full passes from now until `stop` (`gc.callbacks`), as
+    the harness's `CollectorTime` counts them beside its loads (this script imports nothing of it)."""
 
     def __init__(self) -> None:
         self.seconds, self.full_passes, self._started = 0.0, 0, None
