@@ -41,6 +41,35 @@ def test_a_ratio_within_tolerance_with_an_interval_beyond_it_is_unresolved():
     assert noisy.verdict == UNRESOLVED
 
 
+def test_a_ratio_beyond_tolerance_whose_interval_holds_one_is_unresolved_not_a_finding():
+    scattered = check([[14.5], [8.3], [14.5]], [[15.0], [13.4], [15.2]])  # one slow spell of the host
+    ratio, low, high = scattered.interval
+    assert ratio < 0.9 and low < 1 < high
+    assert scattered.verdict == UNRESOLVED
+
+
+@pytest.mark.parametrize("sd", [0.1, 0.2, 0.3])
+@pytest.mark.parametrize("repeats", [3, 5])
+def test_findings_on_an_unchanged_harness_stay_near_the_intervals_level_however_the_host_scatters(sd, repeats):
+    """Synthetic repeats, per-repeat log ratios drawn around 0 (an unchanged harness) and around
+    log 0.7 (a harness 30% slow): the interval rule keeps false findings near 5% where the ratio
+    alone made up to 57% of them, and a 30% gap is never called agreement."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+
+    def verdicts(true_ratio: float) -> list[str]:
+        out = []
+        for _ in range(400):
+            ratios = np.exp(rng.normal(math.log(true_ratio), sd, repeats))
+            out.append(check([[float(r) * 10] for r in ratios], [[10.0]] * repeats).verdict)
+        return out
+
+    unchanged, slowed = verdicts(1.0), verdicts(0.7)
+    assert unchanged.count(FINDING) / len(unchanged) <= 0.08
+    assert AGREES not in slowed and slowed.count(FINDING) > 0
+
+
 def test_one_repeat_has_no_interval_and_is_judged_by_its_ratio():
     assert judge(1.02, 1.02, 1.02, 0.10, repeats=1) == UNRESOLVED
     assert judge(0.7, 0.7, 0.7, 0.10, repeats=1) == FINDING

@@ -4,7 +4,7 @@ and the verdict; the first load on a machine beside them."""
 
 from __future__ import annotations
 
-from bench.analysis.fidelity import AGREES, FIDELITY_METRIC, FINDING
+from bench.analysis.fidelity import AGREES, FIDELITY_METRIC, FINDING, judge
 from bench.analysis.runs import describe_params
 from bench.analysis.stats import geometric_mean
 from bench.records.results import Measurement
@@ -29,7 +29,7 @@ def fidelity_rows(records: list[Measurement]) -> list[dict]:
             "case": describe_params({k: v for k, v in r.params.items() if k != "figure"}),
             "unit": r.extra.get("unit", ""), "harness": _centre(r.extra.get("harness", [])),
             "plain": _centre(r.extra.get("plain", [])), "ratio": r.value, "low": r.extra.get("low"),
-            "high": r.extra.get("high"), "verdict": r.extra.get("verdict", ""), "tolerance": r.extra.get("tolerance"),
+            "high": r.extra.get("high"), "verdict": _verdict(r), "tolerance": r.extra.get("tolerance"),
             "repeats": r.extra.get("repeats", len(r.samples))})
     first = [r for r in records if r.metric == "load_s" and r.params.get("cache") == "first" and r.value is not None]
     if first:
@@ -55,6 +55,14 @@ def fidelity_headline(rows: list[dict]) -> str | None:
         text += "; " + "; ".join(f"{row['figure']} {row['case']}: harness/plain {row['ratio']:.3g}x "
                                  f"({row['low']:.3g}-{row['high']:.3g})" for row in findings)
     return text
+
+
+def _verdict(record: Measurement) -> str:
+    """The verdict by today's rule from what the record kept (a run judged by an older rule is
+    shown as today's code judges it); the stored one where something is missing."""
+    extra = record.extra
+    kept = (record.value, extra.get("low"), extra.get("high"), extra.get("tolerance"), extra.get("repeats"))
+    return judge(*kept) if None not in kept else extra.get("verdict", "")
 
 
 def _centre(per_repeat: list[list[float]]) -> float | None:
