@@ -162,6 +162,39 @@ def test_a_run_narrowed_with_k_is_cross_checked_on_the_cases_it_measured(tmp_pat
     assert not figures(replace(setup, measured=frozenset({"test_serve[c1]"})))
 
 
+@pytest.mark.parametrize("measured,processes,cold_samples", [
+    ({"test_load[cold]", "test_load[warm]", "test_generate[bs1-low]", "test_train[r8-b2x2]"}, ["train", "serve"], 2),
+    ({"test_load[cold]", "test_train[r8-b2x2]"}, ["train"], 1),  # nothing to load again or generate
+    ({"test_load[cold]", "test_load[warm]"}, ["serve"], 1)])
+def test_each_repeat_runs_a_users_two_scripts_only_where_the_run_measured_what_they_time(
+        tmp_path, monkeypatch, measured, processes, cold_samples):
+    """Training in a process of its own, loading again and generating in another, as the harness
+    runs its groups; each script's cold load is a sample of the cold figure."""
+    import json
+    from dataclasses import replace
+
+    import bench.fidelity.crosscheck as xc
+
+    setup = replace(_setup(), measured=frozenset(measured))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(plain_spec(setup, tmp_path)))
+    ran = []
+
+    def process(part, stem, setup, empty_caches=False):
+        ran.append("train" if part.get("train") else "serve")
+        out = {"started": float(len(ran)), "cold_load_s": 2.0 + len(ran)}
+        if part.get("train"):
+            assert not part["generate"] and not part["warm_loads"]
+            return {**out, "train": {"s_per_step": [0.2]}}
+        assert part["warm_loads"] == (2 if "test_load[warm]" in measured else 0)
+        return {**out, "warm_load_s": [0.1] * part["warm_loads"], "generate": []}
+
+    monkeypatch.setattr(xc, "_plain_process", process)
+    run = xc._plain(spec, tmp_path / "plain-0", setup)
+    assert ran == processes and len(run["cold_load_s"]) == cold_samples and run["started"] == 1.0
+    assert ("train" in run) == ("train" in processes)
+
+
 def test_a_run_with_nothing_the_cross_check_compares_is_refused(tmp_path):
     from bench.errors import BenchError
 

@@ -236,7 +236,8 @@ def plain_spec(setup: Setup, folder: Path) -> dict:
         return [[m for m in rows[i % len(rows)]["messages"] if m["role"] != "assistant"] for i in range(n)]
 
     spec = {"engine": setup.engine, "model": setup.target, "device": setup.device, "four_bit": setup.four_bit,
-            "max_seq_length": setup.profile.max_seq_length, "warm_loads": WARM_LOADS,
+            "max_seq_length": setup.profile.max_seq_length,
+            "warm_loads": WARM_LOADS if "warm" in setup.loads else 0,
             "rounds": setup.profile.infer_rounds,
             "generate": [{"batch_size": b, "effort": e, "new_tokens": setup.profile.effort_tokens[e],
                           "conversations": asked(b)} for b, e in setup.generations]}
