@@ -2,9 +2,10 @@
 
 A figure of the harness is worth something only if it is what a user's own script measures on the
 same machine. So, for a run's model, engine and GPU, this runs two things alternately, each in a
-fresh interpreter: `plain.py` (the engine alone, timed with a clock) and the harness itself (pytest
-on the suites, selecting the run's load cases, its generation points and its first training point,
-exactly as the run ran them), plain, harness, plain, ... for `repeats` rounds. Per figure the ratio
+fresh interpreter: `plain.py` (the engine alone, timed with a clock; as a user's training script
+and a loading and inference script, each where the run measured what it times) and the harness
+itself (pytest on the suites, selecting the run's load cases, its generation points and its first
+training point, exactly as the run ran them), plain, harness, plain, ... for `repeats` rounds. Per figure the ratio
 harness / plain and its 95% interval come from those paired repeats (`bench.analysis.fidelity`).
 Before the repeats, the plain script loads once more with empty compile caches: the first load on a
 machine, reported as `load_s` with cache "first".
