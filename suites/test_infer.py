@@ -12,6 +12,7 @@ from bench.analysis.channels import channel_token_counts
 from bench.telemetry import Timer
 from bench.telemetry.rounds import run_rounds
 from bench.telemetry.energy import EnergyCounter
+from bench.telemetry.memory import CollectorTime
 from bench.telemetry.tokens import GenerationTiming, TokenClock
 
 pytestmark = pytest.mark.suite("infer")
@@ -47,10 +48,14 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     rounds: list[tuple[GenerationTiming, float | None]] = []
     outputs: list[list[list[int]]] = []
 
+    collected: list[CollectorTime] = []
+
     def generate():
         joules = energy.joules()
-        clock.start()
-        outputs.append(backend.generate(loaded, prompts, budget, [clock]))
+        with CollectorTime() as gc_time:
+            clock.start()
+            outputs.append(backend.generate(loaded, prompts, budget, [clock]))
+        collected.append(gc_time)
         spent = energy.joules()
         rounds.append((GenerationTiming.from_clock(clock, batch_size),
                        None if joules is None else spent - joules))
@@ -72,7 +77,9 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     sample = loaded.tokenizer.decode(last[0], skip_special_tokens=False)
     case.timed("ttft_s", [t.ttft_s for t in timings])
     case.timed("decode_tok_s", [t.decode_tok_s for t in timings],
-               extra={"channels": channels, "sample": sample[:400], "prompt_tokens": len(loaded.tokenizer(prompts[0])["input_ids"])})
+               extra={"channels": channels, "sample": sample[:400],
+                      "prompt_tokens": len(loaded.tokenizer(prompts[0])["input_ids"]),
+                      "gc_s": [c.seconds for c in collected[1:]]})  # beside the plain script's, in a cross-check
     case.timed("decode_tok_s_per_seq", [t.decode_tok_s_per_seq for t in timings])
     case("itl_p50_ms", float(np.percentile(itl, 50)), samples=[statistics.median(t.itl_ms) for t in timings])
     case("itl_p99_ms", float(np.percentile(itl, 99)), samples=[float(np.percentile(t.itl_ms, 99)) for t in timings])

@@ -6,6 +6,7 @@ import pytest
 from bench.backends import LoraSettings
 from bench.telemetry import Timer
 from bench.telemetry.energy import EnergyCounter
+from bench.telemetry.memory import CollectorTime
 from bench.telemetry.rounds import run_rounds
 from bench.analysis.loss import TARGET_LOSS, adapter_size_mb, final_loss, steps_to_target
 
@@ -28,10 +29,13 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     run, timer = SteppedTraining(trainer, gate), Timer(bench.device)
     step_joules: list[float] = []
 
+    collected: list[CollectorTime] = []
+
     def one_step():
         before = energy.joules()
-        with timer:
+        with CollectorTime() as gc_time, timer:
             run.step()
+        collected.append(gc_time)
         if before is not None:
             step_joules.append(energy.joules() - before)
 
@@ -48,7 +52,8 @@ def test_train(bench, backend, prepared, case, benchmark, train_data, lora_r, tr
     case.add_phase("warm-up step", timer.samples[0])
     tokens = gate.tokens_per_step[1:steps]
     curve = [point for point in loss_curve(trainer) if point[0] <= steps]  # not the profiled step
-    case.timed("s_per_step", step_s, extra={"warmup_step_s": timer.samples[0], "loss_curve": curve})
+    case.timed("s_per_step", step_s, extra={"warmup_step_s": timer.samples[0], "loss_curve": curve,
+                                            "gc_s": [c.seconds for c in collected[1:]]})
     case.timed("train_tokens_per_s", [t / s for t, s in zip(tokens, step_s)])
     if step_joules[1:]:  # GPUs with an NVML energy counter
         case.timed("energy_j_per_token", [j / t for j, t in zip(step_joules[1:], tokens)])

@@ -66,6 +66,13 @@ def test_the_two_sides_ran_alternately_each_in_a_process_of_its_own(slowed):
     [serving] = [json.loads(p.read_text()) for p in folder.glob("plain-2*.json") if not p.stem.endswith("train")]
     assert "train" in training and "generate" not in training and "warm_load_s" not in training
     assert "train" not in serving and len(serving["warm_load_s"]) == 2 and serving["generate"]
+    # beside every timed load, round and step, on both sides: the garbage collector's seconds in it
+    assert len(training["train"]["gc_s"]) == len(training["train"]["s_per_step"])
+    assert all(len(p["gc_s"]) == len(p["decode_tok_s"]) for p in serving["generate"])
+    harness_records = read_results(next(p for p in folder.glob("harness-*") if p.is_dir()))
+    for metric in ("s_per_step", "decode_tok_s", "load_s"):
+        [record] = [r for r in harness_records if r.metric == metric][:1]
+        assert len(record.extra["gc_s"]) == len(record.samples) and min(record.extra["gc_s"]) >= 0
     for plain in (training, serving):
         assert plain["cold_load_modules_imported"] > 100  # the model stack came with the load
         host = plain["cold_load_host"]  # beside the cold load: the other processes' CPU (in clock ticks)

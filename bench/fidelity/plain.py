@@ -23,6 +23,8 @@ their own, so that no figure follows work in one process that it does not follow
   once trained, the load's included, as the harness's training case (a process of its own) counts it.
 - generation: a warm-up generate, then per point and round `generate` of 1 and of N new tokens
   (`min_new_tokens` = N): time to first token is the first, the decode rate B (N - 1) / (tN - t1).
+  Beside each round and each training step, the garbage collector's seconds in it, as the
+  harness's cases record them.
 """
 
 from __future__ import annotations
@@ -208,12 +210,15 @@ class Script:
 
         settings = self.spec["train"]
         stamps: list[float] = []
+        collected: list[float] = []  # the collector's seconds so far, at each stamp
         sync = self.sync
+        collector = Collector()
 
         class StepEnds(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 sync()
                 stamps.append(time.perf_counter())
+                collected.append(collector.seconds)
 
         model = self.with_lora(model)
         config = SFTConfig(
@@ -229,11 +234,14 @@ class Script:
                              processing_class=tokenizer, callbacks=[StepEnds()])
         sync()
         stamps.append(time.perf_counter())
+        collected.append(collector.seconds)
         trainer.train()
+        collector.stop()
         steps = [b - a for a, b in zip(stamps, stamps[1:])]
+        gc_s = [b - a for a, b in zip(collected, collected[1:])]
         peak = self.torch.cuda.max_memory_allocated() / 1e9 if self.cuda else None
         del trainer, model
-        return {"step_s": steps, "s_per_step": steps[1:], "peak_vram_gb": peak}
+        return {"step_s": steps, "s_per_step": steps[1:], "gc_s": gc_s[1:], "peak_vram_gb": peak}
 
     def training_rows(self, tokenizer):
         """The conversations as prompt and completion (the completion trained on); with a fixed
@@ -276,14 +284,16 @@ class Script:
         out = []
         for point in points:
             prompts = self.prompts(tokenizer, point["conversations"], point["effort"])
-            ttft, decode = [], []
+            ttft, decode, collected = [], [], []
             for _ in range(self.spec["rounds"]):
+                collector = Collector()
                 first = self.timed_generate(model, tokenizer, prompts, 1)
                 whole = self.timed_generate(model, tokenizer, prompts, point["new_tokens"])
+                collected.append(collector.stop()["gc_s"])
                 ttft.append(first)
                 decode.append(len(prompts) * (point["new_tokens"] - 1) / (whole - first))
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
-                        "decode_tok_s": decode})
+                        "decode_tok_s": decode, "gc_s": collected})
         return out
 
     @staticmethod
