@@ -47,7 +47,6 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     clock = TokenClock(bench.device)
     rounds: list[tuple[GenerationTiming, float | None]] = []
     outputs: list[list[list[int]]] = []
-
     collected: list[CollectorTime] = []
 
     def generate():

@@ -5,8 +5,9 @@ same machine. So, for a run's model, engine and GPU, this runs two things altern
 fresh interpreter: `plain.py` (the engine alone, timed with a clock; as a user's training script
 and a loading and inference script, each where the run measured what it times) and the harness
 itself (pytest on the suites, selecting the run's load cases, its generation points and its first
-training point, exactly as the run ran them), plain, harness, plain, ... for `repeats` rounds. Per figure the ratio
-harness / plain and its 95% interval come from those paired repeats (`bench.analysis.fidelity`).
+training point, exactly as the run ran them), plain, harness, plain, ... for `repeats` rounds. Per
+figure the ratio harness / plain and its 95% interval come from those paired repeats
+(`bench.analysis.fidelity`).
 Before the repeats, the plain script loads once more with empty compile caches: the first load on a
 machine, reported as `load_s` with cache "first".
 
