@@ -41,7 +41,7 @@ class UnslothBackend(TransformersBackend):
     def prepared(self, source: ModelSource) -> bool:
         if self._quantizes(source):
             name = source.spec.split(":", 1)[1]
-            return (replica.build_dir(name, cache_root(), self.quantized_variant) / "build.json").is_file()
+            return replica.is_built(name, cache_root(), self.quantized_variant)
         return super().prepared(source)
 
     def build_ahead(self, source: ModelSource) -> tuple[Callable[..., None], tuple] | None:
@@ -51,8 +51,7 @@ class UnslothBackend(TransformersBackend):
         if not self._quantizes(source):
             return None
         name, root = source.spec.split(":", 1)[1], cache_root()
-        built = (replica.build_dir(name, root, variant) / "build.json" for variant in (self.quantized_variant, "bf16"))
-        if any(path.is_file() for path in built):
+        if any(replica.is_built(name, root, variant) for variant in (self.quantized_variant, "bf16")):
             return None
         return replica.build_ahead, (name, str(root), self.device, os.getpid())
 
@@ -87,9 +86,8 @@ class UnslothBackend(TransformersBackend):
 
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            cached = replica.build_dir(name, root)
-            if (cached / "build.json").is_file():
-                meta = self._quantize(cached, tmp)
+            if replica.is_built(name, root):
+                meta = self._quantize(replica.build_dir(name, root), tmp)
             else:
                 with replica.scratch_built(name, root, self.device) as scratch:
                     meta = {"bf16": json.loads((scratch / "build.json").read_text()), **self._quantize(scratch, tmp)}

@@ -34,6 +34,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 WARMUP_NEW_TOKENS = 8
@@ -135,7 +136,7 @@ def _own_cpu_s() -> float:
 def _threads_and_children() -> tuple[int | None, int | None]:
     try:
         tasks = os.listdir("/proc/self/task")
-        children = sum(len(open(f"/proc/self/task/{t}/children", encoding="ascii").read().split()) for t in tasks)
+        children = sum(len(Path(f"/proc/self/task/{t}/children").read_text(encoding="ascii").split()) for t in tasks)
     except OSError:
         return None, None
     return len(tasks), children

@@ -74,6 +74,11 @@ def build_dir(name: str, root: Path, variant: str = "bf16") -> Path:
     return root / f"replica-{name.replace('@layers=', '-layers')}-{variant}"
 
 
+def is_built(name: str, root: Path, variant: str = "bf16") -> bool:
+    """Whether the cache holds a finished build of this variant (its build.json is written last)."""
+    return (build_dir(name, root, variant) / "build.json").is_file()
+
+
 def ensure_built(name: str, root: Path, device: str) -> Path:
     """The bf16 replica directory, built on `device` on first use (tokenizer from the tiny model)."""
     from filelock import FileLock
