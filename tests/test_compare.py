@@ -3,7 +3,7 @@ import pytest
 
 from bench.analysis.baselines import Quiet
 from bench.analysis.compare import Rules, compare, compare_rounds, describe
-from bench.report.comparison import interval_text
+from bench.report.comparison import interval_text, to_table
 from bench.analysis.stats import IMPROVEMENT, INCONCLUSIVE, REGRESSION, UNCHANGED
 
 from conftest import make_record
@@ -119,6 +119,25 @@ def test_a_quiet_host_in_both_runs_is_judged_by_the_baselines_quiet_thresholds()
     assert not mixed["all"].quiet_host and mixed["all"].threshold == 0.2
     # runs that did not record the host's load are never taken for quiet
     assert all(c.threshold == 0.2 and not c.quiet_host for c in compare(base, new, rules).gating)
+
+
+def test_a_change_measured_beside_a_busy_neighbour_says_so():
+    cases = [dict(batch_size=b, effort="low") for b in (1, 2, 3)]
+    base = [timed("decode_tok_s", 100.0, spread=0.005, **c) for c in cases]
+    new = [timed("decode_tok_s", 70.0, spread=0.005, **c) for c in cases]
+
+    def host(*cores):
+        return [make_record("others_cpu_cores", n, suite="infer", **c) for n, c in zip(cores, cases)]
+
+    result = compare(base + host(0.1, 0.1, 0.1), new + host(0.1, 1.5, 0.2))
+    notes = {c.params.get("batch_size", "all"): c.note for c in result.gating}
+    assert notes[1] == "" and notes[3] == ""  # quiet in both runs
+    assert notes[2].startswith("busy host: the rest of it used 1.5 cores during this case in the new run (0.1 in the base)")
+    assert "1.5 cores during its busiest infer case" in notes["all"]  # the all-cases pair: its suite's busiest case
+    assert "note: infer decode_tok_s [" in to_table(result, "a", "b") and "busy host" in to_table(result, "a", "b")
+    # a baseline's [quiet] limit decides what busy means; runs without the reading get no note
+    assert all(not c.note for c in compare(base + host(0.1, 1.5, 0.2), new, Rules(quiet=Quiet(2.0, {}))).gating)
+    assert all(not c.note for c in compare(base, new).gating)
 
 
 def test_diagnostics_are_shown_but_never_fail():

@@ -165,6 +165,7 @@ def to_table(cmp: Comparison, base: str, new: str, all_rows: bool = False) -> st
         rows.append((verdict, c.suite, describe_params(c.params), c.metric, f"{c.base:.4g}",
                      f"{c.new:.4g} {c.unit}".strip(), f"{c.change_pct:+.1f}%", interval_text(c)))
     lines = [f"base: {base}", f"new:  {new}", "", *(text_table(rows, 60) if len(rows) > 1 else []), ""]
+    lines += [f"note: {c.suite} {c.metric} [{describe_params(c.params)}]: {c.note}" for c in shown if c.note]
     for label, keys in (("only in base", cmp.only_base), ("only in new", cmp.only_new)):
         if keys:
             grouped = _missing_grouped(keys)
