@@ -156,13 +156,13 @@ def points_of(records: list[Measurement]) -> list[Point]:
     return points
 
 
-def held_out(points: list[Point], count: int) -> tuple[list[Point], list[Point]]:
+def held_out(points: list, count: int, minimum: int = MIN_POINTS) -> tuple[list, list]:
     """(fitted on, held out): `count` points spread evenly over the set, in its order."""
     if count <= 0:
         return points, []
-    if len(points) - count < MIN_POINTS:
+    if len(points) - count < minimum:
         raise BenchError(f"--hold-out {count}: leaves {len(points) - count} points to fit; the model needs "
-                         f"{MIN_POINTS} or more")
+                         f"{minimum} or more")
     step = len(points) / count
     out = {int(i * step + step / 2) for i in range(count)}
     return [p for i, p in enumerate(points) if i not in out], [p for i, p in enumerate(points) if i in out]

@@ -94,14 +94,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from bench.analysis.memory_model import (TABLE_SIZES_GB, fit, gpu_memory, held_out, parse_memory,
-                                             points_of)
+    from bench.analysis.memory_model import gpu_memory, parse_memory
     from bench.records.results import read_results
 
-    points = points_of([r for run in args.runs for r in read_results(Path(run))])
-    fitted_on, out = held_out(points, args.hold_out)
-    model = fit(fitted_on)
+    records = [r for run in args.runs for r in read_results(Path(run))]
     memory = parse_memory(args.gpu_memory) if args.gpu_memory else gpu_memory(args.gpu) if args.gpu else None
+    return (_fit_inference if args.infer else _fit_training)(args, records, memory)
+
+
+def _fit_training(args: argparse.Namespace, records: list, memory: float | None) -> int:
+    from bench.analysis.memory_model import TABLE_SIZES_GB, fit, held_out, points_of
+
+    if args.context is not None:
+        raise BenchError("--context is for the inference model: add --infer (training takes --rank, --batch, --seq)")
+    fitted_on, out = held_out(points_of(records), args.hold_out)
+    model = fit(fitted_on)
     if args.rank is not None or args.batch is not None or args.seq is not None:
         if None in (args.rank, args.batch, args.seq):
             raise BenchError("give all three of --rank, --batch and --seq to predict one configuration")
@@ -122,6 +129,51 @@ def cmd_fit(args: argparse.Namespace) -> int:
         for rank in (8, 16, 32, 64):
             for seq in (512, 1024, 2048, 4096):
                 print(f"{rank:<5} {seq:<5} " + "  ".join(f"{model.largest_batch(rank, seq, s):>8}" for s in sizes))
+    return 0
+
+
+def _fit_inference(args: argparse.Namespace, records: list, memory: float | None) -> int:
+    from bench.analysis.inference_memory import CONTEXTS, MIN_POINTS, fit_inference, infer_points_of
+    from bench.analysis.memory_model import TABLE_SIZES_GB, held_out
+    from bench.report.efficiency_table import model_shape
+
+    if args.rank is not None or args.seq is not None:
+        raise BenchError("--rank and --seq are for the training model; the inference model takes --batch and --context")
+    models = {r.model for r in records if r.suite == "infer"}
+    if len(models) != 1:
+        raise BenchError(f"--infer needs generation cases of one model; these runs have {len(models) or 'none'}"
+                         + (f" ({', '.join(sorted(models))})" if models else " (run pytest suites/test_infer.py)"))
+    model_name = models.pop()
+    shape = model_shape(model_name)
+    if shape is None:
+        raise BenchError(f"{model_name}: its config.json is not to be had offline, and the KV cache comes from it")
+    fitted_on, out = held_out(infer_points_of(records), args.hold_out, MIN_POINTS)
+    model = fit_inference(fitted_on, shape)
+    reach = max(p.context for p in model.points)
+    if args.batch is not None or args.context is not None:
+        if None in (args.batch, args.context):
+            raise BenchError("give both --batch and --context to predict one configuration")
+        p = model.predict(args.batch, args.context)
+        line = (f"batch {args.batch}, {args.context} tokens of context: {p.peak_gb:.2f} GB ({p.low:.2f}-{p.high:.2f}; "
+                f"KV cache {p.terms['KV cache (from the config)']:.2f} GB)")
+        if args.context > reach:
+            line += (f" [the KV cache is exact; the rest is extrapolated along a line beyond the measured "
+                     f"{reach} tokens]")
+        print(f"{line}; {p.verdict(memory)}" if memory else line)
+        return 0 if memory is None or p.high <= memory else 1
+    for line in model.describe():
+        print(line)
+    for point in out:
+        p = model.predict(point.batch_size, point.context)
+        print(f"held out {point.label}: measured {point.peak_gb:.3f} GB, predicted {p.peak_gb:.3f} "
+              f"({p.low:.3f}-{p.high:.3f}), error {(p.peak_gb / point.peak_gb - 1) * 100:+.1f}%")
+    if args.table:
+        sizes = (memory,) if memory else TABLE_SIZES_GB
+        print(f"largest batch (prediction interval's upper end within the memory), by context "
+              f"(measured up to {reach} tokens; beyond, all but the KV cache is extrapolated)")
+        print("context " + "  ".join(f"{s:>5g} GB" for s in sizes))
+        for context in CONTEXTS:
+            print(f"{context:<7} " + "  ".join(f"{model.largest_batch(context, s):>8}" for s in sizes))
     return 0
 
 
@@ -315,12 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="the HF hub cache (default: HF_HUB_CACHE)")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("fit", help="will it fit: the memory model fitted to runs' training peaks; a configuration's "
-                                   "predicted peak with its interval, or the largest batch per rank and length")
-    p.add_argument("runs", nargs="+", help="run directories with training cases (the fit profile has 16)")
+    p = sub.add_parser("fit", help="will it fit: the memory model fitted to runs' training (or, --infer, generation) "
+                                   "peaks; a configuration's predicted peak with its interval, or the largest batch")
+    p.add_argument("runs", nargs="+", help="run directories with training cases (the fit profile has 16) or, "
+                                           "for --infer, generation cases")
     p.add_argument("--rank", type=int, help="LoRA rank to predict for")
-    p.add_argument("--batch", type=int, help="per-device batch size to predict for")
+    p.add_argument("--batch", type=int, help="per-device batch size (training) or sequences (--infer) to predict for")
     p.add_argument("--seq", type=int, help="sequence length (tokens) to predict for")
+    p.add_argument("--infer", action="store_true",
+                   help="the inference model instead: peak by batch and context, the KV cache from the config")
+    p.add_argument("--context", type=int, help="with --infer: tokens of context per sequence (prompt and output)")
     p.add_argument("--gpu-memory", help="the GPU's memory, e.g. 24GB")
     p.add_argument("--gpu", help="a GPU by name (RTX 4090, A100 80GB, H100, ...) for its memory")
     p.add_argument("--table", action="store_true", help="the largest batch per rank and length on 16-80 GB GPUs")
