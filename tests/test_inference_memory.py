@@ -93,6 +93,11 @@ def test_bench_fit_infer_answers_in_one_line_and_says_what_it_extrapolates(tmp_p
     assert main(["fit", str(run), "--infer", "--table", "--hold-out", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("held out ") == 2 and "by context" in out and "65536" in out
+    from bench.report import render_run
+
+    html, _ = render_run(run)
+    page = html.read_text()
+    assert 'id="will-it-serve"' in page and "Measured up to 136 tokens of context" in page and "256+" in page
     assert main(["fit", str(run), "--infer", "--rank", "8"]) == 2
     assert "the inference model takes --batch and --context" in capsys.readouterr().err
     assert main(["fit", str(run), "--context", "4096"]) == 2

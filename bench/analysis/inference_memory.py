@@ -28,6 +28,7 @@ from bench.records.results import Measurement
 TERMS = ("fixed (weights, workspace)", "KV cache (from the config)", "activations")
 MIN_POINTS = 3
 CONTEXTS = (1024, 4096, 16384, 65536)
+MOST_BATCH = 256  # the largest batch the table tries; "256+" where even that fits
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,14 @@ class InferenceFit:
             1 + float(x @ self.covariance @ x))
         return Prediction(peak, peak - half, peak + half, terms)
 
-    def largest_batch(self, context: int, memory_gb: float, most: int = 256) -> int:
+    def largest_batch(self, context: int, memory_gb: float, most: int = MOST_BATCH) -> int:
         """The largest batch whose predicted peak, at its interval's upper end, fits `memory_gb` (0: none)."""
         fitting = [b for b in range(1, most + 1) if self.predict(b, context).high <= memory_gb]
         return max(fitting, default=0)
+
+    def largest_batch_text(self, context: int, memory_gb: float) -> str:
+        batch = self.largest_batch(context, memory_gb)
+        return "none" if not batch else f"{batch}+" if batch >= MOST_BATCH else str(batch)
 
     def describe(self) -> list[str]:
         fixed, per_token = self.coefficients

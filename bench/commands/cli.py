@@ -173,7 +173,7 @@ def _fit_inference(args: argparse.Namespace, records: list, memory: float | None
               f"(measured up to {reach} tokens; beyond, all but the KV cache is extrapolated)")
         print("context " + "  ".join(f"{s:>5g} GB" for s in sizes))
         for context in CONTEXTS:
-            print(f"{context:<7} " + "  ".join(f"{model.largest_batch(context, s):>8}" for s in sizes))
+            print(f"{context:<7} " + "  ".join(f"{model.largest_batch_text(context, s):>8}" for s in sizes))
     return 0
 
 

@@ -1,12 +1,14 @@
 """The report's "will it fit" section: the memory model fitted to the run's training cases, each
 case predicted without itself (leave one out: an honest held-out error for every point), the
 fitted terms, a chart of the fitted peak against tokens per micro-batch by rank with the measured
-points, and the largest batch per rank and length on common GPU sizes."""
+points, and the largest batch per rank and length on common GPU sizes; and its serving part, the
+inference model of the run's generation cases, with the largest batch per context."""
 
 from __future__ import annotations
 
 from markupsafe import Markup
 
+from bench.analysis.inference_memory import CONTEXTS, fit_inference, infer_points_of
 from bench.analysis.memory_model import MIN_POINTS, TABLE_SIZES_GB, fit, points_of
 from bench.analysis.runs import RunData
 from bench.errors import BenchError
@@ -38,3 +40,19 @@ def fit_section(run: RunData) -> dict | None:
     return {"terms": model.describe(), "rows": rows, "chart": Markup(svg), "sizes": TABLE_SIZES_GB,
             "table": [{"rank": r, "seq": s, "batches": [model.largest_batch(r, s, gb) for gb in TABLE_SIZES_GB]}
                       for r in RANKS for s in LENGTHS]}
+
+
+def serve_section(run: RunData) -> dict | None:
+    from bench.report.efficiency_table import model_shape
+
+    points = infer_points_of(run.records)
+    shape = model_shape(run.manifest.model) if points else None
+    if shape is None:
+        return None
+    try:
+        model = fit_inference(points, shape)
+    except BenchError:  # too few generation cases or sizes
+        return None
+    return {"terms": model.describe(), "reach": max(p.context for p in points), "sizes": TABLE_SIZES_GB,
+            "table": [{"context": c, "batches": [model.largest_batch_text(c, gb) for gb in TABLE_SIZES_GB]}
+                      for c in CONTEXTS]}
