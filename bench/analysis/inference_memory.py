@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis.memory_model import Prediction
+from bench.analysis.memory_model import Prediction, cases_of, half_width
 from bench.analysis.roofline import Shape
 from bench.errors import BenchError
 from bench.records.results import Measurement
@@ -56,16 +56,13 @@ class InferenceFit:
         return batch_size * self.shape.kv_bytes_per_token(context) / 1e9
 
     def predict(self, batch_size: int, context: int, confidence: float = 0.95) -> Prediction:
-        from scipy import stats as st
-
         x = np.array([1.0, batch_size * context / 1000])
         fixed, activations = (float(c * v) for c, v in zip(self.coefficients, x))
         terms = dict(zip(TERMS, (fixed, self.kv_gb(batch_size, context), activations)))
         peak = float(sum(terms.values()))
         if self.df < 1:
             return Prediction(peak, math.nan, math.nan, terms)
-        half = float(st.t.ppf(0.5 + confidence / 2, self.df)) * self.residual_sd * math.sqrt(
-            1 + float(x @ self.covariance @ x))
+        half = half_width(x, self.residual_sd, self.df, self.covariance, confidence)
         return Prediction(peak, peak - half, peak + half, terms)
 
     def largest_batch(self, context: int, memory_gb: float, most: int = MOST_BATCH) -> int:
@@ -106,15 +103,10 @@ def infer_points_of(records: list[Measurement]) -> list[InferPoint]:
     """The generation cases of runs as points: their peak (torch's allocator on a GPU, resident
     memory on the CPU) and the context one sequence reached (its prompt and its generated tokens,
     as the case's decode record counts them)."""
-    by_case: dict[tuple, dict[str, Measurement]] = {}
-    for r in records:
-        if r.suite == "infer" and r.status == "ok" and r.value is not None and "batch_size" in r.params:
-            by_case.setdefault((r.run_id, r.backend, r.gpu_uuid, tuple(sorted(r.params.items()))), {})[r.metric] = r
     points = []
-    for (run_id, *_), metrics in by_case.items():
-        peak = metrics.get("peak_vram_gb") or metrics.get("peak_rss_gb")
+    for run_id, metrics, peak in cases_of(records, "infer", "batch_size"):
         decode = metrics.get("decode_tok_s")
-        if peak is None or decode is None or "prompt_tokens" not in decode.extra:
+        if decode is None or "prompt_tokens" not in decode.extra:
             continue
         generated = max((sum(channel.values()) for channel in decode.extra.get("channels") or []), default=0)
         params = peak.params

@@ -73,15 +73,12 @@ class MemoryFit:
     points: tuple[Point, ...]
 
     def predict(self, lora_r: int, batch_size: int, seq_len: int, confidence: float = 0.95) -> Prediction:
-        from scipy import stats as st
-
         x = np.array([1.0, lora_r * self.params_per_rank_m, batch_size * seq_len / 1000])
         terms = dict(zip(TERMS, (float(c * v) for c, v in zip(self.coefficients, x))))
         peak = float(sum(terms.values()))
         if self.df < 1:
             return Prediction(peak, math.nan, math.nan, terms)
-        half = float(st.t.ppf(0.5 + confidence / 2, self.df)) * self.residual_sd * math.sqrt(
-            1 + float(x @ self.covariance @ x))
+        half = half_width(x, self.residual_sd, self.df, self.covariance, confidence)
         return Prediction(peak, peak - half, peak + half, terms)
 
     def largest_batch(self, lora_r: int, seq_len: int, memory_gb: float, most: int = 64) -> int:
@@ -133,19 +130,31 @@ def gpu_memory(name: str) -> float:
     return float(GPU_MEMORY_GB[max(known, key=len)])
 
 
-def points_of(records: list[Measurement]) -> list[Point]:
-    """The training cases of runs as points: their peak (torch's allocator on a GPU, resident memory
-    on the CPU), trainable parameters and tokens per micro-batch (tokens per step, from the measured
-    rate and step time, over the accumulation)."""
+def cases_of(records: list[Measurement], suite: str, param: str) -> list[tuple[str, dict[str, Measurement], Measurement]]:
+    """Each measured case of `suite` (one with `param`) of each run, engine and GPU: (run id, its
+    records by metric, its peak: torch's allocator on a GPU, resident memory on the CPU)."""
     by_case: dict[tuple, dict[str, Measurement]] = {}
     for r in records:
-        if r.suite == "train" and r.status == "ok" and r.value is not None and "lora_r" in r.params:
+        if r.suite == suite and r.status == "ok" and r.value is not None and param in r.params:
             by_case.setdefault((r.run_id, r.backend, r.gpu_uuid, tuple(sorted(r.params.items()))), {})[r.metric] = r
+    return [(run_id, metrics, peak) for (run_id, *_), metrics in by_case.items()
+            if (peak := metrics.get("peak_vram_gb") or metrics.get("peak_rss_gb")) is not None]
+
+
+def half_width(x: np.ndarray, residual_sd: float, df: int, covariance: np.ndarray, confidence: float) -> float:
+    """Half the ordinary least squares prediction interval at `x` (t quantile, residual spread, leverage)."""
+    from scipy import stats as st
+
+    return float(st.t.ppf(0.5 + confidence / 2, df)) * residual_sd * math.sqrt(1 + float(x @ covariance @ x))
+
+
+def points_of(records: list[Measurement]) -> list[Point]:
+    """The training cases of runs as points: their peak, trainable parameters and tokens per
+    micro-batch (tokens per step, from the measured rate and step time, over the accumulation)."""
     points = []
-    for (run_id, *_), metrics in by_case.items():
-        peak = metrics.get("peak_vram_gb") or metrics.get("peak_rss_gb")
+    for run_id, metrics, peak in cases_of(records, "train", "lora_r"):
         needed = ("trainable_params_m", "train_tokens_per_s", "s_per_step")
-        if peak is None or not all(m in metrics for m in needed):
+        if not all(m in metrics for m in needed):
             continue
         params = peak.params
         tokens = metrics["train_tokens_per_s"].value * metrics["s_per_step"].value / params.get("grad_accum", 1)
