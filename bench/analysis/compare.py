@@ -253,18 +253,18 @@ HOST_LOAD = "others_cpu_cores"  # what the rest of the host used during a case (
 BUSY_CORES = 0.5  # the rest of the host using more than this many cores makes a case's host busy
 
 
+def host_load_by_case(run: list[Measurement]) -> dict[tuple, float]:
+    """Per case (suite, params), the cores the rest of the host used while it ran."""
+    return {r.case_key()[::2]: float(r.value) for r in run if r.metric == HOST_LOAD and r.value is not None}
+
+
 def quiet_cases(base: list[Measurement], new: list[Measurement], limit: float) -> set[tuple]:
     """The cases (suite, params) during which the rest of the host used at most `limit` cores, in
     both runs. A case without that reading in either run is not quiet."""
     def quiet(run: list[Measurement]) -> set[tuple]:
-        return {r.case_key()[::2] for r in run if r.metric == HOST_LOAD and r.value is not None and r.value <= limit}
+        return {case for case, cores in host_load_by_case(run).items() if cores <= limit}
 
     return quiet(base) & quiet(new)
-
-
-def host_load_by_case(run: list[Measurement]) -> dict[tuple, float]:
-    """Per case (suite, params), the cores the rest of the host used while it ran."""
-    return {r.case_key()[::2]: float(r.value) for r in run if r.metric == HOST_LOAD and r.value is not None}
 
 
 def busy_host_note(change: MetricChange, base: dict[tuple, float], new: dict[tuple, float], limit: float) -> str:
