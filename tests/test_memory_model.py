@@ -67,6 +67,9 @@ def test_too_few_points_or_one_rank_is_a_clear_error():
 def test_memory_is_given_in_gb_or_by_the_gpus_name():
     assert parse_memory("24GB") == 24 and parse_memory("80") == 80
     assert gpu_memory("NVIDIA GeForce RTX 4090") == 24 and gpu_memory("A100 80GB PCIe") == 80
+    # nvidia-smi's names: the size a name states wins over its family's; a superchip's states its CPU's too
+    assert gpu_memory("NVIDIA A100-SXM4-80GB") == 80 and gpu_memory("NVIDIA A100-PCIE-40GB") == 40
+    assert gpu_memory("NVIDIA H100 NVL") == 94 and gpu_memory("NVIDIA GH200 480GB") == 96
     with pytest.raises(BenchError, match="give it in GB"):
         parse_memory("lots")
     with pytest.raises(BenchError, match="no memory size known"):

@@ -30,7 +30,8 @@ TERMS = ("fixed (weights, workspace)", "LoRA parameters, gradients, optimizer", 
 # Memory of common GPUs, GB as the vendors state it: `--gpu NAME` picks the longest name contained.
 GPU_MEMORY_GB = {"T4": 16, "V100": 16, "RTX 4080": 16, "A10": 24, "A10G": 24, "L4": 24, "RTX 3090": 24,
                  "RTX 4090": 24, "A100": 40, "A100 80GB": 80, "A6000": 48, "L40S": 48, "L40": 48, "RTX 5090": 32,
-                 "H100": 80, "H200": 141, "B200": 180}
+                 "H100": 80, "H100 NVL": 94, "GH200": 96, "H200": 141, "B200": 180, "A40": 48,
+                 "RTX 6000 Ada": 48, "RTX 3080": 10, "RTX 4070": 12, "RTX 3060": 12}
 TABLE_SIZES_GB = (16, 24, 40, 48, 80)
 MIN_POINTS = 4
 
@@ -123,6 +124,12 @@ def parse_memory(text: str) -> float:
 
 
 def gpu_memory(name: str) -> float:
+    """A GPU's memory from its name: the size the name states where it states one (nvidia-smi's
+    "NVIDIA A100-SXM4-40GB"; not a superchip's "GH200 480GB", its CPU's memory counted in), else
+    the longest known name it contains."""
+    stated = re.search(r"(\d+)\s*GB", name, re.I)
+    if stated and int(stated.group(1)) <= max(GPU_MEMORY_GB.values()) and "GH200" not in name.upper():
+        return float(stated.group(1))
     known = [k for k in GPU_MEMORY_GB if k.lower() in name.lower()]
     if not known:
         raise BenchError(f"--gpu {name}: no memory size known for it; give --gpu-memory 24GB instead "
