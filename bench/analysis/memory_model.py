@@ -4,8 +4,8 @@ points, and predicted with its interval for configurations nobody ran. Pure: num
     peak = fixed + per_parameter x trainable LoRA parameters + per_token x tokens per micro-batch
 
 - fixed: the (4-bit) weights and the engine's workspace, whatever the rank and batch;
-- per trainable parameter: the LoRA weights, their gradients and the optimizer's states (about 12
-  bytes a parameter with bf16 weights, fp32 gradients and 8-bit Adam); trainable parameters grow
+- per trainable parameter: the LoRA weights, their gradients and the optimizer's states (about 10
+  bytes a parameter: fp32 weights and gradients, 8-bit Adam's two states); trainable parameters grow
   linearly with the rank, at the model's own parameters per rank (measured: `trainable_params_m`);
 - per token of a micro-batch: the activations kept under gradient checkpointing, linear in batch x
   sequence length.
