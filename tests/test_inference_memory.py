@@ -108,3 +108,13 @@ def test_a_run_without_generation_cases_is_refused_with_what_to_run(tmp_path, ca
     run = write_run(tmp_path, "train-only", [make_record("s_per_step", 1.0, suite="train", lora_r=8)])
     assert main(["fit", str(run), "--infer"]) == 2
     assert "run pytest suites/test_infer.py" in capsys.readouterr().err
+
+
+def test_two_engines_are_not_fitted_as_one(tmp_path, capsys):
+    points = synthetic(np.random.default_rng(6), [(1, 104), (2, 104), (4, 104)])
+    run = infer_run(tmp_path, "two", points, model="replica:gpt-oss-20b")
+    records = read_results(run)
+    write_run(tmp_path, "both", records + [dataclasses.replace(r, backend="unsloth") for r in records],
+              model="replica:gpt-oss-20b")
+    assert main(["fit", str(tmp_path / "both"), "--infer"]) == 2
+    assert "one model on one engine; these runs have 2" in capsys.readouterr().err

@@ -139,11 +139,12 @@ def _fit_inference(args: argparse.Namespace, records: list, memory: float | None
 
     if args.rank is not None or args.seq is not None:
         raise BenchError("--rank and --seq are for the training model; the inference model takes --batch and --context")
-    models = {r.model for r in records if r.suite == "infer"}
-    if len(models) != 1:
-        raise BenchError(f"--infer needs generation cases of one model; these runs have {len(models) or 'none'}"
-                         + (f" ({', '.join(sorted(models))})" if models else " (run pytest suites/test_infer.py)"))
-    model_name = models.pop()
+    lanes = {(r.model, r.backend) for r in records if r.suite == "infer"}
+    if len(lanes) != 1:
+        raise BenchError(f"--infer needs generation cases of one model on one engine; these runs have "
+                         f"{len(lanes) or 'none'}" + (f" ({', '.join(sorted(f'{m} on {b}' for m, b in lanes))})"
+                                                      if lanes else " (run pytest suites/test_infer.py)"))
+    [(model_name, _)] = lanes
     shape = model_shape(model_name)
     if shape is None:
         raise BenchError(f"{model_name}: its config.json is not to be had offline, and the KV cache comes from it")
@@ -379,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, help="with --infer: tokens of context per sequence (prompt and output)")
     p.add_argument("--gpu-memory", help="the GPU's memory, e.g. 24GB")
     p.add_argument("--gpu", help="a GPU by name (RTX 4090, A100 80GB, H100, ...) for its memory")
-    p.add_argument("--table", action="store_true", help="the largest batch per rank and length on 16-80 GB GPUs")
+    p.add_argument("--table", action="store_true",
+                   help="the largest batch per rank and length (with --infer, per context) on 16-80 GB GPUs")
     p.add_argument("--hold-out", type=int, default=0, metavar="N",
                    help="fit on all but N points spread over the set and say how far each held-out one is predicted")
     p.set_defaults(func=cmd_fit)

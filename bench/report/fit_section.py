@@ -46,7 +46,8 @@ def serve_section(run: RunData) -> dict | None:
     from bench.report.efficiency_table import model_shape
 
     points = infer_points_of(run.records)
-    shape = model_shape(run.manifest.model) if points else None
+    one_engine = len({r.backend for r in run.records if r.suite == "infer"}) == 1  # engines differ in memory
+    shape = model_shape(run.manifest.model) if points and one_engine else None
     if shape is None:
         return None
     try:
