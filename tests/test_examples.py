@@ -23,7 +23,7 @@ RUNS = sorted(p.parent for p in EXAMPLES.rglob("manifest.json")
 def test_the_examples_are_a_curated_set_each_saying_what_to_look_at():
     folders = [p for p in EXAMPLES.iterdir() if p.is_dir()]
     assert len(folders) <= 12
-    assert sum(f.stat().st_size for f in EXAMPLES.rglob("*") if f.is_file()) <= 8 * 1024 * 1024
+    assert sum(f.stat().st_size for f in EXAMPLES.rglob("*") if f.is_file()) <= 8_000_000
     assert [f.name for f in folders if not (f / "README.md").is_file()] == []
     assert len(RUNS) >= 8
 
