@@ -51,9 +51,8 @@ def main(spec_path: str, out_path: str) -> None:
                                                       "transformers": transformers.__version__},
                  "torch_threads": torch.get_num_threads()}
     script = Script(spec, torch)
-    modules, host, collector = len(sys.modules), HostShare(), Collector()
+    modules, host = len(sys.modules), HostShare()
     model, tokenizer, out["cold_load_s"] = script.timed_load()
-    out["cold_load_gc"] = collector.stop()
     out["cold_load_modules_imported"] = len(sys.modules) - modules
     out["cold_load_host"] = host.since()
     if spec.get("first"):
