@@ -54,7 +54,7 @@ class TransformersBackend:
     def prepared(self, source: ModelSource) -> bool:
         """Whether `prepare` would only find its result on disk: nothing to build, convert or load."""
         if source.kind == "replica":
-            return replica.is_built(source.spec.split(":", 1)[1], cache_root())
+            return replica.is_built(source.replica_name, cache_root())
         return source.kind != "tiny" or tiny.is_built(cache_root())
 
     def servable(self, source: ModelSource) -> str:

@@ -40,8 +40,7 @@ class UnslothBackend(TransformersBackend):
 
     def prepared(self, source: ModelSource) -> bool:
         if self._quantizes(source):
-            name = source.spec.split(":", 1)[1]
-            return replica.is_built(name, cache_root(), self.quantized_variant)
+            return replica.is_built(source.replica_name, cache_root(), self.quantized_variant)
         return super().prepared(source)
 
     def build_ahead(self, source: ModelSource) -> tuple[Callable[..., None], tuple] | None:
@@ -50,7 +49,7 @@ class UnslothBackend(TransformersBackend):
         (`replica.build_ahead`, for this process's run); None when `prepare` will not need one."""
         if not self._quantizes(source):
             return None
-        name, root = source.spec.split(":", 1)[1], cache_root()
+        name, root = source.replica_name, cache_root()
         if any(replica.is_built(name, root, variant) for variant in (self.quantized_variant, "bf16")):
             return None
         return replica.build_ahead, (name, str(root), self.device, os.getpid())
@@ -76,7 +75,7 @@ class UnslothBackend(TransformersBackend):
         disk write in /dev/shm. build.json keeps the seconds of each phase."""
         from filelock import FileLock
 
-        name = source.spec.split(":", 1)[1]
+        name = source.replica_name
         root = cache_root()
         target = replica.build_dir(name, root, self.quantized_variant)
         with FileLock(str(target) + ".lock"):

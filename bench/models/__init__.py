@@ -23,6 +23,11 @@ class ModelSource:
     why_no_loss: str = ""
 
     @property
+    def replica_name(self) -> str:
+        """A replica's name in the catalogue: `replica:gpt-oss-20b` -> `gpt-oss-20b`."""
+        return self.spec.split(":", 1)[1]
+
+    @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9.-]+", "-", self.spec).strip("-")[:60]
 
@@ -53,5 +58,5 @@ def local_weights(source: ModelSource, device: str) -> str:
     if source.kind == "replica":
         if not device.startswith("cuda"):
             raise BenchError(f"--model {source.spec} is built on a GPU (tens of GB in bf16); pass --gpu N")
-        return str(replica.ensure_built(source.spec.split(":", 1)[1], cache_root(), device))
+        return str(replica.ensure_built(source.replica_name, cache_root(), device))
     return source.spec
