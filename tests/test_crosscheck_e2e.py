@@ -41,6 +41,12 @@ def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slo
     step = ratios[("s_per_step", 8, 2)]
     assert step.extra["verdict"] == "finding" and step.value > 1.4
     assert step.extra["harness"] and step.extra["plain"] and step.extra["repeats"] == 1
+    # the script timed the harness's way does not slow down: the gap lies in the harness beyond its instruments
+    [instruments] = [r.extra["instruments"] for r in decode]
+    assert [i["side"] for i in instruments] == ["plain + clock", "plain + clock+sampler", "harness"]
+    assert instruments[-1]["ratio"] < 0.75 and instruments[1]["polls"] > 0
+    assert "instruments" not in step.extra and "instruments" not in ratios[("load_s", "cold", None)].extra
+    assert [i["side"] for i in ratios[("load_s", "warm", None)].extra["instruments"]] == ["plain + sampler", "harness"]
     first = [r for r in read_results(run_dir) if r.metric == "load_s" and r.params == {"cache": "first"}]
     assert len(first) == 1 and first[0].value > 0
 
@@ -48,7 +54,7 @@ def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slo
 def test_the_findings_are_in_the_report_the_summary_and_the_terminal(slowed):
     result, run_dir = slowed
     html = (run_dir / "report.html").read_text()
-    assert 'id="fidelity-table"' in html and ">finding</td>" in html
+    assert 'id="fidelity-table"' in html and ">finding</td>" in html and 'id="fidelity-instruments"' in html
     summary = (run_dir / "summary.md").read_text()
     assert "| decode_tok_s | `batch_size=1, effort=low` |" in summary and "**finding**" in summary
     assert "cross-check against a plain script (1 interleaved repeat)" in result.stdout
@@ -69,6 +75,11 @@ def test_the_two_sides_ran_alternately_each_in_a_process_of_its_own(slowed):
     # beside every timed load, round and step, on both sides: the garbage collector's seconds in it
     assert len(training["train"]["gc_s"]) == len(training["train"]["s_per_step"])
     assert all(len(p["gc_s"]) == len(p["decode_tok_s"]) for p in serving["generate"])
+    # the first point also timed the harness's way, each way once a round
+    instrumented = serving["generate"][0]["instrumented"]
+    assert {way: len(v["decode_tok_s"]) for way, v in instrumented.items()} == {
+        "clock": len(serving["generate"][0]["decode_tok_s"]), "clock+sampler": len(serving["generate"][0]["decode_tok_s"])}
+    assert all("instrumented" not in p for p in serving["generate"][1:])
     harness_records = read_results(next(p for p in folder.glob("harness-*") if p.is_dir()))
     for metric in ("s_per_step", "decode_tok_s", "load_s"):
         [record] = [r for r in harness_records if r.metric == metric][:1]
@@ -79,6 +90,8 @@ def test_the_two_sides_ran_alternately_each_in_a_process_of_its_own(slowed):
         assert host["threads_at_start"] >= 1 and host["others_cpu_cores"] > -1
         assert host["gc_s"] >= 0 and host["gc_full_passes"] >= 0  # the collector in the cold load
     assert len(serving["warm_load_gc"]) == len(serving["warm_load_s"])
+    polled = serving["warm_load_instrumented"]["sampler"]  # one more warm load, the sampler's polling beside it
+    assert len(polled["load_s"]) == 1 and polled["polls"][0] > 0
     [harness] = [p for p in folder.glob("harness-*") if p.is_dir()]
     assert RunManifest.read(harness).options["--profile"] == "quick"
 

@@ -204,3 +204,68 @@ def test_a_run_with_nothing_the_cross_check_compares_is_refused(tmp_path):
     run = write_run(tmp_path, "serve", [served])
     with pytest.raises(BenchError, match="none of the figures the cross-check compares"):
         setup_for_run(run)
+
+
+def test_the_instruments_split_a_generation_gap_into_the_harnesss_clock_its_sampler_and_the_rest():
+    from bench.fidelity.crosscheck import Figure, _instruments
+
+    figure = Figure("decode_tok_s", "infer", {"batch_size": 1, "effort": "high"})
+    # per repeat, three rounds: the script 15 tok/s plainly, 12 with the clock, 10 with clock and sampler
+    plain = [[15.0, 15.2, 14.8]] * 3
+    runs = [{"generate": [{"batch_size": 1, "effort": "high", "decode_tok_s": p, "instrumented": {
+        "clock": {"decode_tok_s": [12.0, 12.1, 11.9], "polls": [0, 0, 0]},
+        "clock+sampler": {"decode_tok_s": [10.0, 10.1, 9.9], "polls": [40, 41, 39]}}}]} for p in plain]
+    harness = [[10.0, 9.9, 10.1]] * 3
+    steps = _instruments(figure, runs, harness, plain)
+    assert [(s["side"], s["against"]) for s in steps] == [
+        ("plain + clock", "plain"), ("plain + clock+sampler", "plain"), ("harness", "plain + clock+sampler")]
+    assert [round(s["ratio"], 2) for s in steps] == [0.8, 0.67, 1.0]
+    assert steps[1]["polls"] == 360 and steps[0]["polls"] == 0
+    assert all(s["low"] <= s["ratio"] <= s["high"] for s in steps)
+    # a point the script did not time the harness's way, and the training figures, have none
+    assert _instruments(figure, [{"generate": [{"batch_size": 1, "effort": "high", "decode_tok_s": [1.0]}]}],
+                        [[1.0]], [[1.0]]) == []
+    assert _instruments(Figure("s_per_step", "train", {}), runs, harness, plain) == []
+
+
+def test_the_plain_scripts_sampler_polls_as_often_as_the_harnesss():
+    from bench.fidelity import plain
+    from bench.telemetry.sampler import NvmlSampler, ProcessSampler
+
+    assert plain.SAMPLER_INTERVAL_S == NvmlSampler.interval == ProcessSampler.interval
+    assert plain._rotated(("plain", "clock", "clock+sampler"), 1) == ("clock", "clock+sampler", "plain")
+    with plain.Polling("cpu") as polling:  # psutil here, as the harness's sampler on a CPU
+        import time
+
+        time.sleep(0.12)
+    assert polling.polls >= 2
+
+
+def test_the_report_and_summary_show_where_a_generation_gap_comes_from(tmp_path):
+    from bench.report.render import render_run
+
+    steps = [{"side": "plain + clock", "against": "plain", "ratio": 0.8, "low": 0.75, "high": 0.85},
+             {"side": "harness", "against": "plain + clock+sampler", "ratio": 1.01, "low": 0.9, "high": 1.1}]
+    record = make_record("fidelity_ratio", 0.8, suite="infer", extra={
+        "low": 0.7, "high": 0.9, "verdict": FINDING, "tolerance": 0.1, "unit": "tok/s", "harness": [[8.0]],
+        "plain": [[10.0]], "repeats": 3, "crosscheck": "20261206-000000", "instruments": steps},
+        figure="decode_tok_s", batch_size=1, effort="high")
+    rows = fidelity_rows([record])
+    assert rows[0]["instruments"] == steps
+    run_dir = write_run(tmp_path, "instrumented", [record])
+    render_run(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert 'id="fidelity-instruments"' in html and "plain + clock / plain" in html
+    summary = (run_dir / "summary.md").read_text()
+    assert "| decode_tok_s | `batch_size=1, effort=high` | harness / plain + clock+sampler | 1.01 (0.9-1.1) |" in summary
+
+
+def test_a_warm_load_polled_as_the_harnesss_sampler_polls_is_held_against_the_plain_ones():
+    from bench.fidelity.crosscheck import Figure, _instruments
+
+    figure = Figure("load_s", "load", {"cache": "warm"})
+    runs = [{"warm_load_s": [6.0, 6.2], "warm_load_instrumented": {"sampler": {"load_s": [6.6], "polls": [120]}}}] * 3
+    steps = _instruments(figure, runs, [[6.7, 6.5, 6.6]] * 3, [[6.0, 6.2]] * 3)
+    assert [(s["side"], s["against"]) for s in steps] == [("plain + sampler", "plain"), ("harness", "plain + sampler")]
+    assert steps[0]["ratio"] == pytest.approx(6.6 / (6.0 * 6.2) ** 0.5) and steps[0]["polls"] == 360
+    assert _instruments(Figure("load_s", "load", {"cache": "cold"}), runs, [[1.0]] * 3, [[1.0]] * 3) == []

@@ -204,11 +204,11 @@ def _records(run_dir: Path, setup: Setup, first: dict, plain_runs: list[dict],
     manifest = RunManifest.read(run_dir)
     records = [_first_load(manifest, setup, first)]
     for figure in figures(setup):
-        check = FigureCheck(figure.metric, figure.suite, figure.params,
-                            [_harness_samples(run, figure) for run in harness_runs],
-                            [_plain_samples(run, figure) for run in plain_runs],
-                            METRICS[figure.metric].fidelity_tolerance)
-        records.append(_ratio_record(manifest, setup, check, stamp))
+        harness = [_harness_samples(run, figure) for run in harness_runs]
+        plain = [_plain_samples(run, figure) for run in plain_runs]
+        tolerance = METRICS[figure.metric].fidelity_tolerance
+        check = FigureCheck(figure.metric, figure.suite, figure.params, harness, plain, tolerance)
+        records.append(_ratio_record(manifest, setup, check, stamp, _instruments(figure, plain_runs, harness, plain)))
     writer = ResultsWriter(Path(run_dir) / RESULTS_FILE)
     try:
         for record in records:
@@ -345,10 +345,44 @@ def _plain_samples(run: dict, figure: Figure) -> list[float]:
     if figure.metric == "load_s":
         return run["cold_load_s"] if figure.params["cache"] == "cold" else run["warm_load_s"]
     if figure.suite == "infer":
-        point = next(p for p in run["generate"] if p["batch_size"] == figure.params["batch_size"]
-                     and p["effort"] == figure.params["effort"])
-        return point[figure.metric]
+        return _point(run, figure)[figure.metric]
     return run["train"]["s_per_step"] if figure.metric == "s_per_step" else [run["train"]["peak_vram_gb"]]
+
+
+def _instruments(figure: Figure, plain_runs: list[dict], harness: list[list[float]],
+                 plain: list[list[float]]) -> list[dict]:
+    """Where the plain script also timed a figure the harness's way (plain.py, "instruments": a warm
+    load and the first generation point): each way's ratio to the plain figure, then the harness's
+    to the last way's, each with its 95% interval from the same repeats. A gap the instruments
+    reproduce in the script is theirs; what remains between the harness and the fully instrumented
+    script is the rest of the harness."""
+    if figure.suite == "infer":
+        points = [_point(run, figure).get("instrumented") for run in plain_runs]
+    elif figure.metric == "load_s" and figure.params.get("cache") == "warm":
+        points = [run.get("warm_load_instrumented") for run in plain_runs]
+    else:
+        return []
+    if not points or any(not p for p in points):
+        return []
+    out = []
+    for way in points[0]:
+        samples = [p[way][figure.metric] for p in points]
+        out.append({**_interval(f"plain + {way}", "plain", samples, plain, figure),
+                    "polls": sum(sum(p[way].get("polls", [])) for p in points)})
+    last = list(points[0])[-1]
+    out.append(_interval("harness", f"plain + {last}", harness, [p[last][figure.metric] for p in points], figure))
+    return out
+
+
+def _interval(side: str, against: str, samples: list[list[float]], reference: list[list[float]],
+              figure: Figure) -> dict:
+    ratio, low, high = FigureCheck(figure.metric, figure.suite, figure.params, samples, reference, 0.0).interval
+    return {"side": side, "against": against, "ratio": ratio, "low": low, "high": high}
+
+
+def _point(run: dict, figure: Figure) -> dict:
+    return next(p for p in run["generate"] if p["batch_size"] == figure.params["batch_size"]
+                and p["effort"] == figure.params["effort"])
 
 
 def _record(manifest: RunManifest, setup: Setup, **fields) -> Measurement:
@@ -366,11 +400,13 @@ def _first_load(manifest: RunManifest, setup: Setup, run: dict) -> Measurement:
                                          "were empty (the first load on a machine)"})
 
 
-def _ratio_record(manifest: RunManifest, setup: Setup, check: FigureCheck, stamp: str) -> Measurement:
+def _ratio_record(manifest: RunManifest, setup: Setup, check: FigureCheck, stamp: str,
+                  instruments: list[dict]) -> Measurement:
     ratio, low, high = check.interval
     return _record(manifest, setup, test_id=f"crosscheck::{check.metric}[{Figure(check.metric, check.suite, check.params).name}]",
                    suite=check.suite, metric=FIDELITY_METRIC, value=ratio, samples=check.per_repeat,
                    params={**check.params, "figure": check.metric},
                    extra={"low": low, "high": high, "verdict": check.verdict, "tolerance": check.tolerance,
                           "unit": METRICS[check.metric].unit, "harness": check.harness, "plain": check.plain,
-                          "repeats": check.repeats, "crosscheck": stamp})
+                          "repeats": check.repeats, "crosscheck": stamp,
+                          **({"instruments": instruments} if instruments else {})})

@@ -25,19 +25,30 @@ their own, so that no figure follows work in one process that it does not follow
   (`min_new_tokens` = N): time to first token is the first, the decode rate B (N - 1) / (tN - t1).
   Beside each round and each training step, the garbage collector's seconds in it, as the
   harness's cases record them.
+- instruments, to say how much of a gap between the harness and this script the harness's own
+  instruments make, measured here where nothing else of the harness is (the plain figures above
+  stay as they are): one more warm load, between the first and the rest, while a thread asks the
+  device what the harness's sampler asks beside a case, as often; and at the first generation
+  point, each round, `generate` of N tokens twice more, timed the harness's way (a logits processor
+  that synchronizes and stamps the clock at every token), once alone and once with that thread
+  polling. The plain round and these two run in an order rotated by round.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 WARMUP_NEW_TOKENS = 8
+SAMPLER_INTERVAL_S = 0.05  # the harness's sampler's (bench.telemetry.sampler), which this must not import
+INSTRUMENTS = ("clock", "clock+sampler")
 
 
 def main(spec_path: str, out_path: str) -> None:
@@ -62,15 +73,26 @@ def main(spec_path: str, out_path: str) -> None:
     if spec.get("train"):
         out["train"] = script.train(model, tokenizer)
     else:
-        warm, collected = [], []
-        for _ in range(spec["warm_loads"]):
+        warm, collected, sampled = [], [], {"load_s": [], "polls": []}
+        ways = ["plain"] * spec["warm_loads"]
+        if ways:  # one more between the first and the rest: polled as the harness's sampler polls
+            ways.insert(1, "sampler")
+        for way in ways:
             del model
             script.free()
-            collector = Collector()
-            model, tokenizer, seconds = script.timed_load()
+            collector, polling = Collector(), Polling(spec["device"]) if way == "sampler" else None
+            with polling or contextlib.nullcontext():
+                model, tokenizer, seconds = script.timed_load()
+            if polling:
+                sampled["load_s"].append(seconds)
+                sampled["polls"].append(polling.polls)
+                collector.stop()
+                continue
             collected.append(collector.stop())
             warm.append(seconds)
         out["warm_load_s"], out["warm_load_gc"] = warm, collected
+        if sampled["load_s"]:
+            out["warm_load_instrumented"] = {"sampler": sampled}
         out["generate"] = script.generate_points(model, tokenizer)
     out["finished"] = time.time()
     _write(out_path, out)
@@ -283,19 +305,46 @@ class Script:
         self.timed_generate(model, tokenizer, self.prompts(tokenizer, points[0]["conversations"][:1], "medium"),
                             WARMUP_NEW_TOKENS)
         out = []
-        for point in points:
-            prompts = self.prompts(tokenizer, point["conversations"], point["effort"])
+        for index, point in enumerate(points):
+            prompts, new_tokens = self.prompts(tokenizer, point["conversations"], point["effort"]), point["new_tokens"]
             ttft, decode, collected = [], [], []
-            for _ in range(self.spec["rounds"]):
-                collector = Collector()
-                first = self.timed_generate(model, tokenizer, prompts, 1)
-                whole = self.timed_generate(model, tokenizer, prompts, point["new_tokens"])
-                collected.append(collector.stop()["gc_s"])
-                ttft.append(first)
-                decode.append(len(prompts) * (point["new_tokens"] - 1) / (whole - first))
+            instrumented = {name: {"ttft_s": [], "decode_tok_s": [], "polls": []} for name in INSTRUMENTS} if index == 0 else {}
+            for round_ in range(self.spec["rounds"]):
+                for way in _rotated(("plain", *instrumented), round_):
+                    if way != "plain":
+                        first, decoding, polls = self.clocked_generate(model, tokenizer, prompts, new_tokens,
+                                                                       sampled=way == "clock+sampler")
+                        instrumented[way]["polls"].append(polls)
+                        instrumented[way]["ttft_s"].append(first)
+                        instrumented[way]["decode_tok_s"].append(len(prompts) * (new_tokens - 1) / decoding)
+                        continue
+                    collector = Collector()
+                    first = self.timed_generate(model, tokenizer, prompts, 1)
+                    whole = self.timed_generate(model, tokenizer, prompts, new_tokens)
+                    collected.append(collector.stop()["gc_s"])
+                    ttft.append(first)
+                    decode.append(len(prompts) * (new_tokens - 1) / (whole - first))
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
-                        "decode_tok_s": decode, "gc_s": collected})
+                        "decode_tok_s": decode, "gc_s": collected, **({"instrumented": instrumented} if instrumented else {})})
         return out
+
+    def clocked_generate(self, model, tokenizer, prompts: list[str], new_tokens: int,
+                         sampled: bool) -> tuple[float, float, int]:
+        """(time to first token, seconds from the first token to the last, polls) as the harness
+        takes them: a clock read after a synchronize at every token; with `sampled`, while a thread
+        polls the device as the harness's sampler does (how many times it did: 0 without one)."""
+        from transformers import LogitsProcessorList
+
+        stamps, polling = TokenStamps(self.sync), Polling(self.spec["device"]) if sampled else None
+        with polling or contextlib.nullcontext():
+            self.sync()
+            stamps.started = time.perf_counter()
+            inputs = tokenizer(prompts, return_tensors="pt", padding=True,
+                               add_special_tokens=False).to(self.spec["device"])
+            with self.torch.inference_mode():
+                model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                               pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([stamps]))
+        return stamps.stamps[0] - stamps.started, stamps.stamps[-1] - stamps.stamps[0], polling.polls if polling else 0
 
     @staticmethod
     def prompts(tokenizer, conversations: list[list[dict]], effort: str) -> list[str]:
@@ -311,6 +360,82 @@ class Script:
                            pad_token_id=tokenizer.pad_token_id)
         self.sync()
         return time.perf_counter() - started
+
+
+class TokenStamps:
+    """A logits processor that synchronizes and reads the clock at every new token: how the
+    harness times a generation (its `TokenClock`), rebuilt here from the same two calls."""
+
+    def __init__(self, sync) -> None:
+        self.sync, self.started, self.stamps = sync, 0.0, []
+
+    def __call__(self, input_ids, scores):
+        self.sync()
+        self.stamps.append(time.perf_counter())
+        return scores
+
+
+class Polling:
+    """A thread asking, every SAMPLER_INTERVAL_S, what the harness's sampler asks beside a case:
+    on a GPU NVML's used memory, this process's memory, power and utilization; on the CPU psutil's
+    resident memory and CPU use. Nothing where the library is missing."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.stopped, self.polls = device, threading.Event(), 0
+        self.thread = threading.Thread(target=self._run, daemon=True, name="polling")
+
+    def __enter__(self) -> "Polling":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        ask = self._nvml() if self.device.startswith("cuda") else self._psutil()
+        while ask is not None and not self.stopped.is_set():
+            ask()
+            self.polls += 1
+            self.stopped.wait(SAMPLER_INTERVAL_S)
+
+    def _nvml(self):
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+            handle = (pynvml.nvmlDeviceGetHandleByUUID(visible) if visible.startswith("GPU-")
+                      else pynvml.nvmlDeviceGetHandleByIndex(int(visible)))
+        except Exception:  # no NVML here: nothing to poll
+            return None
+        pid = os.getpid()
+
+        def ask() -> None:
+            pynvml.nvmlDeviceGetMemoryInfo(handle)
+            for call in (lambda: [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                                  if p.pid == pid],
+                         lambda: pynvml.nvmlDeviceGetPowerUsage(handle),
+                         lambda: pynvml.nvmlDeviceGetUtilizationRates(handle)):
+                try:
+                    call()
+                except pynvml.NVMLError:  # a query this GPU does not answer, as the harness's sampler allows
+                    pass
+        return ask
+
+    def _psutil(self):
+        try:
+            import psutil
+        except ImportError:
+            return None
+        process = psutil.Process()
+        process.cpu_percent(None)
+        return lambda: (process.memory_info(), process.cpu_percent(None))
+
+
+def _rotated(ways: tuple[str, ...], round_: int) -> tuple[str, ...]:
+    shift = round_ % len(ways)
+    return ways[shift:] + ways[:shift]
 
 
 def _write(path: str, out: dict) -> None:

@@ -30,7 +30,7 @@ def fidelity_rows(records: list[Measurement]) -> list[dict]:
             "unit": r.extra.get("unit", ""), "harness": _centre(r.extra.get("harness", [])),
             "plain": _centre(r.extra.get("plain", [])), "ratio": r.value, "low": r.extra.get("low"),
             "high": r.extra.get("high"), "verdict": _verdict(r), "tolerance": r.extra.get("tolerance"),
-            "repeats": r.extra.get("repeats", len(r.samples))})
+            "repeats": r.extra.get("repeats", len(r.samples)), "instruments": r.extra.get("instruments", [])})
     first = [r for r in records if r.metric == "load_s" and r.params.get("cache") == "first" and r.value is not None]
     if first:
         rows.append({"figure": "load_s", "suite": "load", "case": "cache=first", "unit": first[-1].unit,
@@ -55,6 +55,12 @@ def fidelity_headline(rows: list[dict]) -> str | None:
         text += "; " + "; ".join(f"{row['figure']} {row['case']}: harness/plain {row['ratio']:.3g}x "
                                  f"({row['low']:.3g}-{row['high']:.3g})" for row in findings)
     return text
+
+
+def instrument_rows(rows: list[dict]) -> list[dict]:
+    """One row per step of a generation figure's attribution (the plain script timed the harness's
+    way, then the harness against that): which side over which, the ratio and its 95% interval."""
+    return [{"figure": row["figure"], "case": row["case"], **step} for row in rows for step in row.get("instruments", [])]
 
 
 def _verdict(record: Measurement) -> str:
