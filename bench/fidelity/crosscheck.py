@@ -9,7 +9,8 @@ training point, exactly as the run ran them), plain, harness, plain, ... for `re
 figure the ratio harness / plain and its 95% interval come from those paired repeats
 (`bench.analysis.fidelity`).
 Before the repeats, the plain script loads once more with empty compile caches: the first load on a
-machine, reported as `load_s` with cache "first".
+machine, reported as `load_s` with cache "first". Where the plain script also measured a figure
+with the harness's instruments (plain.py), the figure's record carries those ratios too.
 
 Both sides get the run's environment: its GPU, its thread count on a CPU, its compile caches (so a
 cold load is a fresh process's with the caches earlier runs left, as the seed's was). The harness's

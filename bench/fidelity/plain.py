@@ -308,7 +308,8 @@ class Script:
         for index, point in enumerate(points):
             prompts, new_tokens = self.prompts(tokenizer, point["conversations"], point["effort"]), point["new_tokens"]
             ttft, decode, collected = [], [], []
-            instrumented = {name: {"ttft_s": [], "decode_tok_s": [], "polls": []} for name in INSTRUMENTS} if index == 0 else {}
+            instrumented = ({name: {"ttft_s": [], "decode_tok_s": [], "polls": []} for name in INSTRUMENTS}
+                            if index == 0 else {})
             for round_ in range(self.spec["rounds"]):
                 for way in _rotated(("plain", *instrumented), round_):
                     if way != "plain":
@@ -325,7 +326,8 @@ class Script:
                     ttft.append(first)
                     decode.append(len(prompts) * (new_tokens - 1) / (whole - first))
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
-                        "decode_tok_s": decode, "gc_s": collected, **({"instrumented": instrumented} if instrumented else {})})
+                        "decode_tok_s": decode, "gc_s": collected,
+                        **({"instrumented": instrumented} if instrumented else {})})
         return out
 
     def clocked_generate(self, model, tokenizer, prompts: list[str], new_tokens: int,
