@@ -160,3 +160,19 @@ def test_require_checks_refuses_a_run_no_baseline_matches(tmp_path):
     assert refused.returncode == 4
     assert f"--require-checks: no baseline matched {model} on this CPU: nothing was checked" in refused.stderr
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+def test_a_missing_dependency_is_one_line_saying_how_to_install(tmp_path):
+    # an environment the checkout was copied into without installing it: platformdirs absent
+    fake = tmp_path / "platformdirs"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'platformdirs'\", name='platformdirs')\n")
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # other installed plugins may import it too, before ours
+    plugins = ["-p", "bench.harness.plugin", "-p", "pytest_benchmark.plugin", "-p", "pytest_timeout"]
+    result = subprocess.run([sys.executable, "-m", "pytest", *plugins, "suites/", "--collect-only", "-q", "--gpu", "cpu"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "the module 'platformdirs' is missing: pip install -e ." in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout and "INTERNALERROR" not in result.stdout

@@ -72,9 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
         session = BenchSession(opts, config.invocation_params.args)
         if opts.worker_run is None:  # with --endpoint, serving needs no local weights
             session.require_inputs(weights=opts.endpoint is None)
+        keep_compile_caches()
     except BenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    keep_compile_caches()
+    except ModuleNotFoundError as exc:  # an environment the harness was copied into rather than installed in
+        raise pytest.UsageError(f"the module {exc.name!r} is missing: pip install -e . (in the checkout) installs "
+                                "the harness with its dependencies") from None
     if session.device == "cpu" and session.source.kind == "tiny" and workerinput is None \
             and "OMP_NUM_THREADS" not in os.environ:
         one_thread()
