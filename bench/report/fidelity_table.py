@@ -58,8 +58,9 @@ def fidelity_headline(rows: list[dict]) -> str | None:
 
 
 def instrument_rows(rows: list[dict]) -> list[dict]:
-    """One row per step of a generation figure's attribution (the plain script timed the harness's
-    way, then the harness against that): which side over which, the ratio and its 95% interval."""
+    """One row per step of a figure's attribution (the plain script with one of the harness's
+    instruments, then the harness against the instrumented script): which side over which, the
+    ratio and its 95% interval."""
     return [{"figure": row["figure"], "case": row["case"], **step}
             for row in rows for step in row.get("instruments", [])]
 
