@@ -384,10 +384,14 @@ class Polling:
 
     def __init__(self, device: str) -> None:
         self.device, self.stopped, self.polls = device, threading.Event(), 0
+        self.started = threading.Event()  # set once the first poll is done (or there is nothing to poll)
         self.thread = threading.Thread(target=self._run, daemon=True, name="polling")
 
     def __enter__(self) -> "Polling":
+        """Returns once polling runs, as the harness's sampler runs before its case: a short load
+        must not finish before the thread has asked anything."""
         self.thread.start()
+        self.started.wait(timeout=10.0)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -399,7 +403,9 @@ class Polling:
         while ask is not None and not self.stopped.is_set():
             ask()
             self.polls += 1
+            self.started.set()
             self.stopped.wait(SAMPLER_INTERVAL_S)
+        self.started.set()
 
     def _nvml(self):
         try:
