@@ -35,7 +35,7 @@ from bench.analysis import stats
 from bench.analysis.baselines import Quiet
 from bench.analysis.stats import ALPHA, IMPROVEMENT, REGRESSION, UNCHANGED, Estimate
 from bench.records.metrics import METRICS, gates
-from bench.records.results import Measurement
+from bench.records.results import Measurement, params_key
 
 DIAGNOSTIC_TAIL = 0.025  # diagnostics: plain two-sided 95% intervals
 
@@ -277,7 +277,7 @@ def busy_host_note(change: MetricChange, base: dict[tuple, float], new: dict[tup
             return max(loads) if loads else None
         b, n, where = worst(base), worst(new), f"during its busiest {change.suite} case"
     else:
-        key = (change.suite, tuple(sorted((k, str(v)) for k, v in change.params.items())))
+        key = (change.suite, params_key(change.params))
         b, n, where = base.get(key), new.get(key), "during this case"
     if max((v for v in (b, n) if v is not None), default=0.0) <= limit:
         return ""

@@ -118,7 +118,7 @@ def series_of(group: Group, runs: list[RunData], metrics: tuple[str, ...] | None
             values = [v for v in r.samples if v and v > 0] or ([r.value] if r.value > 0 else [])
             if not values:  # a zero has no place on a log scale (and no change to find)
                 continue
-            key = (r.suite, r.metric, tuple(sorted((k, str(v)) for k, v in r.params.items())))
+            key = r.case_key()
             series = found.setdefault(key, Series(group, r.suite, r.metric, dict(r.params), []))
             if not any(p.run == i for p in series.points):  # a lane of a multi-engine run: its first
                 series.points.append(Point(i, *mean_interval(values)))

@@ -27,6 +27,7 @@ from bench.analysis.runs import RunData, load_run
 from bench.analysis.stats import geometric_mean, summarize
 from bench.errors import BenchError
 from bench.records.metrics import METRICS, PARAM_KEYS, gates, named
+from bench.records.results import params_key
 
 WIDEN = 3.0  # limits sit this many coefficients of variation beyond the worst value seen
 DEFAULT_TOLERANCE = 0.05
@@ -83,8 +84,7 @@ def freeze(run_dirs: list[Path], name: str, directory: Path, tolerance: float | 
     for run in runs:
         for r in run.ok:
             if r.metric in frozen:
-                key = (r.metric, r.suite, r.backend if len(backends) > 1 else None,
-                       tuple(sorted((k, str(v)) for k, v in r.params.items())))
+                key = (r.metric, r.suite, r.backend if len(backends) > 1 else None, params_key(r.params))
                 values.setdefault(key, []).append(r)
     if not values:
         raise BenchError(f"{run_dirs[0]}: no measurement to freeze (no ok records of {', '.join(frozen)})")

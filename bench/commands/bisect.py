@@ -32,6 +32,7 @@ from bench.commands.ab import max_rounds_of, remove_worktrees, run_ab
 from bench.commands.environments import Environment, parse_side, prepare, sides_of
 from bench.errors import BenchError
 from bench.models.store import cache_root
+from bench.records.results import params_key
 from bench.report.comparison import to_json, to_markdown
 
 GIT = "."  # PACKAGE meaning this checkout's history
@@ -47,7 +48,7 @@ class Figure:
 
     @classmethod
     def of(cls, change: MetricChange) -> "Figure":
-        return cls(change.suite, change.metric, tuple(sorted((k, str(v)) for k, v in change.params.items())))
+        return cls(change.suite, change.metric, params_key(change.params))
 
     def find(self, comparison: Comparison) -> MetricChange | None:
         return next((c for c in comparison.changes if Figure.of(c) == self), None)

@@ -15,13 +15,13 @@ from pathlib import Path
 from bench.analysis.compare import Comparison, Rules, compare
 from bench.analysis.stats import INCONCLUSIVE
 from bench.harness.isolate import pytest_command
-from bench.records.results import RESULTS_FILE, Measurement, read_results
+from bench.records.results import RESULTS_FILE, Measurement, params_key, read_results
 
 CONFIRM_RUN = "confirm"
 
 
 def _key(suite: str, metric: str, params: dict) -> tuple:
-    return (suite, metric, tuple(sorted((k, str(v)) for k, v in params.items())))
+    return (suite, metric, params_key(params))
 
 
 def suspects(comparison: Comparison, records: list[Measurement]) -> list[str]:

@@ -22,6 +22,11 @@ RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
 
 
+def params_key(params: dict) -> tuple[tuple[str, str], ...]:
+    """A case's parameters as a key that matches across runs, whatever order or type they were written in."""
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
 @dataclass(frozen=True)
 class Measurement:
     run_id: str
@@ -54,7 +59,7 @@ class Measurement:
 
     def case_key(self) -> tuple:
         """What identifies the same measurement in another run: suite, metric and parameters."""
-        return (self.suite, self.metric, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+        return (self.suite, self.metric, params_key(self.params))
 
     @property
     def lane(self) -> tuple[str, str]:
