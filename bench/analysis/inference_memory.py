@@ -15,12 +15,11 @@ A prediction far beyond the measured tokens gets the wide interval its leverage 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis.memory_model import Prediction, cases_of, half_width
+from bench.analysis.memory_model import Prediction, cases_of, least_squares, predicted
 from bench.analysis.roofline import Shape
 from bench.errors import BenchError
 from bench.records.results import Measurement
@@ -59,11 +58,7 @@ class InferenceFit:
         x = np.array([1.0, batch_size * context / 1000])
         fixed, activations = (float(c * v) for c, v in zip(self.coefficients, x))
         terms = dict(zip(TERMS, (fixed, self.kv_gb(batch_size, context), activations)))
-        peak = float(sum(terms.values()))
-        if self.df < 1:
-            return Prediction(peak, math.nan, math.nan, terms)
-        half = half_width(x, self.residual_sd, self.df, self.covariance, confidence)
-        return Prediction(peak, peak - half, peak + half, terms)
+        return predicted(x, terms, self.residual_sd, self.df, self.covariance, confidence)
 
     def largest_batch(self, context: int, memory_gb: float, most: int = MOST_BATCH) -> int:
         """The largest batch whose predicted peak, at its interval's upper end, fits `memory_gb` (0: none)."""
@@ -90,13 +85,10 @@ def fit_inference(points: list[InferPoint], shape: Shape) -> InferenceFit:
         raise BenchError(f"{len(points)} generation points with {len({p.tokens for p in points})} batch x context "
                          f"sizes: the inference model needs {MIN_POINTS} or more and two sizes (run the standard "
                          "profile's generation cases: pytest suites/test_infer.py --profile standard)")
-    x = np.array([[1.0, p.tokens / 1000] for p in points])
-    y = np.array([p.peak_gb - p.batch_size * shape.kv_bytes_per_token(p.context) / 1e9 for p in points])
-    coefficients, *_ = np.linalg.lstsq(x, y, rcond=None)
-    residuals = y - x @ coefficients
-    df = len(points) - x.shape[1]
-    sd = float(math.sqrt(residuals @ residuals / df)) if df > 0 else math.nan
-    return InferenceFit(tuple(float(c) for c in coefficients), shape, sd, df, np.linalg.pinv(x.T @ x), tuple(points))
+    coefficients, sd, df, covariance = least_squares(
+        np.array([[1.0, p.tokens / 1000] for p in points]),
+        np.array([p.peak_gb - p.batch_size * shape.kv_bytes_per_token(p.context) / 1e9 for p in points]))
+    return InferenceFit(coefficients, shape, sd, df, covariance, tuple(points))
 
 
 def infer_points_of(records: list[Measurement]) -> list[InferPoint]:

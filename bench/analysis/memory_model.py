@@ -76,11 +76,7 @@ class MemoryFit:
     def predict(self, lora_r: int, batch_size: int, seq_len: int, confidence: float = 0.95) -> Prediction:
         x = np.array([1.0, lora_r * self.params_per_rank_m, batch_size * seq_len / 1000])
         terms = dict(zip(TERMS, (float(c * v) for c, v in zip(self.coefficients, x))))
-        peak = float(sum(terms.values()))
-        if self.df < 1:
-            return Prediction(peak, math.nan, math.nan, terms)
-        half = half_width(x, self.residual_sd, self.df, self.covariance, confidence)
-        return Prediction(peak, peak - half, peak + half, terms)
+        return predicted(x, terms, self.residual_sd, self.df, self.covariance, confidence)
 
     def largest_batch(self, lora_r: int, seq_len: int, memory_gb: float, most: int = 64) -> int:
         """The largest batch whose predicted peak, at its interval's upper end, fits `memory_gb` (0: none)."""
@@ -105,13 +101,9 @@ def fit(points: list[Point]) -> MemoryFit:
         raise BenchError("the points need two or more ranks and two or more batch x sequence sizes to tell "
                          "the terms apart (run the fit profile: pytest suites/test_train.py --profile fit)")
     per_rank = float(np.median([p.trainable_m / p.lora_r for p in points]))
-    x = np.array([[1.0, p.trainable_m, p.tokens / 1000] for p in points])
-    y = np.array([p.peak_gb for p in points])
-    coefficients, *_ = np.linalg.lstsq(x, y, rcond=None)
-    residuals = y - x @ coefficients
-    df = len(points) - x.shape[1]
-    sd = float(math.sqrt(residuals @ residuals / df)) if df > 0 else math.nan
-    return MemoryFit(tuple(float(c) for c in coefficients), per_rank, sd, df, np.linalg.pinv(x.T @ x), tuple(points))
+    coefficients, sd, df, covariance = least_squares(np.array([[1.0, p.trainable_m, p.tokens / 1000] for p in points]),
+                                                     np.array([p.peak_gb for p in points]))
+    return MemoryFit(coefficients, per_rank, sd, df, covariance, tuple(points))
 
 
 def parse_memory(text: str) -> float:
@@ -148,11 +140,27 @@ def cases_of(records: list[Measurement], suite: str, param: str) -> list[tuple[s
             if (peak := metrics.get("peak_vram_gb") or metrics.get("peak_rss_gb")) is not None]
 
 
-def half_width(x: np.ndarray, residual_sd: float, df: int, covariance: np.ndarray, confidence: float) -> float:
-    """Half the ordinary least squares prediction interval at `x` (t quantile, residual spread, leverage)."""
+def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float, int, np.ndarray]:
+    """Ordinary least squares of y on the columns of x: (coefficients, residual spread, degrees of
+    freedom, (x'x)^-1 for the prediction interval); the spread is nan without a degree of freedom."""
+    coefficients, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residuals = y - x @ coefficients
+    df = len(y) - x.shape[1]
+    sd = float(math.sqrt(residuals @ residuals / df)) if df > 0 else math.nan
+    return tuple(float(c) for c in coefficients), sd, df, np.linalg.pinv(x.T @ x)
+
+
+def predicted(x: np.ndarray, terms: dict[str, float], residual_sd: float, df: int, covariance: np.ndarray,
+              confidence: float) -> Prediction:
+    """The peak as the sum of its terms, with the least squares prediction interval at `x` (t
+    quantile, residual spread, leverage); no interval without a degree of freedom."""
     from scipy import stats as st
 
-    return float(st.t.ppf(0.5 + confidence / 2, df)) * residual_sd * math.sqrt(1 + float(x @ covariance @ x))
+    peak = float(sum(terms.values()))
+    if df < 1:
+        return Prediction(peak, math.nan, math.nan, terms)
+    half = float(st.t.ppf(0.5 + confidence / 2, df)) * residual_sd * math.sqrt(1 + float(x @ covariance @ x))
+    return Prediction(peak, peak - half, peak + half, terms)
 
 
 def points_of(records: list[Measurement]) -> list[Point]:
