@@ -83,13 +83,13 @@ def main(spec_path: str, out_path: str) -> None:
             collector, polling = Collector(), Polling(spec["device"]) if way == "sampler" else None
             with polling or contextlib.nullcontext():
                 model, tokenizer, seconds = script.timed_load()
+            spent = collector.stop()
             if polling:
                 sampled["load_s"].append(seconds)
                 sampled["polls"].append(polling.polls)
-                collector.stop()
-                continue
-            collected.append(collector.stop())
-            warm.append(seconds)
+            else:
+                collected.append(spent)
+                warm.append(seconds)
         out["warm_load_s"], out["warm_load_gc"] = warm, collected
         if sampled["load_s"]:
             out["warm_load_instrumented"] = {"sampler": sampled}
