@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.data import inference_prompts
+from bench.fidelity.plain import process_context
 from bench.analysis.channels import channel_token_counts
 from bench.telemetry import Timer
 from bench.telemetry.rounds import run_rounds
@@ -60,6 +61,7 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
                        None if joules is None else spent - joules))
 
     benchmark.group = f"infer-{effort}"
+    context = process_context(bench.device)  # what the cross-check holds against its plain script's
     with EnergyCounter(bench.device) as energy:
         run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1,
                    until=bench.workload.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]]))
@@ -78,7 +80,7 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     case.timed("decode_tok_s", [t.decode_tok_s for t in timings],
                extra={"channels": channels, "sample": sample[:400],
                       "prompt_tokens": len(loaded.tokenizer(prompts[0])["input_ids"]),
-                      "gc_s": [c.seconds for c in collected[1:]]})  # beside the plain script's, in a cross-check
+                      "gc_s": [c.seconds for c in collected[1:]], "context": context})
     case.timed("decode_tok_s_per_seq", [t.decode_tok_s_per_seq for t in timings])
     case("itl_p50_ms", float(np.percentile(itl, 50)), samples=[statistics.median(t.itl_ms) for t in timings])
     case("itl_p99_ms", float(np.percentile(itl, 99)), samples=[float(np.percentile(t.itl_ms, 99)) for t in timings])

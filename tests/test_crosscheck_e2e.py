@@ -49,6 +49,10 @@ def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slo
     assert instruments[-1]["ratio"] < 0.75 and instruments[1]["polls"] > 0
     assert "instruments" not in step.extra and "instruments" not in ratios[("load_s", "cold", None)].extra
     assert [i["side"] for i in ratios[("load_s", "warm", None)].extra["instruments"]] == ["plain + sampler", "harness"]
+    # and what else was not alike in the two generating processes: the harness's sampler thread, at least
+    [differences] = [r.extra["context_differences"] for r in decode]
+    threads = next(d for d in differences if d["setting"] == "threads")
+    assert "psutil-sampler" in threads["harness"] and "psutil-sampler" not in threads["plain"]
     first = [r for r in read_results(run_dir) if r.metric == "load_s" and r.params == {"cache": "first"}]
     assert len(first) == 1 and first[0].value > 0
 

@@ -3,6 +3,7 @@ what the driver tells each side (bench.fidelity.crosscheck), without running eit
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -269,3 +270,59 @@ def test_a_warm_load_polled_as_the_harnesss_sampler_polls_is_held_against_the_pl
     assert [(s["side"], s["against"]) for s in steps] == [("plain + sampler", "plain"), ("harness", "plain + sampler")]
     assert steps[0]["ratio"] == pytest.approx(6.6 / (6.0 * 6.2) ** 0.5) and steps[0]["polls"] == 360
     assert _instruments(Figure("load_s", "load", {"cache": "cold"}), runs, [[1.0]] * 3, [[1.0]] * 3) == []
+
+
+def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(monkeypatch):
+    import threading
+
+    from bench.fidelity.plain import process_context
+
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait, name="nvml-sampler", daemon=True)
+    helper.start()
+    try:
+        context = process_context("cpu")
+    finally:
+        stop.set()
+        helper.join()
+    assert "MainThread" in context["threads"] and "nvml-sampler" in context["threads"]
+    assert context["os_threads"] >= 2 and context["cpus_allowed"] >= 1 and context["switch_interval_s"] > 0
+    assert context["environment"]["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert "HF_TOKEN" not in context["environment"] and "other_gpu_processes" not in context
+    json.dumps(context)  # it travels in the plain script's output and the harness's records
+
+
+def test_what_differed_between_the_two_generating_processes_is_listed_setting_by_setting():
+    from bench.fidelity.crosscheck import Figure, _context_differences
+
+    figure = Figure("decode_tok_s", "infer", {"batch_size": 1, "effort": "high"})
+    common = {"threads": ["MainThread"], "niceness": 0, "environment": {"OMP_NUM_THREADS": "4"}}
+    harness_context = {**common, "threads": ["MainThread", "nvml-sampler"], "gc_frozen": 412000,
+                       "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_X": "hf_abcdefghijklmnopq"}}
+    harness = [[make_record("decode_tok_s", 9.0, suite="infer", extra={"context": harness_context},
+                            batch_size=1, effort="high")]] * 2
+    plain = [{"generate_context": {**common, "gc_frozen": 0}}] * 2
+    rows = _context_differences(figure, plain, harness)
+    assert [r["setting"] for r in rows] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
+    assert rows[1] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
+    assert rows[0]["harness"] == '"***"' and rows[0]["plain"] == "null"  # a credential-like value is redacted
+    assert _context_differences(Figure("ttft_s", "infer", figure.params), plain, harness) == []
+    assert _context_differences(figure, [{}] * 2, harness) == []  # an older plain script: nothing to compare
+
+
+def test_the_report_and_summary_list_what_differed_between_the_processes(tmp_path):
+    from bench.report.render import render_run
+
+    differences = [{"setting": "threads", "harness": '["MainThread", "<nvml-sampler>"]', "plain": '["MainThread"]'}]
+    record = make_record("fidelity_ratio", 0.8, suite="infer", extra={
+        "low": 0.7, "high": 0.9, "verdict": FINDING, "tolerance": 0.1, "unit": "tok/s", "harness": [[8.0]],
+        "plain": [[10.0]], "repeats": 3, "crosscheck": "20261206-000000", "context_differences": differences},
+        figure="decode_tok_s", batch_size=1, effort="high")
+    run_dir = write_run(tmp_path, "context", [record])
+    render_run(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert 'id="fidelity-context"' in html and "&lt;nvml-sampler&gt;" in html and "<nvml-sampler>" not in html
+    summary = (run_dir / "summary.md").read_text()
+    assert "| `batch_size=1, effort=high` | `threads` |" in summary

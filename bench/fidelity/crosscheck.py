@@ -209,7 +209,8 @@ def _records(run_dir: Path, setup: Setup, first: dict, plain_runs: list[dict],
         plain = [_plain_samples(run, figure) for run in plain_runs]
         tolerance = METRICS[figure.metric].fidelity_tolerance
         check = FigureCheck(figure.metric, figure.suite, figure.params, harness, plain, tolerance)
-        records.append(_ratio_record(manifest, setup, check, stamp, _instruments(figure, plain_runs, harness, plain)))
+        records.append(_ratio_record(manifest, setup, check, stamp, _instruments(figure, plain_runs, harness, plain),
+                                     _context_differences(figure, plain_runs, harness_runs)))
     writer = ResultsWriter(Path(run_dir) / RESULTS_FILE)
     try:
         for record in records:
@@ -335,11 +336,16 @@ def _run(command: list[str], env: dict[str, str], log: Path, what: str, ok: tupl
 
 
 def _harness_samples(records: list[Measurement], figure: Figure) -> list[float]:
+    found = _harness_record(records, figure)
+    return list(found.samples) or [found.value]
+
+
+def _harness_record(records: list[Measurement], figure: Figure) -> Measurement:
     found = [r for r in records if r.metric == figure.metric and r.suite == figure.suite and r.status == "ok"
              and r.value is not None and all(r.params.get(k) == v for k, v in figure.params.items())]
     if not found:
         raise BenchError(f"cross-check: the harness's repeat has no {figure.metric} for {figure.name}")
-    return list(found[0].samples) or [found[0].value]
+    return found[0]
 
 
 def _plain_samples(run: dict, figure: Figure) -> list[float]:
@@ -375,6 +381,34 @@ def _instruments(figure: Figure, plain_runs: list[dict], harness: list[list[floa
     return out
 
 
+def _context_differences(figure: Figure, plain_runs: list[dict],
+                         harness_runs: list[list[Measurement]]) -> list[dict]:
+    """For a generation point: what differed between the harness's process and the plain script's
+    as each began to generate (plain.process_context), one row per setting that differed in any
+    repeat, with each side's values over the repeats (distinct, in order). The instruments say what
+    the harness's own measuring costs; this says what else was not alike."""
+    if figure.metric != "decode_tok_s":  # the decode record carries it for the whole point
+        return []
+    harness = [_harness_record(run, figure).extra.get("context") for run in harness_runs]
+    plain = [run.get("generate_context") for run in plain_runs]
+    if not harness or any(c is None for c in harness + plain):
+        return []
+    rows = []
+    for key in sorted({key for context in harness + plain for key in _flat(context)}):
+        sides = [[_flat(c).get(key) for c in contexts] for contexts in (harness, plain)]
+        if any(h != p for h, p in zip(*sides)):
+            rows.append({"setting": key, **{side: redact(", ".join(dict.fromkeys(json.dumps(v) for v in values)))
+                                            for side, values in zip(("harness", "plain"), sides)}})
+    return rows
+
+
+def _flat(context: dict) -> dict:
+    """The context with its environment variables as settings of their own ("environment: NAME")."""
+    out = {k: v for k, v in context.items() if k != "environment"}
+    out.update({f"environment: {k}": v for k, v in context.get("environment", {}).items()})
+    return out
+
+
 def _interval(side: str, against: str, samples: list[list[float]], reference: list[list[float]],
               figure: Figure) -> dict:
     ratio, low, high = FigureCheck(figure.metric, figure.suite, figure.params, samples, reference, 0.0).interval
@@ -402,7 +436,7 @@ def _first_load(manifest: RunManifest, setup: Setup, run: dict) -> Measurement:
 
 
 def _ratio_record(manifest: RunManifest, setup: Setup, check: FigureCheck, stamp: str,
-                  instruments: list[dict]) -> Measurement:
+                  instruments: list[dict], context: list[dict]) -> Measurement:
     ratio, low, high = check.interval
     return _record(manifest, setup, test_id=f"crosscheck::{check.metric}[{Figure(check.metric, check.suite, check.params).name}]",
                    suite=check.suite, metric=FIDELITY_METRIC, value=ratio, samples=check.per_repeat,
@@ -410,4 +444,5 @@ def _ratio_record(manifest: RunManifest, setup: Setup, check: FigureCheck, stamp
                    extra={"low": low, "high": high, "verdict": check.verdict, "tolerance": check.tolerance,
                           "unit": METRICS[check.metric].unit, "harness": check.harness, "plain": check.plain,
                           "repeats": check.repeats, "crosscheck": stamp,
-                          **({"instruments": instruments} if instruments else {})})
+                          **({"instruments": instruments} if instruments else {}),
+                          **({"context_differences": context} if context else {})})

@@ -32,6 +32,10 @@ their own, so that no figure follows work in one process that it does not follow
   point, each round, `generate` of N tokens twice more, timed the harness's way (a logits processor
   that synchronizes and stamps the clock at every token), once alone and once with that thread
   polling. The plain round and these two run in an order rotated by round.
+- the process, once warmed up for generation (`process_context`): what else runs in it and on its
+  GPU and how the interpreter and torch are set, so that a gap the instruments do not explain can
+  be held against what differs between the two processes. The harness's inference case records
+  the same snapshot, from this function.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 WARMUP_NEW_TOKENS = 8
 SAMPLER_INTERVAL_S = 0.05  # the harness's sampler's (bench.telemetry.sampler), which this must not import
 INSTRUMENTS = ("clock", "clock+sampler")
+# Variables that change how the stack runs (the process context lists those set, with their values;
+# none of these prefixes names a credential, and the cross-check redacts what it records anyway).
+TUNING_PREFIXES = ("CUDA_", "PYTORCH_", "TORCH", "UNSLOTH_", "OMP_", "MKL_", "TOKENIZERS_", "PYTHON", "TRITON_",
+                   "NCCL_", "MALLOC_", "LD_PRELOAD")
 
 
 def main(spec_path: str, out_path: str) -> None:
@@ -94,6 +102,7 @@ def main(spec_path: str, out_path: str) -> None:
         if sampled["load_s"]:
             out["warm_load_instrumented"] = {"sampler": sampled}
         out["generate"] = script.generate_points(model, tokenizer)
+        out["generate_context"] = script.context
     out["finished"] = time.time()
     _write(out_path, out)
 
@@ -305,6 +314,7 @@ class Script:
         self.timed_generate(model, tokenizer, self.prompts(tokenizer, points[0]["conversations"][:1], "medium"),
                             WARMUP_NEW_TOKENS)
         out = []
+        self.context = process_context(self.spec["device"])
         for index, point in enumerate(points):
             prompts, new_tokens = self.prompts(tokenizer, point["conversations"], point["effort"]), point["new_tokens"]
             ttft, decode, collected = [], [], []
@@ -409,12 +419,7 @@ class Polling:
 
     def _nvml(self):
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-            handle = (pynvml.nvmlDeviceGetHandleByUUID(visible) if visible.startswith("GPU-")
-                      else pynvml.nvmlDeviceGetHandleByIndex(int(visible)))
+            pynvml, handle = _nvml_device()
         except Exception:  # no NVML here: nothing to poll
             return None
         pid = os.getpid()
@@ -439,6 +444,63 @@ class Polling:
         process = psutil.Process()
         process.cpu_percent(None)
         return lambda: (process.memory_info(), process.cpu_percent(None))
+
+
+def process_context(device: str) -> dict:
+    """What this process is like right now, beyond its code: its threads, the cores it may run on,
+    its priority, how the interpreter switches threads and collects garbage, whether anything traces
+    it, torch's threads and profiler, the other processes on its GPU, and the tuning variables set.
+    A host-bound generation (a launch per kernel, thousands per token) runs as fast as its Python
+    thread is left alone, so any of these can move a decode rate with the same code."""
+    context: dict = {
+        "threads": sorted(_thread_kind(t.name) for t in threading.enumerate()),
+        "os_threads": _threads_and_children()[0],
+        "cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None,
+        "switch_interval_s": sys.getswitchinterval(),
+        "gc_enabled": gc.isenabled(), "gc_threshold": list(gc.get_threshold()), "gc_frozen": gc.get_freeze_count(),
+        "traced": sys.gettrace() is not None or sys.getprofile() is not None,
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(TUNING_PREFIXES)
+                        and k not in ("PYTHONPATH", "PYTHONUNBUFFERED")},
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        context["torch_threads"] = torch.get_num_threads()
+        context["torch_profiler"] = bool(torch.autograd._profiler_enabled())
+        context["grad_enabled"] = torch.is_grad_enabled()
+    if device.startswith("cuda"):
+        context["other_gpu_processes"] = _other_gpu_processes()
+    return context
+
+
+def _thread_kind(name: str) -> str:
+    """A thread's name without the counter Python gives unnamed threads ("Thread-3 (run)")."""
+    head, _, rest = name.partition(" ")
+    return f"Thread {rest}".strip() if head.startswith("Thread-") else name
+
+
+def _other_gpu_processes() -> int | None:
+    """How many other processes hold a context on this process's GPU (None: NVML cannot say)."""
+    try:
+        pynvml, handle = _nvml_device()
+        pids = {p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+    except Exception:  # no NVML here
+        return None
+    # NVML lists host pids: in a container that hides them this process is not among them, and
+    # which of the others are its own cannot be told
+    return len(pids) - 1 if os.getpid() in pids else None
+
+
+def _nvml_device():
+    """(pynvml, the handle of this process's GPU): the first of CUDA_VISIBLE_DEVICES, by index
+    (the cross-check orders devices by PCI bus, as NVML does) or by UUID."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    return pynvml, (pynvml.nvmlDeviceGetHandleByUUID(visible) if visible.startswith("GPU-")
+                    else pynvml.nvmlDeviceGetHandleByIndex(int(visible)))
 
 
 def _rotated(ways: tuple[str, ...], round_: int) -> tuple[str, ...]:

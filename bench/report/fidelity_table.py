@@ -30,7 +30,8 @@ def fidelity_rows(records: list[Measurement]) -> list[dict]:
             "unit": r.extra.get("unit", ""), "harness": _centre(r.extra.get("harness", [])),
             "plain": _centre(r.extra.get("plain", [])), "ratio": r.value, "low": r.extra.get("low"),
             "high": r.extra.get("high"), "verdict": _verdict(r), "tolerance": r.extra.get("tolerance"),
-            "repeats": r.extra.get("repeats", len(r.samples)), "instruments": r.extra.get("instruments", [])})
+            "repeats": r.extra.get("repeats", len(r.samples)), "instruments": r.extra.get("instruments", []),
+            "context_differences": r.extra.get("context_differences", [])})
     first = [r for r in records if r.metric == "load_s" and r.params.get("cache") == "first" and r.value is not None]
     if first:
         rows.append({"figure": "load_s", "suite": "load", "case": "cache=first", "unit": first[-1].unit,
@@ -63,6 +64,12 @@ def instrument_rows(rows: list[dict]) -> list[dict]:
     ratio and its 95% interval."""
     return [{"figure": row["figure"], "case": row["case"], **step}
             for row in rows for step in row.get("instruments", [])]
+
+
+def context_rows(rows: list[dict]) -> list[dict]:
+    """One row per setting in which the harness's generating process differed from the plain
+    script's (threads, priority, the collector, tuning variables, other processes on the GPU)."""
+    return [{"case": row["case"], **difference} for row in rows for difference in row.get("context_differences", [])]
 
 
 def _verdict(record: Measurement) -> str:

@@ -73,7 +73,7 @@ def unmeasured(run: RunData) -> dict[str, int]:
 
 def context(run: RunData) -> dict:
     from bench.report.efficiency_table import efficiency_rows, run_energy
-    from bench.report.fidelity_table import fidelity_headline, fidelity_rows, instrument_rows
+    from bench.report.fidelity_table import context_rows, fidelity_headline, fidelity_rows, instrument_rows
     from bench.report.fit_section import fit_section, serve_section
     from bench.report.lanes import gpu_rows, lane_sections
     from bench.report.serving import load_points, saturation, slo_of
@@ -90,7 +90,8 @@ def context(run: RunData) -> dict:
     fidelity = fidelity_rows(run.records)
     return {
         "fidelity": fidelity, "fidelity_headline": fidelity_headline(fidelity),
-        "fidelity_instruments": instrument_rows(fidelity), "fit": fit_section(run), "serve_fit": serve_section(run),
+        "fidelity_instruments": instrument_rows(fidelity),
+        "fidelity_context": context_rows(fidelity), "fit": fit_section(run), "serve_fit": serve_section(run),
         "lanes": lane_sections(run), "gpu_rows": gpu_rows(run), "run_energy": run_energy(run, price),
         "train_steps": get_profile(run.manifest.profile).train_steps,
         "efficiency": efficiency, "roofline": Markup(roof) if roof else None,
