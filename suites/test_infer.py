@@ -3,12 +3,13 @@ tokens/s (total and per sequence), inter-token latency, channels; the warm-up ge
 counted."""
 
 import statistics
+import time
 
 import numpy as np
 import pytest
 
 from bench.data import inference_prompts
-from bench.fidelity.plain import process_context
+from bench.fidelity.plain import own_cpu_s, process_context
 from bench.analysis.channels import channel_token_counts
 from bench.telemetry import Timer
 from bench.telemetry.rounds import run_rounds
@@ -49,12 +50,14 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     rounds: list[tuple[GenerationTiming, float | None]] = []
     outputs: list[list[list[int]]] = []
     collected: list[CollectorTime] = []
+    cpu_share: list[float] = []  # the process's CPU seconds over each round's wall seconds
 
     def generate():
-        joules = energy.joules()
+        joules, cpu = energy.joules(), own_cpu_s()
         with CollectorTime() as gc_time:
             clock.start()
             outputs.append(backend.generate(loaded, prompts, budget, [clock]))
+        cpu_share.append((own_cpu_s() - cpu) / (time.perf_counter() - clock.started))
         collected.append(gc_time)
         spent = energy.joules()
         rounds.append((GenerationTiming.from_clock(clock, batch_size),
@@ -80,7 +83,8 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
     case.timed("decode_tok_s", [t.decode_tok_s for t in timings],
                extra={"channels": channels, "sample": sample[:400],
                       "prompt_tokens": len(loaded.tokenizer(prompts[0])["input_ids"]),
-                      "gc_s": [c.seconds for c in collected[1:]], "context": context})
+                      "gc_s": [c.seconds for c in collected[1:]], "context": context,
+                      "cpu_share": cpu_share[1:]})
     case.timed("decode_tok_s_per_seq", [t.decode_tok_s_per_seq for t in timings])
     case("itl_p50_ms", float(np.percentile(itl, 50)), samples=[statistics.median(t.itl_ms) for t in timings])
     case("itl_p99_ms", float(np.percentile(itl, 99)), samples=[float(np.percentile(t.itl_ms, 99)) for t in timings])

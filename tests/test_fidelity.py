@@ -301,15 +301,18 @@ def test_what_differed_between_the_two_generating_processes_is_listed_setting_by
     common = {"threads": ["MainThread"], "niceness": 0, "environment": {"OMP_NUM_THREADS": "4"}}
     harness_context = {**common, "threads": ["MainThread", "nvml-sampler"], "gc_frozen": 412000,
                        "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_X": "hf_abcdefghijklmnopq"}}
-    harness = [[make_record("decode_tok_s", 9.0, suite="infer", extra={"context": harness_context},
-                            batch_size=1, effort="high")]] * 2
-    plain = [{"generate_context": {**common, "gc_frozen": 0}}] * 2
+    harness = [[make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high",
+                            extra={"context": harness_context, "cpu_share": share})] for share in ([0.9, 0.7, 0.8], [0.6])]
+    point = {"batch_size": 1, "effort": "high"}
+    plain = [{"generate_context": {**common, "gc_frozen": 0}, "generate": [{**point, "cpu_share": [1.0, 0.99]}]}] * 2
     rows = _context_differences(figure, plain, harness)
-    assert [r["setting"] for r in rows] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
-    assert rows[1] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
-    assert rows[0]["harness"] == '"***"' and rows[0]["plain"] == "null"  # a credential-like value is redacted
+    assert [r["setting"] for r in rows][1:] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
+    assert rows[0]["harness"] == "0.80, 0.60" and rows[0]["plain"] == "0.99, 0.99"  # measured, per repeat
+    assert rows[2] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
+    assert rows[1]["harness"] == '"***"' and rows[1]["plain"] == "null"  # a credential-like value is redacted
     assert _context_differences(Figure("ttft_s", "infer", figure.params), plain, harness) == []
-    assert _context_differences(figure, [{}] * 2, harness) == []  # an older plain script: nothing to compare
+    older = [{"generate": [point]}] * 2  # an older plain script: nothing to compare
+    assert _context_differences(figure, older, harness) == []
 
 
 def test_the_report_and_summary_list_what_differed_between_the_processes(tmp_path):

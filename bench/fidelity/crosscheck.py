@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -385,15 +386,22 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
                          harness_runs: list[list[Measurement]]) -> list[dict]:
     """For a generation point: what differed between the harness's process and the plain script's
     as each began to generate (plain.process_context), one row per setting that differed in any
-    repeat, with each side's values over the repeats (distinct, in order). The instruments say what
-    the harness's own measuring costs; this says what else was not alike."""
+    repeat, with each side's values over the repeats (distinct, in order); first, how much of each
+    generation's wall time the process spent on a CPU (near 1: the loop had a core to itself). The
+    instruments say what the harness's own measuring costs; this says what else was not alike."""
     if figure.metric != "decode_tok_s":  # the decode record carries it for the whole point
         return []
-    harness = [_harness_record(run, figure).extra.get("context") for run in harness_runs]
+    records = [_harness_record(run, figure) for run in harness_runs]
+    harness = [r.extra.get("context") for r in records]
     plain = [run.get("generate_context") for run in plain_runs]
     if not harness or any(c is None for c in harness + plain):
         return []
     rows = []
+    shares = [[r.extra.get("cpu_share") for r in records], [_point(run, figure).get("cpu_share") for run in plain_runs]]
+    if all(shares[0] + shares[1]):  # measured, not a setting: shown whether or not it differs
+        rows.append({"setting": "measured: own CPU seconds / wall seconds of a generation, median per repeat",
+                     **{side: ", ".join(f"{statistics.median(values):.2f}" for values in per_repeat)
+                        for side, per_repeat in zip(("harness", "plain"), shares)}})
     for key in sorted({key for context in harness + plain for key in _flat(context)}):
         sides = [[_flat(c).get(key) for c in contexts] for contexts in (harness, plain)]
         if any(h != p for h, p in zip(*sides)):

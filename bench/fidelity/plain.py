@@ -115,7 +115,7 @@ class HostShare:
     objects per collection, shows it here."""
 
     def __init__(self) -> None:
-        self.started, self.busy, self.own = time.perf_counter(), _host_busy_s(), _own_cpu_s()
+        self.started, self.busy, self.own = time.perf_counter(), _host_busy_s(), own_cpu_s()
         self.threads, self.children = _threads_and_children()
         self.collector = Collector()
 
@@ -123,7 +123,7 @@ class HostShare:
         collected = self.collector.stop()
         wall = time.perf_counter() - self.started
         busy = _host_busy_s()
-        others = None if busy is None or self.busy is None else (busy - self.busy - (_own_cpu_s() - self.own)) / wall
+        others = None if busy is None or self.busy is None else (busy - self.busy - (own_cpu_s() - self.own)) / wall
         return {"others_cpu_cores": others, "threads_at_start": self.threads, "children_at_start": self.children,
                 **collected}
 
@@ -159,7 +159,9 @@ def _host_busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _own_cpu_s() -> float:
+def own_cpu_s() -> float:
+    """This process's CPU seconds, all its threads: over a generation, against its wall time, whether
+    the host-bound loop had a core to itself (near 1) or waited for one."""
     times = os.times()
     return times.user + times.system
 
@@ -317,7 +319,7 @@ class Script:
         self.context = process_context(self.spec["device"])
         for index, point in enumerate(points):
             prompts, new_tokens = self.prompts(tokenizer, point["conversations"], point["effort"]), point["new_tokens"]
-            ttft, decode, collected = [], [], []
+            ttft, decode, collected, cpu_share = [], [], [], []
             instrumented = ({name: {"ttft_s": [], "decode_tok_s": [], "polls": []} for name in INSTRUMENTS}
                             if index == 0 else {})
             for round_ in range(self.spec["rounds"]):
@@ -331,12 +333,14 @@ class Script:
                         continue
                     collector = Collector()
                     first = self.timed_generate(model, tokenizer, prompts, 1)
+                    cpu = own_cpu_s()
                     whole = self.timed_generate(model, tokenizer, prompts, new_tokens)
+                    cpu_share.append((own_cpu_s() - cpu) / whole)
                     collected.append(collector.stop()["gc_s"])
                     ttft.append(first)
                     decode.append(len(prompts) * (new_tokens - 1) / (whole - first))
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
-                        "decode_tok_s": decode, "gc_s": collected,
+                        "decode_tok_s": decode, "gc_s": collected, "cpu_share": cpu_share,
                         **({"instrumented": instrumented} if instrumented else {})})
         return out
 
