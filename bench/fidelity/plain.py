@@ -179,6 +179,7 @@ class Script:
     def __init__(self, spec: dict, torch) -> None:
         self.spec, self.torch = spec, torch
         self.cuda = spec["device"].startswith("cuda")
+        self.context: dict = {}  # process_context, as generation begins
 
     def sync(self) -> None:
         if self.cuda:
