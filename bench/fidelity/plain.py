@@ -466,6 +466,7 @@ def process_context(device: str) -> dict:
         "gc_enabled": gc.isenabled(), "gc_threshold": list(gc.get_threshold()), "gc_frozen": gc.get_freeze_count(),
         "traced": sys.gettrace() is not None or sys.getprofile() is not None,
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        **_core(),
         "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(TUNING_PREFIXES)
                         and k not in ("PYTHONPATH", "PYTHONUNBUFFERED")},
     }
@@ -477,6 +478,21 @@ def process_context(device: str) -> dict:
     if device.startswith("cuda"):
         context["other_gpu_processes"] = _other_gpu_processes()
     return context
+
+
+def _core() -> dict:
+    """The core this thread ran on last and that core's clock now (Linux; nothing elsewhere): a
+    host-bound loop runs at its core's speed, which differs between cores and moves with the load."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/stat", encoding="ascii") as fh:
+            core = int(fh.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return {}
+    try:
+        with open(f"/sys/devices/system/cpu/cpu{core}/cpufreq/scaling_cur_freq", encoding="ascii") as fh:
+            return {"core": core, "core_mhz": int(fh.read()) // 1000}
+    except (OSError, ValueError):
+        return {"core": core}
 
 
 def _thread_kind(name: str) -> str:
