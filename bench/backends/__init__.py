@@ -173,12 +173,21 @@ def times_a_cold_load(suites: set[str] | frozenset[str]) -> bool:
     return "load" in suites
 
 
-def cold_load_starts_fresh(name: str) -> bool:
-    """Whether a process timing this engine's cold load must start as a fresh interpreter rather
-    than be forked from the fork server: whatever the server imports, it freezes (out of the
-    garbage collector's reach), and a user's script walks those objects in every full collection
-    its load triggers; transformers' server also imports more than a user's script would before
-    its first load (its trainer pulls in the model stack)."""
+def times_generation(suites: set[str] | frozenset[str]) -> bool:
+    """Whether a process running these suites' cases times generation, which is host-bound (a
+    kernel launch at a time from one Python thread): on the 2-core CPU machine the inference suite's
+    decode read 363-515 tok/s in a child forked from the fork server against 496-568 in-process and
+    512-576 in a fresh interpreter, interleaved, with the same calls (cProfile's counts) and the same
+    interpreter and dispatch speed in micro-benchmarks (docs/fidelity.md)."""
+    return "infer" in suites
+
+
+def preloads_for(name: str) -> bool:
+    """Whether this engine's children would come from a fork server that imported its libraries:
+    whatever the server imports, it freezes (out of the garbage collector's reach), and a user's
+    script walks those objects in every full collection its load triggers; transformers' server
+    also imports more than a user's script would before its first load (its trainer pulls in the
+    model stack). A child timing a cold load or generation starts fresh instead."""
     return bool(PRELOADABLE.get(name))
 
 

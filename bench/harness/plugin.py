@@ -14,7 +14,7 @@ import time
 import pytest
 from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml, for suite-level properties
 
-from bench.backends import cold_load_starts_fresh, needs_only_load_and_generate, times_a_cold_load
+from bench.backends import preloads_for, needs_only_load_and_generate, times_a_cold_load, times_generation
 from bench.harness.case import Case, case_params
 from bench.errors import BenchError
 from bench.models.store import keep_compile_caches
@@ -190,9 +190,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _starts_fresh(engine: str, suites: set[str]) -> bool:
-    """A child timing a cold load starts as a fresh interpreter where the fork server imports more
-    than a user's script would before its first load."""
-    return times_a_cold_load(suites) and cold_load_starts_fresh(engine)
+    """A child timing a cold load or generation starts as a fresh interpreter, as a user's script
+    does, where the engine's children otherwise come from a fork server: a cold load there would
+    follow more imports than a user's first load does, and generation decoded slower there than in
+    a fresh interpreter. With standby its import overlaps the group before it."""
+    return (times_a_cold_load(suites) or times_generation(suites)) and preloads_for(engine)
 
 
 @pytest.hookimpl(wrapper=True)
