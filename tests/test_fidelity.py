@@ -298,9 +298,10 @@ def test_what_differed_between_the_two_generating_processes_is_listed_setting_by
     from bench.fidelity.crosscheck import Figure, _context_differences
 
     figure = Figure("decode_tok_s", "infer", {"batch_size": 1, "effort": "high"})
-    common = {"threads": ["MainThread"], "niceness": 0, "environment": {"OMP_NUM_THREADS": "4"}}
+    common = {"threads": ["MainThread"], "niceness": 0, "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_SET": "a\nb"}}
     harness_context = {**common, "threads": ["MainThread", "nvml-sampler"], "gc_frozen": 412000,
-                       "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_X": "hf_abcdefghijklmnopq"}}
+                       "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_X": "hf_abcdefghijklmnopq",
+                                       "UNSLOTH_SET": "b\na"}}  # the same set written in another order
     harness = [[make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high",
                             extra={"context": harness_context, "cpu_share": share})] for share in ([0.9, 0.7, 0.8], [0.6])]
     point = {"batch_size": 1, "effort": "high"}

@@ -175,10 +175,8 @@ def times_a_cold_load(suites: set[str] | frozenset[str]) -> bool:
 
 def times_generation(suites: set[str] | frozenset[str]) -> bool:
     """Whether a process running these suites' cases times generation, which is host-bound (a
-    kernel launch at a time from one Python thread): on the 2-core CPU machine the inference suite's
-    decode read 363-515 tok/s in a child forked from the fork server against 496-568 in-process and
-    512-576 in a fresh interpreter, interleaved, with the same calls (cProfile's counts) and the same
-    interpreter and dispatch speed in micro-benchmarks (docs/fidelity.md)."""
+    kernel launch at a time from one Python thread): on the CPU it decoded about 10% slower in a
+    child forked from the fork server than in-process or in a fresh interpreter (docs/fidelity.md)."""
     return "infer" in suites
 
 

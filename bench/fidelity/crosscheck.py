@@ -411,9 +411,11 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
 
 
 def _flat(context: dict) -> dict:
-    """The context with its environment variables as settings of their own ("environment: NAME")."""
+    """The context with its environment variables as settings of their own ("environment: NAME"),
+    a value that lists lines (Unsloth writes sets that way, in no fixed order) as its sorted lines."""
     out = {k: v for k, v in context.items() if k != "environment"}
-    out.update({f"environment: {k}": v for k, v in context.get("environment", {}).items()})
+    out.update({f"environment: {k}": "\n".join(sorted(v.split("\n"))) if "\n" in v else v
+                for k, v in context.get("environment", {}).items()})
     return out
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 from _pytest.junitxml import xml_key as junitxml_key  # the LogXML of --junitxml, for suite-level properties
 
-from bench.backends import preloads_for, needs_only_load_and_generate, times_a_cold_load, times_generation
+from bench.backends import needs_only_load_and_generate, preloads_for, times_a_cold_load, times_generation
 from bench.harness.case import Case, case_params
 from bench.errors import BenchError
 from bench.models.store import keep_compile_caches
