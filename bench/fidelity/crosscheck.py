@@ -402,8 +402,9 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
         rows.append({"setting": "measured: own CPU seconds / wall seconds of a generation, median per repeat",
                      **{side: ", ".join(f"{statistics.median(values):.2f}" for values in per_repeat)
                         for side, per_repeat in zip(("harness", "plain"), shares)}})
-    for key in sorted({key for context in harness + plain for key in _flat(context)}):
-        sides = [[_flat(c).get(key) for c in contexts] for contexts in (harness, plain)]
+    flat = [[_flat(c) for c in contexts] for contexts in (harness, plain)]
+    for key in sorted({key for side in flat for context in side for key in context}):
+        sides = [[context.get(key) for context in side] for side in flat]
         if any(h != p for h, p in zip(*sides)):
             rows.append({"setting": key, **{side: redact(", ".join(dict.fromkeys(json.dumps(v) for v in values)))
                                             for side, values in zip(("harness", "plain"), sides)}})

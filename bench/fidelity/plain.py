@@ -101,8 +101,7 @@ def main(spec_path: str, out_path: str) -> None:
         out["warm_load_s"], out["warm_load_gc"] = warm, collected
         if sampled["load_s"]:
             out["warm_load_instrumented"] = {"sampler": sampled}
-        out["generate"] = script.generate_points(model, tokenizer)
-        out["generate_context"] = script.context
+        out["generate"], out["generate_context"] = script.generate_points(model, tokenizer)
     out["finished"] = time.time()
     _write(out_path, out)
 
@@ -179,7 +178,6 @@ class Script:
     def __init__(self, spec: dict, torch) -> None:
         self.spec, self.torch = spec, torch
         self.cuda = spec["device"].startswith("cuda")
-        self.context: dict = {}  # process_context, as generation begins
 
     def sync(self) -> None:
         if self.cuda:
@@ -305,7 +303,8 @@ class Script:
         return datasets.Dataset.from_dict({"text": texts})
 
     # ---- generation -------------------------------------------------------------------------
-    def generate_points(self, model, tokenizer) -> list[dict]:
+    def generate_points(self, model, tokenizer) -> tuple[list[dict], dict]:
+        """Each point's rounds, and the process as generation began (`process_context`)."""
         if self.spec["engine"] == "unsloth":
             from unsloth import FastLanguageModel
 
@@ -316,8 +315,7 @@ class Script:
         points = self.spec["generate"]
         self.timed_generate(model, tokenizer, self.prompts(tokenizer, points[0]["conversations"][:1], "medium"),
                             WARMUP_NEW_TOKENS)
-        out = []
-        self.context = process_context(self.spec["device"])
+        out, context = [], process_context(self.spec["device"])
         for index, point in enumerate(points):
             prompts, new_tokens = self.prompts(tokenizer, point["conversations"], point["effort"]), point["new_tokens"]
             ttft, decode, collected, cpu_share = [], [], [], []
@@ -343,7 +341,7 @@ class Script:
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
                         "decode_tok_s": decode, "gc_s": collected, "cpu_share": cpu_share,
                         **({"instrumented": instrumented} if instrumented else {})})
-        return out
+        return out, context
 
     def clocked_generate(self, model, tokenizer, prompts: list[str], new_tokens: int,
                          sampled: bool) -> tuple[float, float, int]:
@@ -356,11 +354,7 @@ class Script:
         with polling or contextlib.nullcontext():
             self.sync()
             stamps.started = time.perf_counter()
-            inputs = tokenizer(prompts, return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(self.spec["device"])
-            with self.torch.inference_mode():
-                model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                               pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([stamps]))
+            self.generate(model, tokenizer, prompts, new_tokens, LogitsProcessorList([stamps]))
         return stamps.stamps[0] - stamps.started, stamps.stamps[-1] - stamps.stamps[0], polling.polls if polling else 0
 
     @staticmethod
@@ -371,12 +365,16 @@ class Script:
     def timed_generate(self, model, tokenizer, prompts: list[str], new_tokens: int) -> float:
         self.sync()
         started = time.perf_counter()
+        self.generate(model, tokenizer, prompts, new_tokens)
+        self.sync()
+        return time.perf_counter() - started
+
+    def generate(self, model, tokenizer, prompts: list[str], new_tokens: int, logits_processor=None) -> None:
+        """Greedy generation of exactly `new_tokens`, as the harness's engines generate."""
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.spec["device"])
         with self.torch.inference_mode():
             model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                           pad_token_id=tokenizer.pad_token_id)
-        self.sync()
-        return time.perf_counter() - started
+                           pad_token_id=tokenizer.pad_token_id, logits_processor=logits_processor)
 
 
 class TokenStamps:
