@@ -73,11 +73,8 @@ def served(bench, server, train_data, request):
             log = bench.start() / "serve-logs" / f"{server}.log"
             weights = bench.prepare_safely(request.getfixturevalue("backend").servable)
             kv_tokens = max(bench.profile.serve_concurrency) * bench.profile.max_seq_length
-            # the fork server may still be importing (the run need not wait for it before its first
-            # case): the wait is this fixture's one-off set-up, not the server's start
-            context = bench.ready_processes()
             process = stack.enter_context(SelfServed(server, weights, bench.device, continuous_batching=server.endswith("-cb"),
-                                                     log_path=log, context=context, kv_tokens=kv_tokens))
+                                                     log_path=log, kv_tokens=kv_tokens))
             bench.note_timing(f"serve_start_{server}_s", process.startup_s)
             endpoint = process.endpoint
         started = time.perf_counter()

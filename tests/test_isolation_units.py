@@ -189,6 +189,24 @@ def test_children_start_ahead_in_the_planned_order_or_only_for_the_known_next_ca
     assert spawned == expected
 
 
+@pytest.mark.parametrize("running, in_order, following, expected", [
+    (0, True, None, [1]),      # the generation group may import beside the load group; the one after it may not
+    (1, True, None, []),       # nothing beside generation
+    (2, True, None, [3]),
+    (0, False, 1, [1]),        # an xdist worker: the known next case, also when it times generation
+    (1, False, 2, []),
+])
+def test_no_child_waits_beside_a_group_timing_generation(tmp_path, running, in_order, following, expected):
+    """A waiting child has its engine imported (with Unsloth, a CUDA context on the GPU): a
+    host-bound decode timed beside it is not what a user's script sees alone."""
+    from bench.harness.isolate import Isolator
+
+    iso = Isolator(tmp_path, None, [["load"], ["infer"], ["train"], ["adapter"]], standby=True, in_order=in_order,
+                   alone=frozenset({1}))
+    assert iso._ahead([running], following) == expected
+    assert "except beside generation, which ran with no other child" in iso.describe(10.0)
+
+
 def test_a_childs_kept_log_has_no_secret_from_the_environment(tmp_path, monkeypatch):
     from bench.harness.isolate import Child, Isolator
 

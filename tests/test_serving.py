@@ -240,3 +240,21 @@ def test_a_baseline_with_checks_of_other_servers_does_not_refuse_the_run(tmp_pat
     baseline.write_text(baseline.read_text().replace("concurrency = 64", "concurrency = 4"))
     result = run_pytest("suites/test_serve.py", "--collect-only", "-q", "--gpu", "cpu", "--baseline", str(baseline))
     assert result.returncode == 0, result.stderr  # the vllm check is another endpoint's: not this run's
+
+
+def test_a_self_started_server_is_a_fresh_interpreter_as_from_a_shell(tmp_path, monkeypatch):
+    """Not a child of the harness's fork server: its start-up includes its imports, as a user's
+    `transformers serve` does, and it inherits no preloaded state."""
+    import bench.serving.server as server
+
+    started = []
+
+    def start_python(context, target, args, log, new_session=False):
+        started.append((context.get_start_method(), target, args[0][:2], new_session))
+        raise RuntimeError("not started")
+
+    monkeypatch.setattr(server, "start_python", start_python)
+    with pytest.raises(RuntimeError):
+        with server.SelfServed("transformers", str(tmp_path), "cpu", continuous_batching=True, log_path=tmp_path / "s.log"):
+            pass
+    assert started == [("spawn", server._serve, ["transformers", "serve"], True)]

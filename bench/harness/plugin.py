@@ -178,10 +178,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                           needs_only_load_and_generate(bench.backend_name, {suite_by_case[n] for n in group}))
         fresh = frozenset(i for i, group in enumerate(groups)
                           if _starts_fresh(bench.backend_name, {suite_by_case[n] for n in group}))
+        alone = frozenset(i for i, group in enumerate(groups) if times_generation({suite_by_case[n] for n in group}))
         # an xdist worker runs the cases its scheduler sends: it knows only the next one
         bench.isolator = Isolator(bench.run_dir, bench.options, groups, session.config.getoption("timeout", None),
                                   standby, in_order=bench.options.worker_id is None,
-                                  context=bench.processes(), light=light, fresh=fresh,
+                                  context=bench.processes(), light=light, fresh=fresh, alone=alone,
                                   before_first_go=bench.settle_calibration,
                                   correctness=frozenset(i for i, group in enumerate(groups) if set(group) <= checks),
                                   room=bench.room_beside)

@@ -3,7 +3,6 @@ in the run directory, stopped (with everything it spawned) when the suite is don
 
 from __future__ import annotations
 
-import multiprocessing.context
 import multiprocessing.process
 import os
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.serving.endpoint import Endpoint
-from bench.telemetry.processes import last_line, preloading_context, start_python
+from bench.telemetry.processes import fresh_context, last_line, start_python
 
 STARTUP_TIMEOUT_S = 600.0  # a 20B model in bf16 reads 40 GB before /health answers
 CPU_BLOCK_TOKENS = 256  # KV cache block size given to a CPU server along with its block count
@@ -32,11 +31,8 @@ class SelfServed:
     """A context manager: the server is up (its /health answers) inside, gone outside."""
 
     def __init__(self, name: str, model_dir: str, device: str, continuous_batching: bool, log_path: Path,
-                 startup_timeout_s: float = STARTUP_TIMEOUT_S, kv_tokens: int | None = None,
-                 context: multiprocessing.context.BaseContext | None = None) -> None:
+                 startup_timeout_s: float = STARTUP_TIMEOUT_S, kv_tokens: int | None = None) -> None:
         self.name, self.model_dir, self.device = name, model_dir, device
-        # where the server process comes from: the session's fork server
-        self.context = context or preloading_context()
         self.continuous_batching = continuous_batching
         self.kv_tokens = kv_tokens  # the most tokens the workload keeps in flight (CPU cache sizing)
         self.log_path = log_path
@@ -72,8 +68,10 @@ class SelfServed:
         self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        # its own session: stopping it stops whatever it spawned
-        self.process = start_python(self.context, _serve, (self.command,), self.log_path, new_session=True)
+        # a fresh interpreter, as `transformers serve` from a shell is: its start-up includes the
+        # imports, and it inherits no fork server's state; its own session: stopping it stops
+        # whatever it spawned
+        self.process = start_python(fresh_context(), _serve, (self.command,), self.log_path, new_session=True)
         try:
             self._wait_healthy()
         except BaseException:
@@ -123,7 +121,7 @@ class SelfServed:
 
 
 def _serve(argv: list[str]) -> None:
-    """The server process: the transformers CLI, in the fork server's interpreter."""
+    """The server process: the transformers CLI."""
     import sys
 
     from transformers.cli.transformers import main
