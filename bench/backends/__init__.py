@@ -155,11 +155,10 @@ LOAD_AND_GENERATE_SUITES = frozenset({"load", "infer"})
 # of the 20B replica read 3.4 s where a plain script took 8.3-8.8 s on the same H100.
 USER_IMPORTS: dict[str, tuple[str, ...]] = {"hf": ("torch", "transformers"), "unsloth": ("unsloth",)}
 
-# What a fork server may import for an engine's children (bench.telemetry.processes), with the
-# transformers CLI a self-started server runs: not unsloth, which initializes CUDA when imported (a
-# child forked after that cannot use CUDA), nor what it patches, which must be imported after it.
-PRELOADABLE: dict[str, tuple[str, ...]] = {"hf": (*LIBRARIES["hf"], "transformers.cli.transformers"),
-                                           "unsloth": ("torch",)}
+# What a fork server may import for an engine's children (bench.telemetry.processes): not unsloth,
+# which initializes CUDA when imported (a child forked after that cannot use CUDA), nor what it
+# patches, which must be imported after it.
+PRELOADABLE: dict[str, tuple[str, ...]] = {"hf": LIBRARIES["hf"], "unsloth": ("torch",)}
 
 
 def needs_only_load_and_generate(name: str, suites: set[str] | frozenset[str]) -> bool:
