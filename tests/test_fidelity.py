@@ -275,6 +275,8 @@ def test_a_warm_load_polled_as_the_harnesss_sampler_polls_is_held_against_the_pl
 def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(monkeypatch):
     import threading
 
+    import torch  # noqa: F401  (the context reads torch's settings where the process has imported it)
+
     from bench.fidelity.plain import process_context
 
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
@@ -291,7 +293,36 @@ def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(
     assert context["os_threads"] >= 2 and context["cpus_allowed"] >= 1 and context["switch_interval_s"] > 0
     assert context["environment"]["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     assert "HF_TOKEN" not in context["environment"] and "other_gpu_processes" not in context
+    assert context["faulthandler"] is True and context["warning_filters"] >= 1  # as pytest runs this test
+    assert context["python_flags"] == [] and context["deterministic"] is False
+    assert context["float32_matmul_precision"] in ("highest", "high", "medium")
     json.dumps(context)  # it travels in the plain script's output and the harness's records
+
+
+def test_the_other_processes_on_the_gpu_are_counted_with_those_sharing_this_ones_parent(monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import types
+
+    import bench.fidelity.plain as plain
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert plain._parent(child.pid) == os.getpid()  # read from /proc
+    finally:
+        child.kill()
+        child.wait()
+    assert plain._parent(child.pid) is None  # gone
+    me, sibling, stranger = os.getpid(), 101, 102
+    parents = {sibling: os.getppid(), stranger: 1}
+    monkeypatch.setattr(plain, "_parent", parents.get)
+    listed = [types.SimpleNamespace(pid=pid) for pid in (me, sibling, stranger)]
+    fake = types.SimpleNamespace(nvmlDeviceGetComputeRunningProcesses=lambda handle: listed)
+    monkeypatch.setattr(plain, "_nvml_device", lambda: (fake, None))
+    assert plain._other_gpu_processes() == (2, 1)
+    del listed[0]  # NVML that does not list this process (a container hiding host pids) cannot say
+    assert plain._other_gpu_processes() == (None, None)
 
 
 def test_what_differed_between_the_two_generating_processes_is_listed_setting_by_setting():

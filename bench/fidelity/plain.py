@@ -41,18 +41,23 @@ their own, so that no figure follows work in one process that it does not follow
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import gc
 import json
 import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 WARMUP_NEW_TOKENS = 8
 SAMPLER_INTERVAL_S = 0.05  # the harness's sampler's (bench.telemetry.sampler), which this must not import
 INSTRUMENTS = ("clock", "clock+sampler")
+# the interpreter's switches that change how fast its Python runs (-X dev's debug allocator and
+# checks, -O's asserts, -b's checks on bytes)
+PYTHON_FLAGS = ("dev_mode", "optimize", "bytes_warning")
 # Variables that change how the stack runs (the process context lists those set, with their values;
 # none of these prefixes names a credential, and the cross-check redacts what it records anyway).
 TUNING_PREFIXES = ("CUDA_", "PYTORCH_", "TORCH", "UNSLOTH_", "OMP_", "MKL_", "TOKENIZERS_", "PYTHON", "TRITON_",
@@ -451,10 +456,11 @@ class Polling:
 
 def process_context(device: str) -> dict:
     """What this process is like right now, beyond its code: its threads, the cores it may run on,
-    its priority, how the interpreter switches threads and collects garbage, whether anything traces
-    it, torch's threads and profiler, the other processes on its GPU, and the tuning variables set.
-    A host-bound generation (a launch per kernel, thousands per token) runs as fast as its Python
-    thread is left alone, so any of these can move a decode rate with the same code."""
+    its priority, how the interpreter switches threads, collects garbage and handles warnings and
+    faults, whether anything traces it, torch's threads, profiler and numeric switches, the other
+    processes on its GPU (and how many are its siblings), and the tuning variables set. A host-bound
+    generation (a launch per kernel, thousands per token) runs as fast as its Python thread is left
+    alone, so any of these can move a decode rate with the same code."""
     context: dict = {
         "threads": sorted(_thread_kind(t.name) for t in threading.enumerate()),
         "os_threads": _threads_and_children()[0],
@@ -463,6 +469,9 @@ def process_context(device: str) -> dict:
         "switch_interval_s": sys.getswitchinterval(),
         "gc_enabled": gc.isenabled(), "gc_threshold": list(gc.get_threshold()), "gc_frozen": gc.get_freeze_count(),
         "traced": sys.gettrace() is not None or sys.getprofile() is not None,
+        "faulthandler": faulthandler.is_enabled(),  # pytest turns it on
+        "warning_filters": len(warnings.filters),
+        "python_flags": [name for name in PYTHON_FLAGS if getattr(sys.flags, name, 0)],
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         **_core(),
         "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(TUNING_PREFIXES)
@@ -473,8 +482,13 @@ def process_context(device: str) -> dict:
         context["torch_threads"] = torch.get_num_threads()
         context["torch_profiler"] = bool(torch.autograd._profiler_enabled())
         context["grad_enabled"] = torch.is_grad_enabled()
+        context["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+        context["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        context["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
     if device.startswith("cuda"):
-        context["other_gpu_processes"] = _other_gpu_processes()
+        context["other_gpu_processes"], context["other_gpu_siblings"] = _other_gpu_processes()
+        if torch is not None:
+            context["sync_debug_mode"] = torch.cuda.get_sync_debug_mode()
     return context
 
 
@@ -499,16 +513,29 @@ def _thread_kind(name: str) -> str:
     return f"Thread {rest}".strip() if head.startswith("Thread-") else name
 
 
-def _other_gpu_processes() -> int | None:
-    """How many other processes hold a context on this process's GPU (None: NVML cannot say)."""
+def _other_gpu_processes() -> tuple[int | None, int | None]:
+    """How many other processes hold a context on this process's GPU, and how many of those share
+    its parent (another child of the same harness or script); None: NVML cannot say."""
     try:
         pynvml, handle = _nvml_device()
         pids = {p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)}
     except Exception:  # no NVML here
-        return None
+        return None, None
     # NVML lists host pids: in a container that hides them this process is not among them, and
     # which of the others are its own cannot be told
-    return len(pids) - 1 if os.getpid() in pids else None
+    if os.getpid() not in pids:
+        return None, None
+    others = pids - {os.getpid()}
+    return len(others), sum(_parent(pid) == os.getppid() for pid in others)
+
+
+def _parent(pid: int) -> int | None:
+    """A process's parent pid (Linux's /proc; None elsewhere or once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _nvml_device():
