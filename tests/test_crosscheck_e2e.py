@@ -24,7 +24,7 @@ def slowed(tmp_path_factory):
     # narrowed as a user narrows a run: the cross-check compares the cases the run measured
     result = run_pytest("suites/test_load.py", "suites/test_infer.py", "suites/test_train.py", "-k",
                         "test_load or bs1-low or r8-b2x2", "-q", "--gpu", "cpu", "--report-dir", str(out), "--run-id", "slowed",
-                        "--crosscheck", "--crosscheck-repeats", "1", env_extra={"BENCH_TEST_SLOWDOWN": "1.0"})
+                        "--crosscheck", "--crosscheck-repeats", "1", env_extra={"BENCH_TEST_SLOWDOWN": "3.0"})
     return result, out / "slowed"
 
 
@@ -36,11 +36,13 @@ def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slo
     assert set(ratios) == {("load_s", "cold", None), ("load_s", "warm", None), ("ttft_s", "low", 1),
                            ("decode_tok_s", "low", 1), ("s_per_step", 8, 2)}
     decode = [r for key, r in ratios.items() if key[0] == "decode_tok_s"]
-    # every generated token of the harness was stretched to twice its time: half the rate
+    # every generated token of the harness was stretched to four times its time: a quarter of the rate,
+    # so that the plain script slowed by the other test workers of a 2-core runner (one repeat of each
+    # side, minutes apart) cannot bring the ratio back within the tolerance
     assert all(r.extra["verdict"] == "finding" and r.value < 0.75 for r in decode)
     step = ratios[("s_per_step", 8, 2)]
-    # slower, beyond the tolerance; how far (about 2x alone) is the host's to say: beside the other test
-    # workers of a 2-core runner the plain script's steps slowed too and the ratio read 1.22
+    # slower, beyond the tolerance; how far (about 4x alone) is the host's to say: beside the other test
+    # workers of a 2-core runner the plain script's steps slow too (a 2x slowdown read 1.22 there)
     assert step.extra["verdict"] == "finding" and step.value > 1.1
     assert step.extra["harness"] and step.extra["plain"] and step.extra["repeats"] == 1
     # the script timed the harness's way does not slow down: the gap lies in the harness beyond its instruments
