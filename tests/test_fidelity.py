@@ -361,3 +361,23 @@ def test_the_report_and_summary_list_what_differed_between_the_processes(tmp_pat
     assert 'id="fidelity-context"' in html and "&lt;nvml-sampler&gt;" in html and "<nvml-sampler>" not in html
     summary = (run_dir / "summary.md").read_text()
     assert "| `batch_size=1, effort=high` | `threads` |" in summary
+
+
+def test_a_run_says_which_generation_cases_shared_their_gpu():
+    from dataclasses import replace
+
+    from bench.analysis.shared_gpu import shared_gpu_note
+
+    alone = make_record("decode_tok_s", 12.0, suite="infer", batch_size=1, effort="low",
+                        extra={"context": {"other_gpu_processes": 0, "other_gpu_siblings": 0}})
+    beside = replace(make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high",
+                                 extra={"context": {"other_gpu_processes": 2, "other_gpu_siblings": 1}}), gpu_index=0)
+    unknown = make_record("decode_tok_s", 9.0, suite="infer", batch_size=2, effort="medium",
+                          extra={"context": {"other_gpu_processes": None}})  # NVML could not say
+    ttft = make_record("ttft_s", 0.1, suite="infer", batch_size=1, effort="high",
+                       extra={"context": {"other_gpu_processes": 2}})  # one line per case: its decode record's
+    assert shared_gpu_note([alone, unknown, ttft]) is None
+    note = shared_gpu_note([alone, beside, unknown, ttft])
+    assert note.startswith("generation shared its GPU") and note.count("batch_size=") == 1
+    assert "batch_size=1, effort=high (2 on GPU 0, 1 of them this run's own)" in note
+    assert shared_gpu_note([make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high")]) is None

@@ -37,6 +37,7 @@ from bench.harness.workload import Workload
 from bench.harness.resume import check_resume
 from bench.records.results import Measurement, ResultsWriter, RunManifest
 from bench.analysis.serving import DEFAULT_SLO, parse_slo
+from bench.analysis.shared_gpu import shared_gpu_note
 from bench.serving.endpoint import Endpoint
 
 
@@ -438,6 +439,10 @@ class BenchSession:
         self.settle_calibration()
         if not self.outcomes and self.records:
             self.manifest.notes.append(self.no_checks_reason)
+        shared = shared_gpu_note(self.records)
+        if shared:
+            self.manifest.notes.append(shared)
+            self.say(shared)
         add_wall_time(self.timings, WALL_TIMING)  # the run's own time: the cross-check's is its own line
         if self.crosschecks and not interrupted and self.records:
             self.crosscheck()

@@ -1,0 +1,35 @@
+"""Whether a run's generation had its GPU to itself: pure reading of what each inference case
+recorded of its process as it began to generate (`bench.fidelity.plain.process_context`).
+
+A decode at small batches is host-bound, a kernel launch at a time. On an H100 the harness's decode
+read 0.79-0.82 of a plain script's in the two cross-checks where another process held a CUDA context
+on the same GPU, 0.91 in the one where none did: a rate measured beside another process may not be
+the one a user's script sees on a GPU of its own, so the run says where that happened."""
+
+from __future__ import annotations
+
+from bench.analysis.runs import describe_params
+from bench.records.results import Measurement
+
+GENERATION_METRIC = "decode_tok_s"
+
+
+def shared_gpu_note(records: list[Measurement]) -> str | None:
+    """One line naming the inference cases that began to generate beside other processes on their
+    GPU, how many, and how many of those shared the case's parent (the run's own); None when every
+    case had its GPU to itself or NVML could not say."""
+    shared = []
+    for r in records:
+        context = (r.extra or {}).get("context") or {}
+        others = context.get("other_gpu_processes")
+        if r.metric != GENERATION_METRIC or not others:
+            continue
+        siblings = context.get("other_gpu_siblings")
+        own = f", {siblings} of them this run's own" if siblings else ""
+        gpu = f"GPU {r.gpu_index}" if r.gpu_index is not None else "its GPU"
+        shared.append(f"{describe_params(r.params)} ({others} on {gpu}{own})")
+    if not shared:
+        return None
+    return ("generation shared its GPU: other processes held a CUDA context there as these cases began to "
+            f"generate: {'; '.join(shared)}. A host-bound decode beside another process may read lower than "
+            "on a GPU of its own: read these rates as a lower bound, or run again with the GPU to itself")
