@@ -379,5 +379,5 @@ def test_a_run_says_which_generation_cases_shared_their_gpu():
     assert shared_gpu_note([alone, unknown, ttft]) is None
     note = shared_gpu_note([alone, beside, unknown, ttft])
     assert note.startswith("generation shared its GPU") and note.count("batch_size=") == 1
-    assert "batch_size=1, effort=high (2 on GPU 0, 1 of them this run's own)" in note
+    assert "batch_size=1, effort=high (2 on GPU 0, 1 of them its siblings)" in note
     assert shared_gpu_note([make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high")]) is None

@@ -16,8 +16,9 @@ GENERATION_METRIC = "decode_tok_s"
 
 def shared_gpu_note(records: list[Measurement]) -> str | None:
     """One line naming the inference cases that began to generate beside other processes on their
-    GPU, how many, and how many of those shared the case's parent (the run's own); None when every
-    case had its GPU to itself or NVML could not say."""
+    GPU, how many, and how many of those were its siblings (started by the same parent: with
+    isolation, the run's own other children); None when every case had its GPU to itself or NVML
+    could not say."""
     shared = []
     for r in records:
         context = (r.extra or {}).get("context") or {}
@@ -25,7 +26,7 @@ def shared_gpu_note(records: list[Measurement]) -> str | None:
         if r.metric != GENERATION_METRIC or not others:
             continue
         siblings = context.get("other_gpu_siblings")
-        own = f", {siblings} of them this run's own" if siblings else ""
+        own = f", {siblings} of them its siblings" if siblings else ""
         gpu = f"GPU {r.gpu_index}" if r.gpu_index is not None else "its GPU"
         shared.append(f"{describe_params(r.params)} ({others} on {gpu}{own})")
     if not shared:
