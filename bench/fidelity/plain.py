@@ -495,10 +495,8 @@ def process_context(device: str) -> dict:
 def _core() -> dict:
     """The core this thread ran on last and that core's clock now (Linux; nothing elsewhere): a
     host-bound loop runs at its core's speed, which differs between cores and moves with the load."""
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/stat", encoding="ascii") as fh:
-            core = int(fh.read().rsplit(")", 1)[1].split()[36])
-    except (OSError, ValueError, IndexError):
+    core = _stat_field(f"/proc/self/task/{threading.get_native_id()}/stat", 36)
+    if core is None:
         return {}
     try:
         with open(f"/sys/devices/system/cpu/cpu{core}/cpufreq/scaling_cur_freq", encoding="ascii") as fh:
@@ -530,10 +528,16 @@ def _other_gpu_processes() -> tuple[int | None, int | None]:
 
 
 def _parent(pid: int) -> int | None:
-    """A process's parent pid (Linux's /proc; None elsewhere or once it is gone)."""
+    """A process's parent pid (None elsewhere or once it is gone)."""
+    return _stat_field(f"/proc/{pid}/stat", 1)
+
+
+def _stat_field(path: str, index: int) -> int | None:
+    """A numeric field of a Linux /proc stat file, counted from the one after the command name
+    (which may hold spaces and parentheses); None where there is no such file."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[index])
     except (OSError, ValueError, IndexError):
         return None
 
