@@ -174,8 +174,8 @@ def times_a_cold_load(suites: set[str] | frozenset[str]) -> bool:
 
 def times_generation(suites: set[str] | frozenset[str]) -> bool:
     """Whether a process running these suites' cases times generation, which is host-bound (a
-    kernel launch at a time from one Python thread): on the CPU it decoded 7-12% slower in a
-    child forked from the fork server than in-process or in a fresh interpreter (docs/fidelity.md)."""
+    kernel launch at a time from one Python thread): it decodes as fast as its process is left
+    alone, so the harness starts it fresh and runs it with no child beside it (docs/fidelity.md)."""
     return "infer" in suites
 
 
