@@ -334,14 +334,20 @@ def test_what_differed_between_the_two_generating_processes_is_listed_setting_by
                        "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_X": "hf_abcdefghijklmnopq",
                                        "UNSLOTH_SET": "b\na"}}  # the same set written in another order
     harness = [[make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high",
-                            extra={"context": harness_context, "cpu_share": share})] for share in ([0.9, 0.7, 0.8], [0.6])]
+                            extra={"context": harness_context, "cpu_share": share}),
+                make_record("launches_per_token", launches, suite="infer", batch_size=1, effort="high")]
+               for share, launches in (([0.9, 0.7, 0.8], 2057.0), ([0.6], 2057.25))]
     point = {"batch_size": 1, "effort": "high"}
-    plain = [{"generate_context": {**common, "gc_frozen": 0}, "generate": [{**point, "cpu_share": [1.0, 0.99]}]}] * 2
+    plain = [{"generate_context": {**common, "gc_frozen": 0},
+              "generate": [{**point, "cpu_share": [1.0, 0.99], "launches_per_token": 1803.5}]}] * 2
     rows = _context_differences(figure, plain, harness)
-    assert [r["setting"] for r in rows][1:] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
+    assert [r["setting"] for r in rows][2:] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
     assert rows[0]["harness"] == "0.80, 0.60" and rows[0]["plain"] == "0.99, 0.99"  # measured, per repeat
-    assert rows[2] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
-    assert rows[1]["harness"] == '"***"' and rows[1]["plain"] == "null"  # a credential-like value is redacted
+    assert rows[1]["harness"] == "2057, 2057" and rows[1]["plain"] == "1804, 1804"  # the work itself, per repeat
+    assert rows[3] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
+    assert rows[2]["harness"] == '"***"' and rows[2]["plain"] == "null"  # a credential-like value is redacted
+    cpu_run = [[r for r in run if r.metric != "launches_per_token"] for run in harness]
+    assert "kernel launches" not in json.dumps(_context_differences(figure, plain, cpu_run))  # none counted
     assert _context_differences(Figure("ttft_s", "infer", figure.params), plain, harness) == []
     older = [{"generate": [point]}] * 2  # an older plain script: nothing to compare
     assert _context_differences(figure, older, harness) == []

@@ -349,6 +349,14 @@ def _harness_record(records: list[Measurement], figure: Figure) -> Measurement:
     return found[0]
 
 
+def _harness_value(records: list[Measurement], figure: Figure, metric: str) -> float | None:
+    """Another metric of the figure's case in a harness repeat (None where it was not measured)."""
+    try:
+        return _harness_record(records, Figure(metric, figure.suite, figure.params)).value
+    except BenchError:
+        return None
+
+
 def _plain_samples(run: dict, figure: Figure) -> list[float]:
     if figure.metric == "load_s":
         return run["cold_load_s"] if figure.params["cache"] == "cold" else run["warm_load_s"]
@@ -387,8 +395,10 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
     """For a generation point: what differed between the harness's process and the plain script's
     as each began to generate (plain.process_context), one row per setting that differed in any
     repeat, with each side's values over the repeats (distinct, in order); first, how much of each
-    generation's wall time the process spent on a CPU (near 1: the loop had a core to itself). The
-    instruments say what the harness's own measuring costs; this says what else was not alike."""
+    generation's wall time the process spent on a CPU (near 1: the loop had a core to itself) and,
+    on a GPU, how many kernels each launched per token (the same count: the same work, done slower
+    or faster; another count: another path through the engine). The instruments say what the
+    harness's own measuring costs; this says what else was not alike."""
     if figure.metric != "decode_tok_s":  # the decode record carries it for the whole point
         return []
     records = [_harness_record(run, figure) for run in harness_runs]
@@ -402,6 +412,12 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
         rows.append({"setting": "measured: own CPU seconds / wall seconds of a generation, median per repeat",
                      **{side: ", ".join(f"{statistics.median(values):.2f}" for values in per_repeat)
                         for side, per_repeat in zip(("harness", "plain"), shares)}})
+    launches = [[_harness_value(run, figure, "launches_per_token") for run in harness_runs],
+                [_point(run, figure).get("launches_per_token") for run in plain_runs]]
+    if all(launches[0] + launches[1]):  # measured on a GPU: shown whether or not it differs
+        rows.append({"setting": "measured: kernel launches per token, one profiled generation per repeat",
+                     **{side: ", ".join(f"{value:.0f}" for value in values)
+                        for side, values in zip(("harness", "plain"), launches)}})
     flat = [[_flat(c) for c in contexts] for contexts in (harness, plain)]
     for key in sorted({key for side in flat for context in side for key in context}):
         sides = [[context.get(key) for context in side] for side in flat]

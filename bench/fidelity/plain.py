@@ -32,6 +32,8 @@ their own, so that no figure follows work in one process that it does not follow
   point, each round, `generate` of N tokens twice more, timed the harness's way (a logits processor
   that synchronizes and stamps the clock at every token), once alone and once with that thread
   polling. The plain round and these two run in an order rotated by round.
+- kernel launches per token, after every timed round: one generation per point under
+  torch.profiler, counted as the harness counts its profiled round's (on a GPU).
 - the process, once warmed up for generation (`process_context`): what else runs in it and on its
   GPU and how the interpreter and torch are set, so that a gap the instruments do not explain can
   be held against what differs between the two processes. The harness's inference case records
@@ -55,6 +57,11 @@ SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 WARMUP_NEW_TOKENS = 8
 SAMPLER_INTERVAL_S = 0.05  # the harness's sampler's (bench.telemetry.sampler), which this must not import
 INSTRUMENTS = ("clock", "clock+sampler")
+# The harness's profiled round (suites/test_infer.py, bench.telemetry.kernels), which this must not
+# import: at most this many new tokens, and the host calls that count as a kernel launch.
+PROFILED_NEW_TOKENS = 8
+LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
+                "cudaLaunchCooperativeKernel", "cudaGraphLaunch")
 # the interpreter's switches that change how fast its Python runs (-X dev's debug allocator and
 # checks, -O's asserts, -b's checks on bytes)
 PYTHON_FLAGS = ("dev_mode", "optimize", "bytes_warning")
@@ -346,7 +353,26 @@ class Script:
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
                         "decode_tok_s": decode, "gc_s": collected, "cpu_share": cpu_share,
                         **({"instrumented": instrumented} if instrumented else {})})
+        for point, done in zip(points, out):  # after every timed round: the profiler's state stays behind it
+            done["launches_per_token"] = self.launches_per_token(
+                model, tokenizer, self.prompts(tokenizer, point["conversations"], point["effort"]),
+                min(point["new_tokens"], PROFILED_NEW_TOKENS))
         return out, context
+
+    def launches_per_token(self, model, tokenizer, prompts: list[str], new_tokens: int) -> float | None:
+        """Kernel launches per new token of one generation under torch.profiler, counted as the
+        harness counts its profiled round's: whether both sides ran the same kernels (the same work)
+        or one took another path. None on the CPU, which launches none."""
+        if not self.cuda:
+            return None
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            self.generate(model, tokenizer, prompts, new_tokens)
+            self.sync()
+        events = prof.profiler.kineto_results.events()
+        return sum(1 for event in events if event.name() in LAUNCH_CALLS
+                   and not getattr(event, "is_hidden_event", lambda: False)()) / new_tokens
 
     def clocked_generate(self, model, tokenizer, prompts: list[str], new_tokens: int,
                          sampled: bool) -> tuple[float, float, int]:
