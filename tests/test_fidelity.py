@@ -275,7 +275,7 @@ def test_a_warm_load_polled_as_the_harnesss_sampler_polls_is_held_against_the_pl
 def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(monkeypatch):
     import threading
 
-    import torch  # noqa: F401  (the context reads torch's settings where the process has imported it)
+    import torch  # the context reads torch's settings where the process has imported it
 
     from bench.fidelity.plain import process_context
 
@@ -296,6 +296,10 @@ def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(
     assert context["faulthandler"] is True and context["warning_filters"] >= 1  # as pytest runs this test
     assert context["python_flags"] == [] and context["deterministic"] is False
     assert context["float32_matmul_precision"] in ("highest", "high", "medium")
+    assert context["torch_function_modes"] == 0 and context["default_device"] == "cpu"
+    with torch.device("meta"):  # a mode that intercepts every torch call from Python
+        moded = process_context("cpu")
+    assert moded["torch_function_modes"] == 1 and moded["default_device"] == "meta"
     json.dumps(context)  # it travels in the plain script's output and the harness's records
 
 

@@ -483,7 +483,7 @@ class Polling:
 def process_context(device: str) -> dict:
     """What this process is like right now, beyond its code: its threads, the cores it may run on,
     its priority, how the interpreter switches threads, collects garbage and handles warnings and
-    faults, whether anything traces it, torch's threads, profiler and numeric switches, the other
+    faults, whether anything traces it, torch's threads, profiler, numeric switches and modes, the other
     processes on its GPU (and how many are its siblings), and the tuning variables set. A host-bound
     generation (a launch per kernel, thousands per token) runs as fast as its Python thread is left
     alone, so any of these can move a decode rate with the same code."""
@@ -511,6 +511,10 @@ def process_context(device: str) -> dict:
         context["float32_matmul_precision"] = torch.get_float32_matmul_precision()
         context["deterministic"] = torch.are_deterministic_algorithms_enabled()
         context["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+        # a mode on the stack (`with torch.device(...)`, set_default_device) runs Python on every torch call
+        context["torch_function_modes"] = torch._C._len_torch_function_stack()
+        context["default_device"] = str(torch.get_default_device())
+        context["default_dtype"] = str(torch.get_default_dtype()).removeprefix("torch.")
     if device.startswith("cuda"):
         context["other_gpu_processes"], context["other_gpu_siblings"] = _other_gpu_processes()
         if torch is not None:
