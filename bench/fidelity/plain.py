@@ -519,6 +519,10 @@ def process_context(device: str) -> dict:
         context["other_gpu_processes"], context["other_gpu_siblings"] = _other_gpu_processes()
         if torch is not None:
             context["sync_debug_mode"] = torch.cuda.get_sync_debug_mode()
+            # what the caching allocator parsed when it started, which the environment may no longer
+            # say (Unsloth sets PYTORCH_ALLOC_CONF as it is imported); None where torch cannot tell
+            settings = getattr(torch._C, "_accelerator_getAllocatorSettings", None)
+            context["allocator_settings"] = settings() if settings is not None else None
     return context
 
 
