@@ -297,6 +297,7 @@ def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(
     assert context["python_flags"] == [] and context["deterministic"] is False
     assert context["float32_matmul_precision"] in ("highest", "high", "medium")
     assert context["torch_function_modes"] == 0 and context["default_device"] == "cpu"
+    assert context["tracemalloc"] is False and isinstance(context["monitoring_tools"], list)
     with torch.device("meta"):  # a mode that intercepts every torch call from Python
         moded = process_context("cpu")
     assert moded["torch_function_modes"] == 1 and moded["default_device"] == "meta"

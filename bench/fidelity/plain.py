@@ -50,6 +50,7 @@ import os
 import sys
 import threading
 import time
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -483,8 +484,9 @@ class Polling:
 def process_context(device: str) -> dict:
     """What this process is like right now, beyond its code: its threads, the cores it may run on,
     its priority, how the interpreter switches threads, collects garbage and handles warnings and
-    faults, whether anything traces it, torch's threads, profiler, numeric switches and modes, the other
-    processes on its GPU (and how many are its siblings), and the tuning variables set. A host-bound
+    faults, whether anything traces or monitors it, torch's threads, profiler, numeric switches and
+    modes, the other processes on its GPU (and how many are its siblings), and the tuning variables
+    set. A host-bound
     generation (a launch per kernel, thousands per token) runs as fast as its Python thread is left
     alone, so any of these can move a decode rate with the same code."""
     context: dict = {
@@ -495,6 +497,10 @@ def process_context(device: str) -> dict:
         "switch_interval_s": sys.getswitchinterval(),
         "gc_enabled": gc.isenabled(), "gc_threshold": list(gc.get_threshold()), "gc_frozen": gc.get_freeze_count(),
         "traced": sys.gettrace() is not None or sys.getprofile() is not None,
+        # a tool on sys.monitoring (3.12+: a coverage or debugger) or tracemalloc slows every Python line
+        "monitoring_tools": [name for name in map(sys.monitoring.get_tool, range(6)) if name]
+        if hasattr(sys, "monitoring") else [],
+        "tracemalloc": tracemalloc.is_tracing(),
         "faulthandler": faulthandler.is_enabled(),  # pytest turns it on
         "warning_filters": len(warnings.filters),
         "python_flags": [name for name in PYTHON_FLAGS if getattr(sys.flags, name, 0)],
