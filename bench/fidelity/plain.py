@@ -486,9 +486,8 @@ def process_context(device: str) -> dict:
     its priority, how the interpreter switches threads, collects garbage and handles warnings and
     faults, whether anything traces or monitors it, torch's threads, profiler, numeric switches and
     modes, the other processes on its GPU (and how many are its siblings), and the tuning variables
-    set. A host-bound
-    generation (a launch per kernel, thousands per token) runs as fast as its Python thread is left
-    alone, so any of these can move a decode rate with the same code."""
+    set. A host-bound generation (a launch per kernel, thousands per token) runs as fast as its
+    Python thread is left alone, so any of these can move a decode rate with the same code."""
     context: dict = {
         "threads": sorted(_thread_kind(t.name) for t in threading.enumerate()),
         "os_threads": _threads_and_children()[0],
