@@ -298,6 +298,7 @@ def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(
     assert context["float32_matmul_precision"] in ("highest", "high", "medium")
     assert context["torch_function_modes"] == 0 and context["default_device"] == "cpu"
     assert context["tracemalloc"] is False and isinstance(context["monitoring_tools"], list)
+    assert 0 < context["probes"]["python_loop_us"] < context["probes"]["torch_op_us"]  # a torch call costs more
     with torch.device("meta"):  # a mode that intercepts every torch call from Python
         moded = process_context("cpu")
     assert moded["torch_function_modes"] == 1 and moded["default_device"] == "meta"
@@ -334,8 +335,10 @@ def test_what_differed_between_the_two_generating_processes_is_listed_setting_by
     from bench.fidelity.crosscheck import Figure, _context_differences
 
     figure = Figure("decode_tok_s", "infer", {"batch_size": 1, "effort": "high"})
-    common = {"threads": ["MainThread"], "niceness": 0, "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_SET": "a\nb"}}
+    common = {"threads": ["MainThread"], "niceness": 0, "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_SET": "a\nb"},
+              "probes": {"python_loop_us": 0.031, "torch_op_us": 6.24}}
     harness_context = {**common, "threads": ["MainThread", "nvml-sampler"], "gc_frozen": 412000,
+                       "probes": {"python_loop_us": 0.0312, "torch_op_us": 8.1},
                        "environment": {"OMP_NUM_THREADS": "4", "UNSLOTH_X": "hf_abcdefghijklmnopq",
                                        "UNSLOTH_SET": "b\na"}}  # the same set written in another order
     harness = [[make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high",
@@ -346,11 +349,13 @@ def test_what_differed_between_the_two_generating_processes_is_listed_setting_by
     plain = [{"generate_context": {**common, "gc_frozen": 0},
               "generate": [{**point, "cpu_share": [1.0, 0.99], "launches_per_token": 1803.5}]}] * 2
     rows = _context_differences(figure, plain, harness)
-    assert [r["setting"] for r in rows][2:] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
+    assert [r["setting"] for r in rows][4:] == ["environment: UNSLOTH_X", "gc_frozen", "threads"]
     assert rows[0]["harness"] == "0.80, 0.60" and rows[0]["plain"] == "0.99, 0.99"  # measured, per repeat
     assert rows[1]["harness"] == "2057, 2057" and rows[1]["plain"] == "1804, 1804"  # the work itself, per repeat
-    assert rows[3] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
-    assert rows[2]["harness"] == '"***"' and rows[2]["plain"] == "null"  # a credential-like value is redacted
+    assert "pure-Python" in rows[2]["setting"] and rows[2]["harness"] == "0.0312, 0.0312"
+    assert "torch op" in rows[3]["setting"] and (rows[3]["harness"], rows[3]["plain"]) == ("8.1, 8.1", "6.24, 6.24")
+    assert rows[5] == {"setting": "gc_frozen", "harness": "412000", "plain": "0"}
+    assert rows[4]["harness"] == '"***"' and rows[4]["plain"] == "null"  # a credential-like value is redacted
     cpu_run = [[r for r in run if r.metric != "launches_per_token"] for run in harness]
     assert "kernel launches" not in json.dumps(_context_differences(figure, plain, cpu_run))  # none counted
     assert _context_differences(Figure("ttft_s", "infer", figure.params), plain, harness) == []

@@ -45,6 +45,9 @@ PLAIN_SCRIPT = Path(__file__).with_name("plain.py")
 FOLDER = "crosscheck"
 DEFAULT_REPEATS = 3
 WARM_LOADS = 2
+# plain.speed_probes' figures, as the table of what differed names them
+PROBES = {"python_loop_us": "microseconds per pure-Python loop iteration (best of 5)",
+          "torch_op_us": "microseconds per small torch op on the device, one launch each on a GPU (best of 5)"}
 # What the plain script must not inherit: pytest's own variables and the harness's test-only hooks
 # (a slowed harness is what the cross-check must catch, not what it compares against).
 NOT_INHERITED = ("PYTEST_", "BENCH_TEST_")
@@ -418,6 +421,12 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
         rows.append({"setting": "measured: kernel launches per token, one profiled generation per repeat",
                      **{side: ", ".join(f"{value:.0f}" for value in values)
                         for side, values in zip(("harness", "plain"), launches)}})
+    for probe, what in PROBES.items():
+        speeds = [[(c.get("probes") or {}).get(probe) for c in contexts] for contexts in (harness, plain)]
+        if all(speeds[0] + speeds[1]):
+            rows.append({"setting": f"measured: {what}, as generation began",
+                         **{side: ", ".join(f"{value:.3g}" for value in values)
+                            for side, values in zip(("harness", "plain"), speeds)}})
     flat = [[_flat(c) for c in contexts] for contexts in (harness, plain)]
     for key in sorted({key for side in flat for context in side for key in context}):
         sides = [[context.get(key) for context in side] for side in flat]
@@ -430,7 +439,7 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
 def _flat(context: dict) -> dict:
     """The context with its environment variables as settings of their own ("environment: NAME"),
     a value that lists lines (Unsloth writes sets that way, in no fixed order) as its sorted lines."""
-    out = {k: v for k, v in context.items() if k != "environment"}
+    out = {k: v for k, v in context.items() if k not in ("environment", "probes")}
     out.update({f"environment: {k}": "\n".join(sorted(v.split("\n"))) if "\n" in v else v
                 for k, v in context.get("environment", {}).items()})
     return out

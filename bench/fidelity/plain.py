@@ -485,8 +485,8 @@ def process_context(device: str) -> dict:
     """What this process is like right now, beyond its code: its threads, the cores it may run on,
     its priority, how the interpreter switches threads, collects garbage and handles warnings and
     faults, whether anything traces or monitors it, torch's threads, profiler, numeric switches and
-    modes, the other processes on its GPU (and how many are its siblings), and the tuning variables
-    set. A host-bound generation (a launch per kernel, thousands per token) runs as fast as its
+    modes, the other processes on its GPU (and how many are its siblings), the tuning variables set,
+    and how fast it runs Python and a torch op (`speed_probes`). A host-bound generation (a launch per kernel, thousands per token) runs as fast as its
     Python thread is left alone, so any of these can move a decode rate with the same code."""
     context: dict = {
         "threads": sorted(_thread_kind(t.name) for t in threading.enumerate()),
@@ -528,7 +528,43 @@ def process_context(device: str) -> dict:
             # say (Unsloth sets PYTORCH_ALLOC_CONF as it is imported); None where torch cannot tell
             settings = getattr(torch._C, "_accelerator_getAllocatorSettings", None)
             context["allocator_settings"] = settings() if settings is not None else None
+    context["probes"] = speed_probes(torch, device)
     return context
+
+
+PROBE_BEST_OF = 5
+
+
+def speed_probes(torch, device: str) -> dict:
+    """How fast this process runs the two things a launch-bound generation is made of, best of
+    PROBE_BEST_OF: microseconds per iteration of a pure-Python loop, and per small in-place torch op
+    on the device (on a GPU, one kernel launch each; synchronized before and after). Held between
+    two processes: a slower interpreter shows in the first, a slower dispatch or launch path in the
+    second, neither when the two ran different work. A few milliseconds in all."""
+    def python_loop(n: int = 20_000) -> float:
+        started, total = time.perf_counter(), 0
+        for i in range(n):
+            total += i & 3
+        return (time.perf_counter() - started) / n * 1e6
+
+    out = {"python_loop_us": min(python_loop() for _ in range(PROBE_BEST_OF))}
+    if torch is None:
+        return out
+    cuda = device.startswith("cuda")
+    tensor = torch.ones(8, device=device)
+
+    def torch_op(n: int = 500) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(n):
+            tensor.add_(1)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - started) / n * 1e6
+
+    out["torch_op_us"] = min(torch_op() for _ in range(PROBE_BEST_OF))
+    return out
 
 
 def _core() -> dict:
