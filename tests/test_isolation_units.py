@@ -399,6 +399,18 @@ print(sorted(m for m in set(sys.modules) - before if m.startswith(("transformers
     assert loaded == []
 
 
+def test_the_plugin_every_measuring_process_loads_imports_no_reporting_library():
+    """Tables, charts and pages are made by the parent after the cases: a child that imported pandas
+    (and pyarrow with it) paid 0.8 s on the 2-core CPU before its first case, and times its cases in
+    a heap of some 350 more modules than it needs."""
+    loaded = _imports_in_a_fresh_interpreter("""
+import sys
+import bench.harness.plugin
+print([name for name in ("pandas", "pyarrow", "matplotlib", "jinja2") if name in sys.modules])
+""")
+    assert loaded == []
+
+
 def test_a_childs_wait_for_the_fork_servers_import_is_the_engines_not_isolations(tmp_path, monkeypatch):
     """An xdist worker's first case may need the whole engine while the server still imports it
     (the run did not wait for it up front): that wait is a one-off import, not isolation's cost."""

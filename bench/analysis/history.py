@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from bench.analysis.changepoints import ChangePoint, change_points
 from bench.analysis.compare import Rules, baseline_of_run, compare
-from bench.analysis.runs import RunData, describe_params
+from bench.analysis.runs import RunData
+from bench.records.results import describe_params
 from bench.analysis.stats import mean_interval
 from bench.records.metrics import METRICS, gates, named
 

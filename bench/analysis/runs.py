@@ -10,10 +10,8 @@ import pandas as pd
 
 from bench.analysis.baselines import Baseline, CheckOutcome, evaluate, load_baseline
 from bench.errors import BenchError
-from bench.records.results import Measurement, RunManifest, read_results
+from bench.records.results import Measurement, RunManifest, describe_params, read_results
 from bench.analysis.stats import summarize
-
-PARAM_ORDER = ("cache", "lora_r", "batch_size", "grad_accum", "seq_len", "effort")
 
 
 @dataclass
@@ -85,11 +83,6 @@ def lane_of(r: Measurement, by: str | None) -> str:
     if by == "gpu":
         return f"GPU {r.gpu_index} ({(r.gpu_name or '').replace('NVIDIA ', '')})"
     return ""
-
-
-def describe_params(params: dict) -> str:
-    keys = [k for k in PARAM_ORDER if k in params] + sorted(k for k in params if k not in PARAM_ORDER)
-    return ", ".join(f"{k}={params[k]}" for k in keys)
 
 
 def results_frame(run: RunData) -> pd.DataFrame:

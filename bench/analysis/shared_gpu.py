@@ -8,7 +8,7 @@ the one a user's script sees on a GPU of its own, so the run says where that hap
 
 from __future__ import annotations
 
-from bench.analysis.runs import describe_params
+from bench.records.results import describe_params
 from bench.records.results import Measurement
 
 GENERATION_METRIC = "decode_tok_s"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bench.analysis.fidelity import FIDELITY_METRIC
-from bench.analysis.runs import describe_params, lane_by, lane_of
+from bench.analysis.runs import lane_by, lane_of
+from bench.records.results import describe_params
 from bench.analysis.time_budget import CASE_TIME_METRIC, time_budget
 from bench.records.metrics import SUITES
 from bench.harness.session import BenchSession

@@ -20,11 +20,19 @@ from bench.errors import BenchError
 SCHEMA = 1
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
+# how a case's parameters are listed wherever a case is named: its axes in the suites' order first
+PARAM_ORDER = ("cache", "lora_r", "batch_size", "grad_accum", "seq_len", "effort")
 
 
 def params_key(params: dict) -> tuple[tuple[str, str], ...]:
     """A case's parameters as a key that matches across runs, whatever order or type they were written in."""
     return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def describe_params(params: dict) -> str:
+    """A case's parameters as people read them ("lora_r=8, batch_size=2, grad_accum=8")."""
+    keys = [k for k in PARAM_ORDER if k in params] + sorted(k for k in params if k not in PARAM_ORDER)
+    return ", ".join(f"{k}={params[k]}" for k in keys)
 
 
 @dataclass(frozen=True)

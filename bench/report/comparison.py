@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from bench.analysis.compare import Comparison, MetricChange, describe
-from bench.analysis.runs import describe_params
+from bench.records.results import describe_params
 from bench.records.metrics import METRICS
 from bench.report import charts
 from bench.report.page import environment

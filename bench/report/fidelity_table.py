@@ -5,7 +5,7 @@ and the verdict; the first load on a machine beside them."""
 from __future__ import annotations
 
 from bench.analysis.fidelity import AGREES, FIDELITY_METRIC, FINDING, judge
-from bench.analysis.runs import describe_params
+from bench.records.results import describe_params
 from bench.analysis.stats import geometric_mean
 from bench.records.results import Measurement
 

@@ -9,7 +9,8 @@ from bench.analysis.compare import Rules, compare
 from bench.analysis.stats import DEFAULT_THRESHOLD
 from bench.records.metrics import SUITES, named
 from bench.report.comparison import change_row, ratio_figures
-from bench.analysis.runs import RunData, describe_params
+from bench.analysis.runs import RunData
+from bench.records.results import describe_params
 
 READING = {"regression": "worse", "improvement": "better", "unchanged": "the same within the threshold",
            "inconclusive": "inconclusive"}
