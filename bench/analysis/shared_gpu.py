@@ -8,8 +8,7 @@ the one a user's script sees on a GPU of its own, so the run says where that hap
 
 from __future__ import annotations
 
-from bench.records.results import describe_params
-from bench.records.results import Measurement
+from bench.records.results import Measurement, describe_params
 
 GENERATION_METRIC = "decode_tok_s"
 
