@@ -163,37 +163,61 @@ def test_a_run_narrowed_with_k_is_cross_checked_on_the_cases_it_measured(tmp_pat
     assert not figures(replace(setup, measured=frozenset({"test_serve[c1]"})))
 
 
-@pytest.mark.parametrize("measured,processes,cold_samples", [
-    ({"test_load[cold]", "test_load[warm]", "test_generate[bs1-low]", "test_train[r8-b2x2]"}, ["train", "serve"], 2),
-    ({"test_load[cold]", "test_train[r8-b2x2]"}, ["train"], 1),  # nothing to load again or generate
-    ({"test_load[cold]", "test_load[warm]"}, ["serve"], 1)])
-def test_each_repeat_runs_a_users_two_scripts_only_where_the_run_measured_what_they_time(
-        tmp_path, monkeypatch, measured, processes, cold_samples):
-    """Training in a process of its own, loading again and generating in another, as the harness
-    runs its groups; each script's cold load is a sample of the cold figure."""
+ALL_FOUR = {"test_load[cold]", "test_load[warm]", "test_generate[bs1-low]", "test_train[r8-b2x2]"}
+
+
+@pytest.mark.parametrize("measured,gpu,processes,cold_samples", [
+    (ALL_FOUR, "cpu", ["train", "load+generate"], 2),  # the CPU runs its cases in one process
+    (ALL_FOUR, "0", ["train", "load", "generate"], 3),  # a GPU isolates its groups
+    ({"test_load[cold]", "test_train[r8-b2x2]"}, "0", ["train"], 1),  # nothing to load again or generate
+    ({"test_load[cold]", "test_load[warm]"}, "0", ["load"], 1),
+    ({"test_load[cold]", "test_generate[bs1-low]"}, "0", ["generate"], 1)])
+def test_each_repeat_runs_a_users_scripts_as_the_harness_groups_its_cases(
+        tmp_path, monkeypatch, measured, gpu, processes, cold_samples):
+    """Training in a process of its own; loading again and generating in one more, or in two where
+    the harness runs its load and inference groups apart (an inference script that loads once, as a
+    user's does); each script's cold load is a sample of the cold figure, and each figure comes from
+    the script that measured it."""
     import json
     from dataclasses import replace
 
     import bench.fidelity.crosscheck as xc
 
-    setup = replace(_setup(), measured=frozenset(measured))
+    setup = replace(_setup(gpu=gpu), measured=frozenset(measured))
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(plain_spec(setup, tmp_path)))
     ran = []
 
     def process(part, stem, setup, empty_caches=False):
-        ran.append("train" if part.get("train") else "serve")
+        kind = "train" if part.get("train") else "+".join(
+            name for name, does in (("load", part["warm_loads"]), ("generate", part["generate"])) if does)
+        ran.append(kind)
         out = {"started": float(len(ran)), "cold_load_s": 2.0 + len(ran)}
         if part.get("train"):
             assert not part["generate"] and not part["warm_loads"]
             return {**out, "train": {"s_per_step": [0.2]}}
-        assert part["warm_loads"] == (2 if "test_load[warm]" in measured else 0)
-        return {**out, "warm_load_s": [0.1] * part["warm_loads"], "generate": []}
+        assert part["warm_loads"] in (0, 2)
+        return {**out, **({"warm_load_s": [0.1] * part["warm_loads"]} if part["warm_loads"] else {}),
+                **({"generate": [{"batch_size": 1}]} if part["generate"] else {})}
 
     monkeypatch.setattr(xc, "_plain_process", process)
     run = xc._plain(spec, tmp_path / "plain-0", setup)
     assert ran == processes and len(run["cold_load_s"]) == cold_samples and run["started"] == 1.0
     assert ("train" in run) == ("train" in processes)
+    assert run.get("warm_load_s") == ([0.1, 0.1] if "test_load[warm]" in measured else None)
+    assert ("generate" in run) == any("generate" in p for p in processes)
+
+
+@pytest.mark.parametrize("isolate", ["auto", "off", "group", "case"])
+@pytest.mark.parametrize("gpu", ["cpu", "0"])
+def test_the_plain_script_splits_its_loads_from_its_generation_where_the_harness_does(isolate, gpu):
+    from dataclasses import replace
+
+    from bench.fidelity.crosscheck import groups_apart
+    from bench.harness.isolate import resolve_mode
+
+    setup = replace(_setup(gpu=gpu), options={**_setup().options, "--isolate": isolate})
+    assert groups_apart(setup) == (resolve_mode(isolate, setup.device, child=False) != "off")
 
 
 def test_a_run_with_nothing_the_cross_check_compares_is_refused(tmp_path):

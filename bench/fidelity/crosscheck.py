@@ -275,8 +275,9 @@ def _environment(setup: Setup, empty_caches: Path | None = None) -> dict[str, st
 
 
 def _plain(spec: Path, stem: Path, setup: Setup, first: bool = False) -> dict:
-    """One repeat of the plain script: a training script and a loading and inference script, each
-    a fresh interpreter (see plain.py), merged; with `first`, one load on empty compile caches."""
+    """One repeat of the plain script: a training script, and a loading and inference script or,
+    where the harness isolates its groups, a loading script and an inference script; each a fresh
+    interpreter (see plain.py), merged; with `first`, one load on empty compile caches."""
     data = json.loads(spec.read_text(encoding="utf-8"))
     if first:
         return _plain_process({**data, "first": True}, stem, setup, empty_caches=True)
@@ -284,12 +285,24 @@ def _plain(spec: Path, stem: Path, setup: Setup, first: bool = False) -> dict:
     if data.get("train"):
         parts.append(_plain_process({**data, "warm_loads": 0, "generate": []}, stem.with_name(stem.name + "-train"),
                                     setup))
-    if data["warm_loads"] or data["generate"] or not parts:
-        parts.append(_plain_process({k: v for k, v in data.items() if k != "train"}, stem, setup))
+    rest = {k: v for k, v in data.items() if k != "train"}
+    if rest["warm_loads"] and rest["generate"] and groups_apart(setup):
+        parts.append(_plain_process({**rest, "generate": []}, stem.with_name(stem.name + "-load"), setup))
+        parts.append(_plain_process({**rest, "warm_loads": 0}, stem, setup))
+    elif rest["warm_loads"] or rest["generate"] or not parts:
+        parts.append(_plain_process(rest, stem, setup))
     merged = {k: v for part in parts for k, v in part.items()}
     merged.update(started=min(p["started"] for p in parts), cold_load_s=[p["cold_load_s"] for p in parts],
                   cold_load_host=[p.get("cold_load_host") for p in parts])
     return merged
+
+
+def groups_apart(setup: Setup) -> bool:
+    """Whether the harness ran its load cases and its generation cases in processes of their own:
+    `--isolate` group or case, or auto on a GPU (bench.harness.isolate.resolve_mode, which this layer
+    cannot import; a test holds the two together)."""
+    mode = setup.options.get("--isolate", "auto")
+    return mode in ("group", "case") or (mode == "auto" and setup.device != "cpu")
 
 
 def _plain_process(spec: dict, stem: Path, setup: Setup, empty_caches: bool = False) -> dict:

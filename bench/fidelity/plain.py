@@ -8,10 +8,13 @@ documentation and the seed's notebook call it, with the same settings the harnes
 precision, LoRA, trainer arguments, prompts). Each figure is taken the plainest way a careful user
 would take it: synchronize, read `time.perf_counter()`, do the work, synchronize, read it again.
 
-A spec with `train` is a user's training script: load (cold), train, end. One without is a
-loading and inference script: load (cold), load again, generate. The cross-check runs both in each
-repeat, as the harness runs its training case and its load and inference groups in processes of
-their own, so that no figure follows work in one process that it does not follow in the other.
+A spec with `train` is a user's training script: load (cold), train, end. One with `warm_loads`
+loads again that many times; one with `generate` points generates at them, after its loads. The
+cross-check runs each repeat as the harness runs its cases: training in a process of its own, and
+loading again and generating in one process where the harness runs its cases in one, in two (a
+loading script; an inference script that loads once and generates, as a user's does) where the
+harness isolates its groups; so that no figure follows work in one process that it does not follow
+in the other.
 
 - load: `from_pretrained` of model and tokenizer; the first in a process is the cold load, the
   next ones (after freeing the last) warm loads. With `"first": true` the process loads once and
@@ -93,11 +96,10 @@ def main(spec_path: str, out_path: str) -> None:
         return
     if spec.get("train"):
         out["train"] = script.train(model, tokenizer)
-    else:
+    if spec.get("warm_loads"):
         warm, collected, sampled = [], [], {"load_s": [], "polls": []}
         ways = ["plain"] * spec["warm_loads"]
-        if ways:  # one more between the first and the rest: polled as the harness's sampler polls
-            ways.insert(1, "sampler")
+        ways.insert(1, "sampler")  # one more between the first and the rest: polled as the harness's sampler polls
         for way in ways:
             del model
             script.free()
@@ -114,6 +116,7 @@ def main(spec_path: str, out_path: str) -> None:
         out["warm_load_s"], out["warm_load_gc"] = warm, collected
         if sampled["load_s"]:
             out["warm_load_instrumented"] = {"sampler": sampled}
+    if spec.get("generate"):
         out["generate"], out["generate_context"] = script.generate_points(model, tokenizer)
     out["finished"] = time.time()
     _write(out_path, out)
