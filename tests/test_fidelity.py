@@ -322,6 +322,7 @@ def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(
     assert context["float32_matmul_precision"] in ("highest", "high", "medium")
     assert context["torch_function_modes"] == 0 and context["default_device"] == "cpu"
     assert context["tracemalloc"] is False and isinstance(context["monitoring_tools"], list)
+    assert context["modules"] > 100  # torch and pytest at least
     assert 0 < context["probes"]["python_loop_us"] < context["probes"]["torch_op_us"]  # a torch call costs more
     with torch.device("meta"):  # a mode that intercepts every torch call from Python
         moded = process_context("cpu")

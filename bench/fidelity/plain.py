@@ -498,6 +498,7 @@ def process_context(device: str) -> dict:
         "niceness": os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None,
         "switch_interval_s": sys.getswitchinterval(),
         "gc_enabled": gc.isenabled(), "gc_threshold": list(gc.get_threshold()), "gc_frozen": gc.get_freeze_count(),
+        "modules": len(sys.modules),  # what else the process imported shapes its heap (docs/fidelity.md)
         "traced": sys.gettrace() is not None or sys.getprofile() is not None,
         # a tool on sys.monitoring (3.12+: a coverage or debugger) or tracemalloc slows every Python line
         "monitoring_tools": [name for name in map(sys.monitoring.get_tool, range(6)) if name]
