@@ -64,6 +64,7 @@ INSTRUMENTS = ("clock", "clock+sampler")
 # The harness's profiled round (suites/test_infer.py, bench.telemetry.kernels), which this must not
 # import: at most this many new tokens, and the host calls that count as a kernel launch.
 PROFILED_NEW_TOKENS = 8
+PROBE_BEST_OF = 5  # speed_probes: the best of this many, as timeit reports a microbenchmark
 LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
                 "cudaLaunchCooperativeKernel", "cudaGraphLaunch")
 # the interpreter's switches that change how fast its Python runs (-X dev's debug allocator and
@@ -489,8 +490,9 @@ def process_context(device: str) -> dict:
     its priority, how the interpreter switches threads, collects garbage and handles warnings and
     faults, whether anything traces or monitors it, torch's threads, profiler, numeric switches and
     modes, the other processes on its GPU (and how many are its siblings), the tuning variables set,
-    and how fast it runs Python and a torch op (`speed_probes`). A host-bound generation (a launch per kernel, thousands per token) runs as fast as its
-    Python thread is left alone, so any of these can move a decode rate with the same code."""
+    and how fast it runs Python and a torch op (`speed_probes`). A host-bound generation (a launch
+    per kernel, thousands per token) runs as fast as its Python thread is left alone, so any of
+    these can move a decode rate with the same code."""
     context: dict = {
         "threads": sorted(_thread_kind(t.name) for t in threading.enumerate()),
         "os_threads": _threads_and_children()[0],
@@ -534,9 +536,6 @@ def process_context(device: str) -> dict:
             context["allocator_settings"] = settings() if settings is not None else None
     context["probes"] = speed_probes(torch, device)
     return context
-
-
-PROBE_BEST_OF = 5
 
 
 def speed_probes(torch, device: str) -> dict:
