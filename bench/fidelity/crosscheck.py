@@ -424,22 +424,14 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
         return []
     rows = []
     shares = [[r.extra.get("cpu_share") for r in records], [_point(run, figure).get("cpu_share") for run in plain_runs]]
-    if all(shares[0] + shares[1]):  # measured, not a setting: shown whether or not it differs
-        rows.append({"setting": "measured: own CPU seconds / wall seconds of a generation, median per repeat",
-                     **{side: ", ".join(f"{statistics.median(values):.2f}" for values in per_repeat)
-                        for side, per_repeat in zip(("harness", "plain"), shares)}})
-    launches = [[_harness_value(run, figure, "launches_per_token") for run in harness_runs],
-                [_point(run, figure).get("launches_per_token") for run in plain_runs]]
-    if all(launches[0] + launches[1]):  # measured on a GPU: shown whether or not it differs
-        rows.append({"setting": "measured: kernel launches per token, one profiled generation per repeat",
-                     **{side: ", ".join(f"{value:.0f}" for value in values)
-                        for side, values in zip(("harness", "plain"), launches)}})
+    _measured(rows, "own CPU seconds / wall seconds of a generation, median per repeat",
+              [[statistics.median(values) if values else None for values in side] for side in shares], ".2f")
+    _measured(rows, "kernel launches per token, one profiled generation per repeat",  # on a GPU
+              [[_harness_value(run, figure, "launches_per_token") for run in harness_runs],
+               [_point(run, figure).get("launches_per_token") for run in plain_runs]], ".0f")
     for probe, what in PROBES.items():
-        speeds = [[(c.get("probes") or {}).get(probe) for c in contexts] for contexts in (harness, plain)]
-        if all(speeds[0] + speeds[1]):
-            rows.append({"setting": f"measured: {what}, as generation began",
-                         **{side: ", ".join(f"{value:.3g}" for value in values)
-                            for side, values in zip(("harness", "plain"), speeds)}})
+        _measured(rows, f"{what}, as generation began",
+                  [[(c.get("probes") or {}).get(probe) for c in contexts] for contexts in (harness, plain)], ".3g")
     flat = [[_flat(c) for c in contexts] for contexts in (harness, plain)]
     for key in sorted({key for side in flat for context in side for key in context}):
         sides = [[context.get(key) for context in side] for side in flat]
@@ -447,6 +439,15 @@ def _context_differences(figure: Figure, plain_runs: list[dict],
             rows.append({"setting": key, **{side: redact(", ".join(dict.fromkeys(json.dumps(v) for v in values)))
                                             for side, values in zip(("harness", "plain"), sides)}})
     return rows
+
+
+def _measured(rows: list[dict], what: str, sides: list[list[float | None]], spec: str) -> None:
+    """A measured row, not a setting: shown whether or not the sides differ, where every repeat of
+    both sides has it (one value per repeat, harness then plain)."""
+    if all(sides[0] + sides[1]):
+        rows.append({"setting": f"measured: {what}",
+                     **{side: ", ".join(format(value, spec) for value in values)
+                        for side, values in zip(("harness", "plain"), sides)}})
 
 
 def _flat(context: dict) -> dict:
