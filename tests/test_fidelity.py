@@ -253,6 +253,19 @@ def test_the_instruments_split_a_generation_gap_into_the_harnesss_clock_its_samp
     assert _instruments(Figure("s_per_step", "train", {}), runs, harness, plain) == []
 
 
+def test_the_plain_script_counts_launches_as_the_harnesss_profiled_round_does():
+    """plain.py cannot import the harness, so it keeps its own copy of what the profiled round counts."""
+    import importlib.util
+
+    from bench.fidelity import plain
+    from bench.telemetry.kernels import LAUNCH_CALLS
+
+    spec = importlib.util.spec_from_file_location("suite_infer", suites_dir() / "test_infer.py")
+    infer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(infer)
+    assert plain.LAUNCH_CALLS == LAUNCH_CALLS and plain.PROFILED_NEW_TOKENS == infer.PROFILED_NEW_TOKENS
+
+
 def test_the_plain_scripts_sampler_polls_as_often_as_the_harnesss():
     from bench.fidelity import plain
     from bench.telemetry.sampler import NvmlSampler, ProcessSampler
