@@ -1,10 +1,11 @@
 """Whether a run's generation had its GPU to itself: pure reading of what each inference case
 recorded of its process as it began to generate (`bench.fidelity.plain.process_context`).
 
-A decode at small batches is host-bound, a kernel launch at a time. On an H100 the harness's decode
-read 0.79-0.82 of a plain script's in the two cross-checks where another process held a CUDA context
-on the same GPU, 0.91 in the one where none did: a rate measured beside another process may not be
-the one a user's script sees on a GPU of its own, so the run says where that happened."""
+A decode at small batches is host-bound, a kernel launch at a time, and a user's script usually has
+its GPU to itself: a rate measured beside another process holding a CUDA context there (another job,
+or with isolation the run's own child) is not that situation, so the run says where it happened. On
+an H100 the run's own waiting child turned out not to be what kept the harness's decode below a plain
+script's (0.79-0.82 with it, 0.825 without; docs/fidelity.md); a stranger's process is still named."""
 
 from __future__ import annotations
 

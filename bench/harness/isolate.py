@@ -24,10 +24,10 @@ is still importing, so that the run's first case does not wait for the whole eng
 runs inference before training: the server is done before a training child needs it). With
 Unsloth a waiting child holds a CUDA context, which the device-wide NVML figure of the running case
 includes and the per-process one (`nvml_process_peak_gb`) does not. A group timing generation runs
-with no child beside it (`alone`): a launch-bound decode is what a user's script sees only in a
-process that has the GPU and the host to itself, and on an H100 the harness's decode read 0.79-0.82
-of a plain script's with the training group's child waiting beside it (0.91 without). The group
-after it then starts when it ends, its import not hidden. What isolation cost (start-up the run
+with no child beside it (`alone`), as a user's script runs with no other process of ours importing
+or holding the GPU (on an H100 that did not move the harness's decode: 0.79-0.82 of a plain
+script's with the training group's child waiting beside it, 0.825 without). The group after it then
+starts when it ends, its import not hidden. What isolation cost (start-up the run
 waited for, child time outside the cases) goes into the manifest.
 
 Correctness checks (cases marked `correctness`: the resume and adapter round-trip checks, which time
