@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from bench.fidelity.crosscheck import CONTROL
 from bench.records.results import RunManifest, read_results
 
 from conftest import REPO
@@ -47,8 +48,14 @@ def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slo
     assert step.extra["harness"] and step.extra["plain"] and step.extra["repeats"] == 1
     # the script timed the harness's way does not slow down: the gap lies in the harness beyond its instruments
     [instruments] = [r.extra["instruments"] for r in decode]
-    assert [i["side"] for i in instruments] == ["plain + clock", "plain + clock+sampler", "harness"]
-    assert instruments[-1]["ratio"] < 0.75 and instruments[1]["polls"] > 0
+    assert [i["side"] for i in instruments] == ["plain + clock", "plain + clock+sampler", "harness",
+                                                CONTROL, "harness"]
+    assert instruments[2]["ratio"] < 0.75 and instruments[1]["polls"] > 0
+    # timed the plain way inside the slowed harness's own process, generation is not slow: the split
+    # puts the slowdown in the case's code path (its clock), not in its process
+    control, harness_vs_control = instruments[3:]
+    assert harness_vs_control["against"] == CONTROL and harness_vs_control["ratio"] < 0.75
+    assert control["ratio"] > 2 * decode[0].value
     assert "instruments" not in step.extra and "instruments" not in ratios[("load_s", "cold", None)].extra
     assert [i["side"] for i in ratios[("load_s", "warm", None)].extra["instruments"]] == ["plain + sampler", "harness"]
     # and what else was not alike in the two generating processes: the harness's sampler thread, at least

@@ -232,6 +232,9 @@ def test_a_child_gets_what_its_cases_need_from_the_parent():
     assert cmd[cmd.index("--gpu") + 1] == "1" and cmd[cmd.index("--bench-run-gpus") + 1] == "0,1"
     assert cmd[cmd.index("--endpoint") + 1] == "http://h:8000" and cmd[cmd.index("--slo") + 1] == "ttft=1s"
     assert "--bench-run-gpus" not in pytest_command(["x"], BenchOptions(gpu="0"))
+    # the cross-check's harness repeats time a plain control in the process that generates: the child
+    assert "--plain-control" in pytest_command(["x"], BenchOptions(gpu="0", plain_control=True))
+    assert "--plain-control" not in pytest_command(["x"], BenchOptions(gpu="0"))
 
 
 def test_the_slowdown_hook_stretches_by_its_fraction_and_not_at_all_when_off(monkeypatch):

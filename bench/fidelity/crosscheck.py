@@ -10,7 +10,9 @@ figure the ratio harness / plain and its 95% interval come from those paired rep
 (`bench.analysis.fidelity`).
 Before the repeats, the plain script loads once more with empty compile caches: the first load on a
 machine, reported as `load_s` with cache "first". Where the plain script also measured a figure
-with the harness's instruments (plain.py), the figure's record carries those ratios too.
+with the harness's instruments (plain.py), the figure's record carries those ratios too, and for
+generation the harness's repeats time the plain script's way in their own process between their
+rounds (`--plain-control`), which splits a gap into the harness's process and its code path.
 
 Both sides get the run's environment: its GPU, its thread count on a CPU, its compile caches (so a
 cold load is a fresh process's with the caches earlier runs left, as the seed's was). The harness's
@@ -213,7 +215,8 @@ def _records(run_dir: Path, setup: Setup, first: dict, plain_runs: list[dict],
         plain = [_plain_samples(run, figure) for run in plain_runs]
         tolerance = METRICS[figure.metric].fidelity_tolerance
         check = FigureCheck(figure.metric, figure.suite, figure.params, harness, plain, tolerance)
-        records.append(_ratio_record(manifest, setup, check, stamp, _instruments(figure, plain_runs, harness, plain),
+        steps = _instruments(figure, plain_runs, harness, plain) + _control(figure, harness_runs, harness, plain)
+        records.append(_ratio_record(manifest, setup, check, stamp, steps,
                                      _context_differences(figure, plain_runs, harness_runs)))
     writer = ResultsWriter(Path(run_dir) / RESULTS_FILE)
     try:
@@ -325,7 +328,7 @@ def harness_command(setup: Setup, run_dir: Path) -> list[str]:
         nodeids.append(f"{suites / 'test_train.py'}::test_train[{training_id(*first)}]")
     options = [arg for name, value in setup.options.items() for arg in (name, value)]
     return [sys.executable, "-m", "pytest", *nodeids, "-q", "-p", "no:cacheprovider", *options, "--gpu", setup.gpu,
-            "--crosscheck", "off", "--report-dir", str(run_dir.parent), "--run-id", run_dir.name]
+            "--crosscheck", "off", "--plain-control", "--report-dir", str(run_dir.parent), "--run-id", run_dir.name]
 
 
 def _harness(run_dir: Path, setup: Setup) -> list[Measurement]:
@@ -404,6 +407,25 @@ def _instruments(figure: Figure, plain_runs: list[dict], harness: list[list[floa
     last = list(points[0])[-1]
     out.append(_interval("harness", f"plain + {last}", harness, [p[last][figure.metric] for p in points], figure))
     return out
+
+
+CONTROL = "plain, in the harness's process"
+
+
+def _control(figure: Figure, harness_runs: list[list[Measurement]], harness: list[list[float]],
+             plain: list[list[float]]) -> list[dict]:
+    """For a generation figure: the harness's generation case also timed the plain script's way
+    before each of its rounds, in its own process (--plain-control). That control against the plain
+    script is what the process costs (its imports, pytest, what ran in it before); the harness
+    against the control, interleaved in one process, is what the case's own code path costs."""
+    if figure.suite != "infer":
+        return []
+    decode = Figure("decode_tok_s", figure.suite, figure.params)
+    controls = [_harness_record(run, decode).extra.get("plain_control") for run in harness_runs]
+    if not controls or any(not c or not c.get(figure.metric) for c in controls):
+        return []
+    samples = [c[figure.metric] for c in controls]
+    return [_interval(CONTROL, "plain", samples, plain, figure), _interval("harness", CONTROL, harness, samples, figure)]
 
 
 def _context_differences(figure: Figure, plain_runs: list[dict],

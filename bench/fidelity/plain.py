@@ -348,13 +348,11 @@ class Script:
                         instrumented[way]["decode_tok_s"].append(len(prompts) * (new_tokens - 1) / decoding)
                         continue
                     collector = Collector()
-                    first = self.timed_generate(model, tokenizer, prompts, 1)
-                    cpu = own_cpu_s()
-                    whole = self.timed_generate(model, tokenizer, prompts, new_tokens)
-                    cpu_share.append((own_cpu_s() - cpu) / whole)
+                    first, rate, share = self.plain_round(model, tokenizer, prompts, new_tokens)
+                    cpu_share.append(share)
                     collected.append(collector.stop()["gc_s"])
                     ttft.append(first)
-                    decode.append(len(prompts) * (new_tokens - 1) / (whole - first))
+                    decode.append(rate)
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
                         "decode_tok_s": decode, "gc_s": collected, "cpu_share": cpu_share,
                         **({"instrumented": instrumented} if instrumented else {})})
@@ -397,6 +395,16 @@ class Script:
     def prompts(tokenizer, conversations: list[list[dict]], effort: str) -> list[str]:
         return [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                               reasoning_effort=effort) for messages in conversations]
+
+    def plain_round(self, model, tokenizer, prompts: list[str], new_tokens: int) -> tuple[float, float, float]:
+        """(time to first token, decode tokens/s, own CPU seconds over wall seconds of the whole
+        generation), as a user's script times them: a clock around a one-token and a whole
+        generation, the decode rate from their difference. The harness's generation case runs this
+        too, in its own process between its rounds (`--plain-control`), which is why it is here once."""
+        first = self.timed_generate(model, tokenizer, prompts, 1)
+        cpu = own_cpu_s()
+        whole = self.timed_generate(model, tokenizer, prompts, new_tokens)
+        return first, len(prompts) * (new_tokens - 1) / (whole - first), (own_cpu_s() - cpu) / whole
 
     def timed_generate(self, model, tokenizer, prompts: list[str], new_tokens: int) -> float:
         self.sync()

@@ -125,6 +125,8 @@ def pytest_args(nodeids: list[str], options) -> list[str]:
         cmd += ["--baseline-dir", options.baseline_dir]
     if options.max_time is not None:
         cmd += ["--max-time", str(options.max_time)]
+    if options.plain_control:
+        cmd += ["--plain-control"]
     if options.run_gpus and len(options.run_gpus) > 1:  # a worker's child: pinned to its GPU, told of the others
         cmd += ["--bench-run-gpus", ",".join(map(str, options.run_gpus))]
     if options.endpoint:  # the key itself stays in the environment the child inherits

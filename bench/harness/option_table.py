@@ -48,6 +48,7 @@ class BenchOptions:
     servers: str | None = None  # the self-started servers, comma-separated (None: the profile's)
     crosscheck: str = "auto"  # auto (the profile's) | on | off: the cross-check against a plain script at the end
     crosscheck_repeats: int = 3
+    plain_control: bool = False  # time a plain generate beside each generation round, in the same process
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,10 @@ OPTIONS: tuple[Option, ...] = (
       {"nargs": "?", "const": "on", "metavar": "MODE"}),
     O("--crosscheck-repeats", "crosscheck_repeats", "repeats of (plain script, harness) in the cross-check", 3,
       {"type": int, "metavar": "N"}),
+    O("--plain-control", "plain_control", "time a generation the plain way (a clock around generate) before each "
+      "timed round of a generation case, in the case's own process, beside its figures: splits a gap between the "
+      "harness and your script into its code path and its process (the cross-check's repeats use it)", False,
+      {"action": "store_true"}),
     O("--bench-worker-run", "worker_run", "a worker's or child's run directory", hidden=True),
     O("--bench-run-gpus", "run_gpus", "a worker's child: every GPU of the run", hidden=True, convert=_gpus),
     O("--bench-reports", None, "an isolated child's reports file", hidden=True),

@@ -60,8 +60,9 @@ def fidelity_headline(rows: list[dict]) -> str | None:
 
 def instrument_rows(rows: list[dict]) -> list[dict]:
     """One row per step of a figure's attribution (the plain script with one of the harness's
-    instruments, then the harness against the instrumented script): which side over which, the
-    ratio and its 95% interval."""
+    instruments, then the harness against the instrumented script; the plain timing inside the
+    harness's process against the plain script, then the harness against it): which side over
+    which, the ratio and its 95% interval."""
     return [{"figure": row["figure"], "case": row["case"], **step}
             for row in rows for step in row.get("instruments", [])]
 
