@@ -260,18 +260,17 @@ def test_the_plain_control_in_the_harnesss_process_splits_a_gap_into_its_process
     # the plain script 15 tok/s in its own process; the harness's process times the plain way at 12
     # between its rounds (the process costs 20%) and its case reads 12 too (its code path costs nothing)
     plain, harness = [[15.0, 15.2, 14.8]] * 3, [[12.0, 11.9, 12.1]] * 3
-    control = {"ttft_s": [0.1, 0.1, 0.1], "decode_tok_s": [12.1, 11.9, 12.0]}
-    runs = [[make_record("decode_tok_s", 12.0, suite="infer", extra={"plain_control": control},
-                         batch_size=1, effort="high")]] * 3
+    runs = [[make_record("plain_ttft_s", 0.1, samples=[0.1, 0.1, 0.1], batch_size=1, effort="high"),
+             make_record("plain_decode_tok_s", 12.0, samples=[12.1, 11.9, 12.0], batch_size=1, effort="high")]] * 3
     steps = _control(figure, runs, harness, plain)
     assert [(s["side"], s["against"]) for s in steps] == [(CONTROL, "plain"), ("harness", CONTROL)]
     assert [round(s["ratio"], 2) for s in steps] == [0.8, 1.0]
     assert all(s["low"] <= s["ratio"] <= s["high"] for s in steps)
-    # time to first token takes the control's from the decode record, which carries it for the point
+    # time to first token against the control's own
     ttft = _control(Figure("ttft_s", "infer", figure.params), runs, [[0.1]] * 3, [[0.08]] * 3)
     assert [round(s["ratio"], 2) for s in ttft] == [1.25, 1.0]
     # a repeat without the control (an older harness), and the figures of other suites, have none
-    bare = [make_record("decode_tok_s", 12.0, suite="infer", batch_size=1, effort="high")]
+    bare = [make_record("decode_tok_s", 12.0, batch_size=1, effort="high")]
     assert _control(figure, runs[:2] + [bare], harness, plain) == []
     assert _control(Figure("s_per_step", "train", {}), runs, harness, plain) == []
 

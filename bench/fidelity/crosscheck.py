@@ -420,11 +420,13 @@ def _control(figure: Figure, harness_runs: list[list[Measurement]], harness: lis
     against the control, interleaved in one process, is what the case's own code path costs."""
     if figure.suite != "infer":
         return []
-    decode = Figure("decode_tok_s", figure.suite, figure.params)
-    controls = [_harness_record(run, decode).extra.get("plain_control") for run in harness_runs]
-    if not controls or any(not c or not c.get(figure.metric) for c in controls):
+    control = Figure(f"plain_{figure.metric}", figure.suite, figure.params)
+    try:
+        samples = [_harness_samples(run, control) for run in harness_runs]
+    except BenchError:  # a repeat without the control (a harness of before --plain-control)
         return []
-    samples = [c[figure.metric] for c in controls]
+    if not samples:
+        return []
     return [_interval(CONTROL, "plain", samples, plain, figure), _interval("harness", CONTROL, harness, samples, figure)]
 
 

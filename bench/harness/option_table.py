@@ -123,10 +123,10 @@ OPTIONS: tuple[Option, ...] = (
       {"nargs": "?", "const": "on", "metavar": "MODE"}),
     O("--crosscheck-repeats", "crosscheck_repeats", "repeats of (plain script, harness) in the cross-check", 3,
       {"type": int, "metavar": "N"}),
-    O("--plain-control", "plain_control", "time a generation the plain way (a clock around generate) before each "
-      "timed round of a generation case, in the case's own process, beside its figures: splits a gap between the "
-      "harness and your script into its code path and its process (the cross-check's repeats use it)", False,
-      {"action": "store_true"}),
+    O("--plain-control", "plain_control", "time each generation case's prompts the plain way too (a clock around "
+      "generate), in its own process before each timed round: plain_ttft_s and plain_decode_tok_s beside its "
+      "figures, which split a gap to your script into the case's code path and its process (the cross-check's "
+      "repeats use it)", False, {"action": "store_true"}),
     O("--bench-worker-run", "worker_run", "a worker's or child's run directory", hidden=True),
     O("--bench-run-gpus", "run_gpus", "a worker's child: every GPU of the run", hidden=True, convert=_gpus),
     O("--bench-reports", None, "an isolated child's reports file", hidden=True),

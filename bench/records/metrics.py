@@ -95,6 +95,13 @@ METRICS: dict[str, Metric] = {
     "decode_tok_s": M("tok/s", "higher", ("infer",), "decode tokens per second, all sequences of the batch",
                       gates=True, charted=True, frozen=True, fidelity_tolerance=0.10),
     "decode_tok_s_per_seq": M("tok/s", "higher", ("infer",), "decode tokens per second per sequence"),
+    "plain_ttft_s": M("s", "lower", ("infer",),
+                      "time to first token timed as a user's script times it (a clock around a one-token generate), "
+                      "in the case's own process before each round (--plain-control)"),
+    "plain_decode_tok_s": M("tok/s", "higher", ("infer",),
+                            "decode tokens per second timed as a user's script times it (a clock around a one-token "
+                            "and a whole generate, the rate from their difference), in the case's own process before "
+                            "each round (--plain-control): against decode_tok_s, what the case's code path costs"),
     "itl_p50_ms": M("ms", "lower", ("infer", "serve"), "median inter-token latency", gates=True, frozen=True),
     "itl_p90_ms": M("ms", "lower", ("serve",), "90th percentile inter-token latency"),
     "itl_p99_ms": M("ms", "lower", ("infer", "serve"), "99th percentile inter-token latency"),
