@@ -425,8 +425,6 @@ def _control(figure: Figure, harness_runs: list[list[Measurement]], harness: lis
         samples = [_harness_samples(run, control) for run in harness_runs]
     except BenchError:  # a repeat without the control (a harness of before --plain-control)
         return []
-    if not samples:
-        return []
     return [_interval(CONTROL, "plain", samples, plain, figure), _interval("harness", CONTROL, harness, samples, figure)]
 
 
