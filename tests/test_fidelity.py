@@ -358,6 +358,9 @@ def test_the_process_context_says_what_else_runs_and_how_the_interpreter_is_set(
     assert context["torch_function_modes"] == 0 and context["default_device"] == "cpu"
     assert context["tracemalloc"] is False and isinstance(context["monitoring_tools"], list)
     assert context["modules"] > 100  # torch and pytest at least
+    assert context["log_levels"]["root"] in ("NOTSET", "DEBUG", "INFO", "WARNING") and "transformers" in context["log_levels"]
+    assert context["log_handlers"] >= 1  # pytest's capture handlers on the root logger
+    assert all(kind in ("pipe", "file", "socket", "terminal", "device", "other", "closed") for kind in context["stdio"])
     assert 0 < context["probes"]["python_loop_us"] < context["probes"]["torch_op_us"]  # a torch call costs more
     with torch.device("meta"):  # a mode that intercepts every torch call from Python
         moded = process_context("cpu")

@@ -49,7 +49,9 @@ import contextlib
 import faulthandler
 import gc
 import json
+import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -69,6 +71,7 @@ LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cu
                 "cudaLaunchCooperativeKernel", "cudaGraphLaunch")
 # the interpreter's switches that change how fast its Python runs (-X dev's debug allocator and
 # checks, -O's asserts, -b's checks on bytes)
+LOGGERS = ("", "transformers", "torch", "unsloth", "accelerate", "peft")  # process_context's log levels
 PYTHON_FLAGS = ("dev_mode", "optimize", "bytes_warning")
 # Variables that change how the stack runs (the process context lists those set, with their values;
 # none of these prefixes names a credential, and the cross-check redacts what it records anyway).
@@ -518,6 +521,12 @@ def process_context(device: str) -> dict:
         "warning_filters": len(warnings.filters),
         "python_flags": [name for name in PYTHON_FLAGS if getattr(sys.flags, name, 0)],
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        # a library logging per token costs nothing until a level lets its records through (pytest's
+        # capture handlers, a verbosity set by a tool); and a write goes as fast as what takes it
+        "log_levels": {name or "root": logging.getLevelName(logging.getLogger(name).getEffectiveLevel())
+                       for name in LOGGERS},
+        "log_handlers": len(logging.getLogger().handlers),
+        "stdio": [_stream_kind(fd) for fd in (1, 2)],
         **_core(),
         "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(TUNING_PREFIXES)
                         and k not in ("PYTHONPATH", "PYTHONUNBUFFERED")},
@@ -544,6 +553,20 @@ def process_context(device: str) -> dict:
             context["allocator_settings"] = settings() if settings is not None else None
     context["probes"] = speed_probes(torch, device)
     return context
+
+
+def _stream_kind(fd: int) -> str:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return "closed"
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "terminal" if os.isatty(fd) else "device" if stat.S_ISCHR(mode) else "other"
 
 
 def speed_probes(torch, device: str) -> dict:
