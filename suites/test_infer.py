@@ -64,23 +64,24 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
                        None if joules is None else spent - joules))
 
     control: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
-
-    def plain_round():
-        """A user's script's timing of the same generation, in this process, before each round: held
-        against the case's figures, it splits a gap to the plain script into this code path and this
-        process (--plain-control). Outside the case's timed region."""
+    plain_round = None
+    if bench.options.plain_control:
         import torch
 
-        ttft, decode, _ = Script({"device": bench.device}, torch).plain_round(loaded.model, loaded.tokenizer,
-                                                                             prompts, budget)
-        control["ttft_s"].append(ttft)
-        control["decode_tok_s"].append(decode)
+        script = Script({"device": bench.device}, torch)
+
+        def plain_round():
+            """A user's script's timing of the same generation, in this process, before each round:
+            held against the case's figures, it splits a gap to the plain script into this code path
+            and this process (--plain-control). Outside the case's timed region."""
+            ttft, decode, _ = script.plain_round(loaded.model, loaded.tokenizer, prompts, budget)
+            control["ttft_s"].append(ttft)
+            control["decode_tok_s"].append(decode)
 
     benchmark.group = f"infer-{effort}"
     context = process_context(bench.device)  # what the cross-check holds against its plain script's
     with EnergyCounter(bench.device) as energy:
-        run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1,
-                   setup=plain_round if bench.options.plain_control else None,
+        run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1, setup=plain_round,
                    until=bench.workload.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]]))
     timed = rounds[1:]  # round 0 is the warm-up round
     case.add_phase("warm-up round", rounds[0][0].total_s)
