@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bench.fidelity.crosscheck import CONTROL
+from bench.fidelity.crosscheck import CONTROL, HOSTED
 from bench.records.results import RunManifest, read_results
 
 from conftest import REPO
@@ -49,11 +49,13 @@ def test_every_headline_figure_gets_a_ratio_and_the_slowed_ones_are_findings(slo
     # the script timed the harness's way does not slow down: the gap lies in the harness beyond its instruments
     [instruments] = [r.extra["instruments"] for r in decode]
     assert [i["side"] for i in instruments] == ["plain + clock", "plain + clock+sampler", "harness",
-                                                CONTROL, "harness"]
+                                                HOSTED, CONTROL, "harness"]
     assert instruments[2]["ratio"] < 0.75 and instruments[1]["polls"] > 0
+    # the plain round hosted by pytest is not slowed by the harness's slowdown (which only its clock has)
+    assert instruments[3]["ratio"] > 2 * decode[0].value
     # timed the plain way inside the slowed harness's own process, generation is not slow: the split
     # puts the slowdown in the case's code path (its clock), not in its process
-    control, harness_vs_control = instruments[3:]
+    control, harness_vs_control = instruments[4:]
     assert harness_vs_control["against"] == CONTROL and harness_vs_control["ratio"] < 0.75
     assert control["ratio"] > 2 * decode[0].value
     assert "instruments" not in step.extra and "instruments" not in ratios[("load_s", "cold", None)].extra
@@ -95,6 +97,11 @@ def test_the_two_sides_ran_alternately_each_in_a_process_of_its_own(slowed):
     assert {way: len(v["decode_tok_s"]) for way, v in instrumented.items()} == {
         "clock": len(serving["generate"][0]["decode_tok_s"]), "clock+sampler": len(serving["generate"][0]["decode_tok_s"])}
     assert all("instrumented" not in p for p in serving["generate"][1:])
+    # and the plain round as a pytest test in that process, once a round, as the plain rounds time it
+    hosted = serving["generate"][0]["hosted"]
+    assert len(hosted["decode_tok_s"]) == len(hosted["ttft_s"]) == len(serving["generate"][0]["decode_tok_s"])
+    assert min(hosted["decode_tok_s"]) > 0 and min(hosted["ttft_s"]) > 0
+    assert all("hosted" not in p for p in serving["generate"][1:])
     harness_records = read_results(next(p for p in folder.glob("harness-*") if p.is_dir()))
     for metric in ("s_per_step", "decode_tok_s", "load_s"):
         [record] = [r for r in harness_records if r.metric == metric][:1]

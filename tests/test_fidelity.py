@@ -253,6 +253,23 @@ def test_the_instruments_split_a_generation_gap_into_the_harnesss_clock_its_samp
     assert _instruments(Figure("s_per_step", "train", {}), runs, harness, plain) == []
 
 
+def test_the_plain_round_hosted_by_pytest_says_what_a_tests_host_costs_the_script():
+    from bench.fidelity.crosscheck import HOSTED, Figure, _hosted
+
+    figure = Figure("decode_tok_s", "infer", {"batch_size": 1, "effort": "high"})
+    # the script 15 tok/s plainly; the same round run as a pytest test in its process, 13.5
+    plain = [[15.0, 15.2, 14.8]] * 3
+    runs = [{"generate": [{"batch_size": 1, "effort": "high", "decode_tok_s": p,
+                           "hosted": {"decode_tok_s": [13.5, 13.6, 13.4], "ttft_s": [0.09] * 3}}]} for p in plain]
+    [step] = _hosted(figure, runs, plain)
+    assert (step["side"], step["against"]) == (HOSTED, "plain") and round(step["ratio"], 2) == 0.9
+    assert step["low"] <= step["ratio"] <= step["high"] < 1
+    # a repeat whose script did not host a round (an older plain script), and training, have none
+    older = [{"generate": [{"batch_size": 1, "effort": "high", "decode_tok_s": [15.0]}]}]
+    assert _hosted(figure, runs[:2] + older, plain) == []
+    assert _hosted(Figure("s_per_step", "train", {}), runs, plain) == []
+
+
 def test_the_plain_control_in_the_harnesss_process_splits_a_gap_into_its_process_and_its_code_path():
     from bench.fidelity.crosscheck import CONTROL, Figure, _control
 

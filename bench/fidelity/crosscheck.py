@@ -215,7 +215,8 @@ def _records(run_dir: Path, setup: Setup, first: dict, plain_runs: list[dict],
         plain = [_plain_samples(run, figure) for run in plain_runs]
         tolerance = METRICS[figure.metric].fidelity_tolerance
         check = FigureCheck(figure.metric, figure.suite, figure.params, harness, plain, tolerance)
-        steps = _instruments(figure, plain_runs, harness, plain) + _control(figure, harness_runs, harness, plain)
+        steps = (_instruments(figure, plain_runs, harness, plain) + _hosted(figure, plain_runs, plain)
+                 + _control(figure, harness_runs, harness, plain))
         records.append(_ratio_record(manifest, setup, check, stamp, steps,
                                      _context_differences(figure, plain_runs, harness_runs)))
     writer = ResultsWriter(Path(run_dir) / RESULTS_FILE)
@@ -407,6 +408,22 @@ def _instruments(figure: Figure, plain_runs: list[dict], harness: list[list[floa
     last = list(points[0])[-1]
     out.append(_interval("harness", f"plain + {last}", harness, [p[last][figure.metric] for p in points], figure))
     return out
+
+
+HOSTED = "plain, hosted by pytest"
+
+
+def _hosted(figure: Figure, plain_runs: list[dict], plain: list[list[float]]) -> list[dict]:
+    """For a figure at the first generation point: the plain script also ran its round as a pytest
+    test in its own process (plain.py, "hosted"), interleaved with its plain rounds. Its ratio to
+    the plain figure is what pytest's hosting of a test costs the same calls: the part of a
+    process's cost that any harness built on pytest carries."""
+    if figure.suite != "infer":
+        return []
+    hosted = [_point(run, figure).get("hosted") for run in plain_runs]
+    if not hosted or any(not h for h in hosted):
+        return []
+    return [_interval(HOSTED, "plain", [h[figure.metric] for h in hosted], plain, figure)]
 
 
 CONTROL = "plain, in the harness's process"

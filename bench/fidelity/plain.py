@@ -34,7 +34,9 @@ in the other.
   device what the harness's sampler asks beside a case, as often; and at the first generation
   point, each round, `generate` of N tokens twice more, timed the harness's way (a logits processor
   that synchronizes and stamps the clock at every token), once alone and once with that thread
-  polling. The plain round and these two run in an order rotated by round.
+  polling. And the plain round once more as the one test of a pytest session in this process
+  (`pytest.main`, pytest's own plugins only): what a test's host costs the same calls. The plain
+  round and these three run in an order rotated by round; pytest stays imported after the first.
 - kernel launches per token, after every timed round: one generation per point under
   torch.profiler, counted as the harness counts its profiled round's (on a GPU).
 - the process, once warmed up for generation (`process_context`): what else runs in it and on its
@@ -47,12 +49,14 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import gc
 import json
 import logging
 import os
 import stat
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -63,6 +67,8 @@ SEVEN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 WARMUP_NEW_TOKENS = 8
 SAMPLER_INTERVAL_S = 0.05  # the harness's sampler's (bench.telemetry.sampler), which this must not import
 INSTRUMENTS = ("clock", "clock+sampler")
+HOSTED = "pytest"  # the plain round, run as the one test of a pytest session in this process
+HOSTED_TEST = "def test_plain_round(plain_round):\n    plain_round()\n"
 # The harness's profiled round (suites/test_infer.py, bench.telemetry.kernels), which this must not
 # import: at most this many new tokens, and the host calls that count as a kernel launch.
 PROFILED_NEW_TOKENS = 8
@@ -341,8 +347,14 @@ class Script:
             ttft, decode, collected, cpu_share = [], [], [], []
             instrumented = ({name: {"ttft_s": [], "decode_tok_s": [], "polls": []} for name in INSTRUMENTS}
                             if index == 0 else {})
+            hosted = {"ttft_s": [], "decode_tok_s": []} if index == 0 else None
             for round_ in range(self.spec["rounds"]):
-                for way in _rotated(("plain", *instrumented), round_):
+                for way in _rotated(("plain", *instrumented, *([HOSTED] if hosted else [])), round_):
+                    if way == HOSTED:
+                        first, rate = self.hosted_round(model, tokenizer, prompts, new_tokens)
+                        hosted["ttft_s"].append(first)
+                        hosted["decode_tok_s"].append(rate)
+                        continue
                     if way != "plain":
                         first, decoding, polls = self.clocked_generate(model, tokenizer, prompts, new_tokens,
                                                                        sampled=way == "clock+sampler")
@@ -358,12 +370,50 @@ class Script:
                     decode.append(rate)
             out.append({"batch_size": point["batch_size"], "effort": point["effort"], "ttft_s": ttft,
                         "decode_tok_s": decode, "gc_s": collected, "cpu_share": cpu_share,
-                        **({"instrumented": instrumented} if instrumented else {})})
+                        **({"instrumented": instrumented, "hosted": hosted} if instrumented else {})})
         for point, done in zip(points, out):  # after every timed round: the profiler's state stays behind it
             done["launches_per_token"] = self.launches_per_token(
                 model, tokenizer, self.prompts(tokenizer, point["conversations"], point["effort"]),
                 min(point["new_tokens"], PROFILED_NEW_TOKENS))
         return out, context
+
+    def hosted_round(self, model, tokenizer, prompts: list[str], new_tokens: int) -> tuple[float, float]:
+        """(time to first token, decode tokens/s) of `plain_round` run as the one test of a pytest
+        session in this process (`pytest.main`, pytest's own plugins only, no ini file of the
+        directory it runs in): pytest's capture of stdout and stderr, its log handlers, warning
+        capture, faulthandler and thirty-odd frames of stack around the same calls. Against the plain
+        rounds beside it, what being hosted by pytest costs a script, whatever else a harness's
+        process differs in."""
+        import pytest
+
+        folder = Path(self.hosted_folder.name)
+        if not (folder / "test_hosted.py").exists():
+            (folder / "test_hosted.py").write_text(HOSTED_TEST, encoding="utf-8")
+            (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+        script, done = self, []
+
+        class Work:  # hands the round to the test as its fixture
+            @pytest.fixture
+            def plain_round(self):
+                return lambda: done.append(script.plain_round(model, tokenizer, prompts, new_tokens))
+
+        autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # no installed plugin: pytest alone
+        try:
+            code = pytest.main(["-q", "-p", "no:cacheprovider", "-c", str(folder / "pytest.ini"), "--rootdir",
+                                str(folder), "--import-mode=importlib", str(folder / "test_hosted.py")], plugins=[Work()])
+        finally:
+            if autoload is None:
+                del os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]
+            else:
+                os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
+        if code != 0 or not done:
+            raise RuntimeError(f"the plain round run as a pytest test failed (pytest exit {int(code)}): see above")
+        return done[0][0], done[0][1]
+
+    @functools.cached_property
+    def hosted_folder(self) -> tempfile.TemporaryDirectory:
+        return tempfile.TemporaryDirectory(prefix="plain-hosted-")
 
     def launches_per_token(self, model, tokenizer, prompts: list[str], new_tokens: int) -> float | None:
         """Kernel launches per new token of one generation under torch.profiler, counted as the
