@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -477,3 +478,18 @@ def test_a_run_says_which_generation_cases_shared_their_gpu():
     assert note.startswith("generation shared its GPU") and note.count("batch_size=") == 1
     assert "batch_size=1, effort=high (2 on GPU 0, 1 of them its siblings)" in note
     assert shared_gpu_note([make_record("decode_tok_s", 9.0, suite="infer", batch_size=1, effort="high")]) is None
+
+
+def test_the_hosted_round_runs_pytest_alone_whatever_the_environment_asks_of_pytest(monkeypatch):
+    """A user's PYTEST_ADDOPTS (here an option of a plugin the hosted session does not load) must not
+    break the plain script's pytest-hosted round, and the environment comes back as it was."""
+    from bench.fidelity import plain
+
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-n 4 --timeout 30")
+    monkeypatch.setenv("PYTEST_PLUGINS", "xdist.plugin")
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    before = dict(os.environ)
+    script = plain.Script({"device": "cpu", "engine": "hf"}, None)
+    monkeypatch.setattr(plain.Script, "plain_round", lambda self, *args: (0.01, 100.0, 1.0))
+    assert script.hosted_round(None, None, ["a prompt"], 4) == (0.01, 100.0)
+    assert dict(os.environ) == before

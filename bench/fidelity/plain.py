@@ -397,16 +397,9 @@ class Script:
             def plain_round(self):
                 return lambda: done.append(script.plain_round(model, tokenizer, prompts, new_tokens))
 
-        autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # no installed plugin: pytest alone
-        try:
+        with _pytest_alone():
             code = pytest.main(["-q", "-p", "no:cacheprovider", "-c", str(folder / "pytest.ini"), "--rootdir",
                                 str(folder), "--import-mode=importlib", str(folder / "test_hosted.py")], plugins=[Work()])
-        finally:
-            if autoload is None:
-                del os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]
-            else:
-                os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
         if code != 0 or not done:
             raise RuntimeError(f"the plain round run as a pytest test failed (pytest exit {int(code)}): see above")
         return done[0][0], done[0][1]
@@ -710,6 +703,22 @@ def _nvml_device():
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
     return pynvml, (pynvml.nvmlDeviceGetHandleByUUID(visible) if visible.startswith("GPU-")
                     else pynvml.nvmlDeviceGetHandleByIndex(int(visible)))
+
+
+@contextlib.contextmanager
+def _pytest_alone():
+    """pytest as it comes, whatever the environment asks of pytest sessions: no installed plugin
+    (PYTEST_DISABLE_PLUGIN_AUTOLOAD), no options or plugins from PYTEST_ADDOPTS or PYTEST_PLUGINS
+    (an `-n 4` there would name a plugin not loaded). The environment is as it was afterwards."""
+    saved = dict(os.environ)
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
+        os.environ.pop(name, None)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _rotated(ways: tuple[str, ...], round_: int) -> tuple[str, ...]:
