@@ -387,9 +387,6 @@ class Script:
         import pytest
 
         folder = Path(self.hosted_folder.name)
-        if not (folder / "test_hosted.py").exists():
-            (folder / "test_hosted.py").write_text(HOSTED_TEST, encoding="utf-8")
-            (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         script, done = self, []
 
         class Work:  # hands the round to the test as its fixture
@@ -406,7 +403,11 @@ class Script:
 
     @functools.cached_property
     def hosted_folder(self) -> tempfile.TemporaryDirectory:
-        return tempfile.TemporaryDirectory(prefix="plain-hosted-")
+        """The hosted round's one test file and an empty ini, written once per process."""
+        folder = tempfile.TemporaryDirectory(prefix="plain-hosted-")
+        (Path(folder.name) / "test_hosted.py").write_text(HOSTED_TEST, encoding="utf-8")
+        (Path(folder.name) / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+        return folder
 
     def launches_per_token(self, model, tokenizer, prompts: list[str], new_tokens: int) -> float | None:
         """Kernel launches per new token of one generation under torch.profiler, counted as the
