@@ -35,11 +35,13 @@ def test_round(request):
 '''
 QUIET = ["-s", "-p", "no:logging", "-p", "no:faulthandler", "-p", "no:warnings",
          "-p", "no:unraisableexception", "-p", "no:threadexception"]
-# pytest's arguments per hosted way; "bare", "deep", "post" run outside a test, "pytest-off" is pytest
-# with capture, its log handlers and faulthandler switched off inside the test, around the round
+# pytest's arguments per hosted way; "bare", "deep", "post", "thread" run outside a test; inside it,
+# around the round, "pytest-off" switches capture, pytest's log handlers and faulthandler off,
+# "pytest-thread" runs it on a new thread, "pytest-noenv" unsets PYTEST_CURRENT_TEST
 WAYS = {"pytest": [], "pytest-s": ["-s"], "pytest-nolog": ["-p", "no:logging"],
         "pytest-nofh": ["-p", "no:faulthandler"], "pytest-nowarn": ["-p", "no:warnings"],
-        "pytest-min": QUIET, "pytest-minplain": QUIET + ["--assert=plain"], "pytest-off": []}
+        "pytest-min": QUIET, "pytest-minplain": QUIET + ["--assert=plain"], "pytest-off": [],
+        "pytest-thread": [], "pytest-noenv": []}
 DEPTH = 30  # about the frames pytest puts between its main() and a test
 
 
@@ -117,6 +119,27 @@ def switched_off(request, work):
             faulthandler.enable(file=sys.stderr)
 
 
+def in_thread(work):
+    """The round on a thread of its own: a fresh, shallow stack with none of the caller's frames."""
+    import threading
+
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(work()))
+    thread.start()
+    thread.join()
+    return done[0]
+
+
+def without_test_variable(work):
+    """The round with PYTEST_CURRENT_TEST unset, as outside a test."""
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        return work()
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
 def load(spec: dict):
     if spec["engine"] == "unsloth":
         import unsloth  # noqa: F401  (first, as a user's script imports it)
@@ -164,7 +187,9 @@ def main(spec_path: str, out_path: str, rounds: int) -> None:
     def hosted(way: str) -> dict | None:
         builtins._hosted_out = []
         builtins._hosted_way = {"post": lambda request: None,
-                                "pytest-off": lambda request: switched_off(request, lambda: watch(round_))
+                                "pytest-off": lambda request: switched_off(request, lambda: watch(round_)),
+                                "pytest-thread": lambda request: in_thread(lambda: watch(round_)),
+                                "pytest-noenv": lambda request: without_test_variable(lambda: watch(round_)),
                                 }.get(way, lambda request: watch(round_))
         pytest.main(base + WAYS.get(way, []) + [test_file])
         return builtins._hosted_out[0]
@@ -175,6 +200,8 @@ def main(spec_path: str, out_path: str, rounds: int) -> None:
         for way in ways[r % len(ways):] + ways[:r % len(ways)]:
             if way == "bare":
                 out[way].append(watch(round_))
+            elif way == "thread":
+                out[way].append(in_thread(lambda: watch(round_)))
             elif way == "deep":
                 out[way].append(deep())
             elif way == "post":
