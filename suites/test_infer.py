@@ -12,7 +12,7 @@ from bench.data import inference_prompts
 from bench.fidelity.plain import Script, own_cpu_s, process_context
 from bench.analysis.channels import channel_token_counts
 from bench.telemetry import Timer
-from bench.telemetry.rounds import run_rounds
+from bench.telemetry.rounds import RoundThread, run_rounds
 from bench.telemetry.energy import EnergyCounter
 from bench.telemetry.memory import CollectorTime
 from bench.telemetry.tokens import GenerationTiming, TokenClock
@@ -80,14 +80,17 @@ def test_generate(bench, backend, served, case, benchmark, batch_size, effort):
 
     benchmark.group = f"infer-{effort}"
     context = process_context(bench.device)  # what the cross-check holds against its plain script's
-    with EnergyCounter(bench.device) as energy:
-        run_rounds(benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1, setup=plain_round,
-                   until=bench.workload.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]]))
-    timed = rounds[1:]  # round 0 is the warm-up round
-    case.add_phase("warm-up round", rounds[0][0].total_s)
     profiled_tokens = min(budget, PROFILED_NEW_TOKENS)
-    with case.phase("profiled round"):
-        why = bench.workload.profiled(lambda: backend.generate(loaded, prompts, profiled_tokens))
+    with RoundThread(bench.device) as on_round_thread:
+        with EnergyCounter(bench.device) as energy:
+            on_round_thread(lambda: run_rounds(
+                benchmark, generate, rounds=bench.profile.infer_rounds, warmup_rounds=1, setup=plain_round,
+                until=bench.workload.precision(lambda: [t.decode_tok_s for t, _ in rounds[1:]])))
+        case.add_phase("warm-up round", rounds[0][0].total_s)
+        with case.phase("profiled round"):
+            why = on_round_thread(lambda: bench.workload.profiled(
+                lambda: backend.generate(loaded, prompts, profiled_tokens)))
+    timed = rounds[1:]  # round 0 is the warm-up round
     timings = [t for t, _ in timed]
     case.add_timed_work(sum(t.total_s for t in timings))
     itl = [ms for t in timings for ms in t.itl_ms]

@@ -11,7 +11,7 @@ from bench.harness.isolate import plan_groups, resolve_mode
 from bench.telemetry.kernels import _gpu_round, _union_s, profile_round
 from bench.telemetry.load_phases import (BUILD, COMPILE, COPY, IMPORT, OTHER, PHASES, QUANTIZE, READ, claim,
                                          phase_of, profile_load)
-from bench.telemetry.rounds import Precision, half_width, run_rounds
+from bench.telemetry.rounds import Precision, RoundThread, half_width, run_rounds
 
 
 def test_auto_isolates_load_groups_on_a_gpu_only_and_never_in_a_child():
@@ -146,6 +146,26 @@ def test_adaptive_rounds_stop_at_the_minimum_when_stable_and_go_on_when_noisy():
     n = run_rounds(None, lambda: noisy.append(next(values)), rounds=3,
                    until=Precision(lambda: noisy, max_time_s=0.0))
     assert n == 3  # no time left: only the minimum
+
+
+def test_a_gpu_cases_rounds_share_one_thread_of_their_own_on_its_device_and_a_cpu_cases_stay_in_place(monkeypatch):
+    import threading
+
+    import torch
+
+    pinned: list[tuple[str, torch.device]] = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: pinned.append((threading.current_thread().name, d)))
+    here = threading.current_thread()
+    with RoundThread("cpu") as on_round_thread:
+        assert on_round_thread(threading.current_thread) is here
+    with RoundThread("cuda:1") as on_round_thread:
+        first, second = on_round_thread(threading.current_thread), on_round_thread(threading.current_thread)
+        assert first is second and first is not here
+        with pytest.raises(ZeroDivisionError):  # a round's failure reaches the test as itself
+            on_round_thread(lambda: 1 / 0)
+        assert on_round_thread(lambda: 7) == 7
+    assert pinned == [(first.name, torch.device("cuda:1"))]
+    assert not first.is_alive()
 
 
 def test_auto_runs_the_tiny_model_on_transformers_even_where_unsloth_is_installed(monkeypatch):
