@@ -416,8 +416,9 @@ HOSTED = "plain, hosted by pytest"
 def _hosted(figure: Figure, plain_runs: list[dict], plain: list[list[float]]) -> list[dict]:
     """For a figure at the first generation point: the plain script also ran its round as a pytest
     test in its own process (plain.py, "hosted"), interleaved with its plain rounds. Its ratio to
-    the plain figure is what pytest's hosting of a test costs the same calls: the part of a
-    process's cost that any harness built on pytest carries."""
+    the plain figure is what pytest's hosting of a test costs the same calls on the test's own
+    thread: what a harness timing there would carry, and what the harness's own generation rounds,
+    on a thread of their own on a GPU (RoundThread), are meant to avoid."""
     if figure.suite != "infer":
         return []
     hosted = [_point(run, figure).get("hosted") for run in plain_runs]
