@@ -78,9 +78,10 @@ class RoundThread:
     0.986-1.101) or on the main thread (1.052, 0.997-1.110), as a user's plain script runs them.
     Which part of the test call costs it is not known; none of pytest's optional plugins is it
     (docs/measurements/pytest-hosting.md). One thread serves all of a case's rounds, the warm-up
-    included, so a new thread's first CUDA calls fall in the warm-up. Not on the CPU: there, with
-    two intra-op threads, a round on a new thread decoded slower than on the main thread (330-400
-    against 470-590 tokens/s for the tiny model on two cores).
+    included: a round on a fresh thread gave its first token later, and what a new thread pays once
+    belongs in the warm-up. Not on the CPU: there, with two intra-op threads, a round on a new
+    thread decoded slower than on the main thread (330-400 against 470-590 tokens/s for the tiny
+    model on two cores).
     """
 
     def __init__(self, device: str) -> None:
