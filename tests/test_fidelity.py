@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bench.analysis.fidelity import AGREES, FINDING, UNRESOLVED, FigureCheck, judge
+from bench.analysis.fidelity import AGREES, FINDING, UNRESOLVED, FigureCheck, judge, repeats_to_resolve
 from bench.fidelity.crosscheck import Setup, figures, harness_command, plain_spec, setup_for_run, suites_dir
 from bench.models import resolve_model
 from bench.records.profiles import PROFILES
@@ -72,6 +72,30 @@ def test_findings_on_an_unchanged_harness_stay_near_the_intervals_level_however_
     assert AGREES not in slowed and slowed.count(FINDING) > 0
 
 
+@pytest.mark.parametrize("true_ratio, sd", [(1.03, 0.08), (0.97, 0.04), (0.8, 0.15)])
+def test_the_repeats_suggested_for_an_unresolved_figure_resolve_it_about_as_often_as_promised(true_ratio, sd):
+    """Measured as the 20B replica's decode was (a ratio near 1, repeats scattering 8%), and beyond
+    the tolerance: the suggestion, made from repeats that scatter exactly as the host does, gives a
+    verdict in about 80% of cross-checks of that many repeats, and the right one."""
+    import numpy as np
+
+    centre = math.log(true_ratio)
+    measured = [math.exp(centre - sd), math.exp(centre), math.exp(centre + sd)]  # sd of the logs: exactly `sd`
+    n = repeats_to_resolve(measured, 0.10)
+    assert n is not None and n > 3
+    rng = np.random.default_rng(11)
+    verdicts = [check([[float(r) * 10] for r in np.exp(rng.normal(centre, sd, n))], [[10.0]] * n).verdict
+                for _ in range(400)]
+    expected = AGREES if 0.9 <= true_ratio <= 1.1 else FINDING
+    assert 0.7 <= verdicts.count(expected) / len(verdicts) and verdicts.count(UNRESOLVED) <= 0.3 * len(verdicts)
+
+
+def test_no_repeats_are_suggested_without_scatter_to_go_by_or_beyond_reason():
+    assert repeats_to_resolve([1.02], 0.10) is None  # one repeat
+    assert repeats_to_resolve([0.6, 1.5, 0.9], 0.10) is None  # more than 30 on a host this noisy
+    assert repeats_to_resolve([0.5, 0.55, 0.45], 0.10) <= 3  # a gap this plain needs few
+
+
 def test_one_repeat_has_no_interval_and_is_judged_by_its_ratio():
     assert judge(1.02, 1.02, 1.02, 0.10, repeats=1) == UNRESOLVED
     assert judge(0.7, 0.7, 0.7, 0.10, repeats=1) == FINDING
@@ -97,6 +121,27 @@ def test_the_table_shows_the_latest_cross_check_with_the_first_load_beside_it():
     assert line.startswith("cross-check against a plain script (3 interleaved repeats): 1 of 2 figures agree")
     assert "decode_tok_s batch_size=1, effort=high: harness/plain 0.69x (0.655-0.724)" in line
     assert fidelity_headline([]) is None
+
+
+def test_an_unresolved_figure_says_how_many_repeats_would_resolve_it(tmp_path):
+    from bench.report import render_run
+
+    def unresolved(samples, **params):
+        return make_record("fidelity_ratio", math.exp(sum(map(math.log, samples)) / 3), suite="infer",
+                           samples=samples, extra={"low": 0.85, "high": 1.27, "verdict": UNRESOLVED, "tolerance": 0.1,
+                                                   "unit": "tok/s", "harness": [[13.5]] * 3, "plain": [[13.0]] * 3,
+                                                   "repeats": 3, "crosscheck": "20261207-173559"},
+                           figure="decode_tok_s", **params)
+
+    records = [unresolved([0.991, 1.138, 0.992], batch_size=1, effort="high"),
+               unresolved([1.04, 0.951, 0.97], batch_size=2, effort="medium")]
+    rows = fidelity_rows(records)
+    assert [r["repeats_to_resolve"] for r in rows] == [17, 5]
+    assert fidelity_headline(rows).endswith("2 unresolved (at the scatter measured, --crosscheck-repeats 17 "
+                                            "would likely resolve them)")
+    html, md = render_run(write_run(tmp_path, "run-a", records))
+    assert "unresolved (about 17 repeats would tell)" in md.read_text()
+    assert "unresolved (about 5 repeats would tell)" in html.read_text()
 
 
 def _setup(profile="quick", gpu="cpu", model="tiny-gpt-oss") -> Setup:

@@ -20,12 +20,17 @@ rule 4-5%, the 95% level (synthetic repeats, 3 and 5 of them; `tests/test_fideli
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from bench.analysis.stats import paired_rounds
 
 AGREES, FINDING, UNRESOLVED = "agrees", "finding", "unresolved"
 FIDELITY_METRIC = "fidelity_ratio"  # the records a cross-check writes: one per figure
+POWER = 0.8  # the chance that the suggested repeats resolve a figure, were it as measured
+MOST_REPEATS = 30  # more than this is no suggestion a user would act on: the host is too noisy
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,25 @@ def judge(ratio: float, low: float, high: float, tolerance: float, repeats: int)
     if repeats > 1 and 1 - tolerance <= low and high <= 1 + tolerance:
         return AGREES
     return UNRESOLVED
+
+
+def repeats_to_resolve(per_repeat: list[float], tolerance: float, most: int = MOST_REPEATS) -> int | None:
+    """How many repeats an unresolved figure needs for a verdict, were its ratio and the scatter of
+    its repeats what this cross-check measured: the least n whose interval, widened to give the
+    verdict an 80% chance, clears what it must clear (the nearer edge of the tolerance for a ratio
+    within it, 1 for a ratio beyond it). As rough as a spread from a few repeats is: a suggestion
+    for `--crosscheck-repeats`, not a promise. None with fewer than two repeats, repeats without
+    scatter, a ratio on an edge of the tolerance, or more than `most` needed."""
+    from scipy import stats as st
+
+    logs = np.log(np.asarray(per_repeat, dtype=float))
+    if len(logs) < 2 or not float(logs.std(ddof=1)):
+        return None
+    centre, spread = float(logs.mean()), float(logs.std(ddof=1))
+    low, high = math.log(1 - tolerance), math.log(1 + tolerance)
+    room = min(centre - low, high - centre) if low <= centre <= high else abs(centre)
+    for n in range(2, most + 1):
+        if (st.t.ppf(0.975, n - 1) + st.t.ppf(POWER, n - 1)) * spread / math.sqrt(n) < room:
+            return n
+    return None
+

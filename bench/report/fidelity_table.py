@@ -4,7 +4,7 @@ and the verdict; the first load on a machine beside them."""
 
 from __future__ import annotations
 
-from bench.analysis.fidelity import AGREES, FIDELITY_METRIC, FINDING, judge
+from bench.analysis.fidelity import AGREES, FIDELITY_METRIC, FINDING, MOST_REPEATS, UNRESOLVED, judge, repeats_to_resolve
 from bench.records.results import describe_params
 from bench.analysis.stats import geometric_mean
 from bench.records.results import Measurement
@@ -24,12 +24,15 @@ def fidelity_rows(records: list[Measurement]) -> list[dict]:
         if r.extra.get("crosscheck", "") != latest:
             continue
         figure = r.params["figure"]
+        verdict = _verdict(r)
         rows.append({
             "figure": figure, "suite": r.suite,
             "case": describe_params({k: v for k, v in r.params.items() if k != "figure"}),
             "unit": r.extra.get("unit", ""), "harness": _centre(r.extra.get("harness", [])),
             "plain": _centre(r.extra.get("plain", [])), "ratio": r.value, "low": r.extra.get("low"),
-            "high": r.extra.get("high"), "verdict": _verdict(r), "tolerance": r.extra.get("tolerance"),
+            "high": r.extra.get("high"), "verdict": verdict, "tolerance": r.extra.get("tolerance"),
+            "repeats_to_resolve": (repeats_to_resolve(r.samples, r.extra["tolerance"])
+                                   if verdict == UNRESOLVED and r.extra.get("tolerance") else None),
             "repeats": r.extra.get("repeats", len(r.samples)), "instruments": r.extra.get("instruments", []),
             "context_differences": r.extra.get("context_differences", [])})
     first = [r for r in records if r.metric == "load_s" and r.params.get("cache") == "first" and r.value is not None]
@@ -37,13 +40,14 @@ def fidelity_rows(records: list[Measurement]) -> list[dict]:
         rows.append({"figure": "load_s", "suite": "load", "case": "cache=first", "unit": first[-1].unit,
                      "harness": None, "plain": first[-1].value, "ratio": None, "low": None, "high": None,
                      "verdict": "the first load on a machine (empty compile caches), plain script only",
-                     "tolerance": None, "repeats": 1})
+                     "tolerance": None, "repeats": 1, "repeats_to_resolve": None})
     order = {name: i for i, name in enumerate(FIGURE_ORDER)}
     return sorted(rows, key=lambda row: (order.get(row["figure"], len(order)), row["ratio"] is None))
 
 
 def fidelity_headline(rows: list[dict]) -> str | None:
-    """One line: how many figures agree, and each finding with its ratio."""
+    """One line: how many figures agree, how many repeats would resolve the rest, and each finding
+    with its ratio."""
     judged = [row for row in rows if row["ratio"] is not None]
     if not judged:
         return None
@@ -52,10 +56,25 @@ def fidelity_headline(rows: list[dict]) -> str | None:
     text = (f"cross-check against a plain script ({judged[0]['repeats']} interleaved repeat{'s' if judged[0]['repeats'] != 1 else ''}): {agree} of "
             f"{len(judged)} figures agree within tolerance, {len(findings)} finding{'s' if len(findings) != 1 else ''}, "
             f"{len(judged) - agree - len(findings)} unresolved")
+    text += _resolving(judged)
     if findings:
         text += "; " + "; ".join(f"{row['figure']} {row['case']}: harness/plain {row['ratio']:.3g}x "
                                  f"({row['low']:.3g}-{row['high']:.3g})" for row in findings)
     return text
+
+
+def _resolving(judged: list[dict]) -> str:
+    """What the unresolved figures need: the most repeats any of them needs at the scatter measured."""
+    needs = [row["repeats_to_resolve"] for row in judged if row["verdict"] == UNRESOLVED]
+    if not needs or judged[0]["repeats"] < 2:  # one repeat has no scatter to go by
+        return ""
+    known = [n for n in needs if n is not None]
+    if not known:
+        return f" (at the scatter measured, more than {MOST_REPEATS} repeats would be needed to resolve them)"
+    beyond = len(needs) - len(known)
+    rest = f"; {beyond} would need more than {MOST_REPEATS}" if beyond else ""
+    return (f" (at the scatter measured, --crosscheck-repeats {max(known)} would likely resolve "
+            f"{'the others' if beyond else 'them'}{rest})")
 
 
 def instrument_rows(rows: list[dict]) -> list[dict]:
