@@ -102,4 +102,3 @@ def repeats_to_resolve(per_repeat: list[float], tolerance: float, most: int = MO
         if (st.t.ppf(0.975, n - 1) + st.t.ppf(POWER, n - 1)) * spread / math.sqrt(n) < room:
             return n
     return None
-
