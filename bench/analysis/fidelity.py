@@ -93,9 +93,11 @@ def repeats_to_resolve(per_repeat: list[float], tolerance: float, most: int = MO
     from scipy import stats as st
 
     logs = np.log(np.asarray(per_repeat, dtype=float))
-    if len(logs) < 2 or not float(logs.std(ddof=1)):
+    if len(logs) < 2:
         return None
     centre, spread = float(logs.mean()), float(logs.std(ddof=1))
+    if not spread:
+        return None
     low, high = math.log(1 - tolerance), math.log(1 + tolerance)
     room = min(centre - low, high - centre) if low <= centre <= high else abs(centre)
     for n in range(2, most + 1):
